@@ -1,0 +1,1 @@
+//! Event log adapters: PostgreSQL and the embedded SQLite default.

@@ -1,0 +1,1 @@
+//! Flagsmith-exact flag evaluation (see ARCHITECTURE.md).

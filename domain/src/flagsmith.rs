@@ -1,0 +1,1 @@
+//! The Flagsmith environment document: its serde model.

@@ -1,0 +1,11 @@
+//! flaglog's pure model.
+//!
+//! Everything here is plain, synchronous code without IO: the events that make up the log, the
+//! aggregates that decide which events a command produces and evolve their state from events, the
+//! flag evaluation engine, and the ports (traits) that storage adapters in other crates implement.
+//! What a decision needs is looked up by the caller and passed in, so every rule is testable
+//! without a database or a runtime.
+
+pub mod log;
+pub mod evaluation;
+pub mod flagsmith;

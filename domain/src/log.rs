@@ -1,0 +1,351 @@
+//! The append-only event log: its record format, its hash chain and the port storage implements.
+//!
+//! The log is one totally ordered sequence of events. Each event belongs to a stream (one aggregate
+//! instance, e.g. `project-7`) and has a version within it; the global `position` orders all events
+//! of all streams and is strictly increasing in commit order, so a reader that tails the log by
+//! position never passes over an event (see ARCHITECTURE.md, "No subscriber skips an event").
+//!
+//! Tamper evidence: every event stores `hash = SHA-256(previous hash ‖ canonical bytes)`, where the
+//! canonical bytes are defined by [`canonical_bytes`] and do not depend on the database, so both
+//! adapters produce the same chain for the same events and anyone can re-verify it.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+/// The hash that precedes the first event of the log.
+pub const GENESIS_HASH: [u8; 32] = [0; 32];
+
+/// Who did something, and the request and reason it was part of. Stored with every event.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Metadata {
+    /// The user (`user:<id>`), or a system actor such as `import` or `system`.
+    pub actor: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub correlation_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub causation_id: Option<String>,
+    /// Free text: why the change was made.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+impl Metadata {
+    pub fn actor(actor: impl Into<String>) -> Self {
+        Self {
+            actor: actor.into(),
+            ..Self::default()
+        }
+    }
+}
+
+/// An event about to be appended: its type, the schema version of its payload, and the payload.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewEvent {
+    pub event_type: String,
+    pub schema_version: u32,
+    pub payload: Value,
+}
+
+/// What a stream must look like for an append to go through (optimistic concurrency).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExpectedVersion {
+    /// Append whatever the stream's version.
+    Any,
+    /// The stream must have no events yet.
+    NoStream,
+    /// The stream's last event must have exactly this version (versions start at 1).
+    Exact(u64),
+}
+
+impl ExpectedVersion {
+    /// Whether a stream whose current version is `current` (0 = no events) satisfies this.
+    pub fn admits(self, current: u64) -> bool {
+        match self {
+            ExpectedVersion::Any => true,
+            ExpectedVersion::NoStream => current == 0,
+            ExpectedVersion::Exact(v) => current == v,
+        }
+    }
+
+    /// The version a command saw when it loaded a stream of `version` events.
+    pub fn from_loaded(version: u64) -> Self {
+        if version == 0 {
+            ExpectedVersion::NoStream
+        } else {
+            ExpectedVersion::Exact(version)
+        }
+    }
+}
+
+/// Events for one stream, as part of an append.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StreamAppend {
+    pub stream_id: String,
+    pub expected: ExpectedVersion,
+    pub events: Vec<NewEvent>,
+}
+
+/// An event as stored in the log.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RecordedEvent {
+    /// Global position, strictly increasing, starting at 1, without gaps.
+    pub position: u64,
+    pub stream_id: String,
+    /// Version within the stream, starting at 1, without gaps.
+    pub version: u64,
+    pub event_type: String,
+    pub schema_version: u32,
+    pub payload: Value,
+    pub metadata: Metadata,
+    /// When the event was appended, in microseconds since the Unix epoch (UTC).
+    pub recorded_at_micros: i64,
+    #[serde(with = "hex_bytes")]
+    pub prev_hash: [u8; 32],
+    #[serde(with = "hex_bytes")]
+    pub hash: [u8; 32],
+}
+
+impl RecordedEvent {
+    /// Recomputes this event's hash from its fields and its predecessor's hash.
+    pub fn computed_hash(&self) -> [u8; 32] {
+        chain_hash(
+            &self.prev_hash,
+            &canonical_bytes(&CanonicalEvent {
+                position: self.position,
+                stream_id: &self.stream_id,
+                version: self.version,
+                event_type: &self.event_type,
+                schema_version: self.schema_version,
+                payload: &self.payload,
+                metadata: &self.metadata,
+                recorded_at_micros: self.recorded_at_micros,
+            }),
+        )
+    }
+
+    pub fn recorded_at(&self) -> time::OffsetDateTime {
+        time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(self.recorded_at_micros) * 1000)
+            .unwrap_or(time::OffsetDateTime::UNIX_EPOCH)
+    }
+}
+
+/// The fields of an event that its hash covers.
+pub struct CanonicalEvent<'a> {
+    pub position: u64,
+    pub stream_id: &'a str,
+    pub version: u64,
+    pub event_type: &'a str,
+    pub schema_version: u32,
+    pub payload: &'a Value,
+    pub metadata: &'a Metadata,
+    pub recorded_at_micros: i64,
+}
+
+/// The bytes an event's hash covers: each field on its own line, JSON in canonical form (object
+/// keys sorted, no insignificant white space), so the bytes survive any storage round trip.
+pub fn canonical_bytes(event: &CanonicalEvent<'_>) -> Vec<u8> {
+    let metadata = serde_json::to_value(event.metadata).unwrap_or(Value::Null);
+    format!(
+        "flaglog-event-v1\n{}\n{}\n{}\n{}\n{}\n{}\n{}\n{}",
+        event.position,
+        serde_json::to_string(event.stream_id).unwrap_or_default(),
+        event.version,
+        serde_json::to_string(event.event_type).unwrap_or_default(),
+        event.schema_version,
+        canonical_json(event.payload),
+        canonical_json(&metadata),
+        event.recorded_at_micros,
+    )
+    .into_bytes()
+}
+
+/// `SHA-256(prev ‖ bytes)`.
+pub fn chain_hash(prev: &[u8; 32], bytes: &[u8]) -> [u8; 32] {
+    let mut hasher = Sha256::new();
+    hasher.update(prev);
+    hasher.update(bytes);
+    hasher.finalize().into()
+}
+
+/// JSON with object keys sorted and no white space, whatever order the map kept them in.
+pub fn canonical_json(value: &Value) -> String {
+    let mut out = String::new();
+    write_canonical(value, &mut out);
+    out
+}
+
+fn write_canonical(value: &Value, out: &mut String) {
+    match value {
+        Value::Object(map) => {
+            let mut entries: Vec<_> = map.iter().collect();
+            entries.sort_by(|a, b| a.0.cmp(b.0));
+            out.push('{');
+            for (i, (key, val)) in entries.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                out.push_str(&serde_json::to_string(key).unwrap_or_default());
+                out.push(':');
+                write_canonical(val, out);
+            }
+            out.push('}');
+        }
+        Value::Array(items) => {
+            out.push('[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                write_canonical(item, out);
+            }
+            out.push(']');
+        }
+        scalar => out.push_str(&scalar.to_string()),
+    }
+}
+
+/// Checks that `events`, read in position order, form an unbroken hash chain starting from
+/// `prev` (the hash of the event before the first one, or [`GENESIS_HASH`]). Returns the position
+/// of the first event that does not verify.
+pub fn verify_chain(prev: [u8; 32], events: &[RecordedEvent]) -> Result<[u8; 32], u64> {
+    let mut prev = prev;
+    for event in events {
+        if event.prev_hash != prev || event.computed_hash() != event.hash {
+            return Err(event.position);
+        }
+        prev = event.hash;
+    }
+    Ok(prev)
+}
+
+/// The result of a successful append.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Appended {
+    /// Position of the last event written.
+    pub last_position: u64,
+    /// The new version of each stream written, in the order of the request.
+    pub stream_versions: Vec<(String, u64)>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LogError {
+    /// A stream was not at the expected version: nothing was written.
+    #[error("stream {stream_id} is at version {actual}, expected {expected:?}")]
+    Conflict {
+        stream_id: String,
+        expected: ExpectedVersion,
+        actual: u64,
+    },
+    #[error("invalid append: {0}")]
+    Invalid(String),
+    #[error("event log storage: {0}")]
+    Storage(String),
+}
+
+/// The append-only event log. Implemented by the PostgreSQL and SQLite adapters in `commands`;
+/// read by `projections` through this trait only.
+#[async_trait]
+pub trait EventLog: Send + Sync + 'static {
+    /// Appends events to several streams atomically: either every stream's expected version holds
+    /// and all events are written, contiguous in position, or nothing is written.
+    async fn append(
+        &self,
+        appends: Vec<StreamAppend>,
+        metadata: Metadata,
+    ) -> Result<Appended, LogError>;
+
+    /// Events of one stream with `version > after_version`, in version order.
+    async fn read_stream(
+        &self,
+        stream_id: &str,
+        after_version: u64,
+    ) -> Result<Vec<RecordedEvent>, LogError>;
+
+    /// Up to `limit` events with `position > after_position`, in position order.
+    async fn read_all(
+        &self,
+        after_position: u64,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>, LogError>;
+
+    /// The position of the last committed event (0 when the log is empty).
+    async fn head(&self) -> Result<u64, LogError>;
+
+    /// Returns once the log's head is past `after_position`, or after `max_wait` (the polling
+    /// fallback), whichever comes first. Woken by the backend's notification mechanism.
+    async fn wait_for_events(&self, after_position: u64, max_wait: Duration) -> Result<(), LogError>;
+}
+
+mod hex_bytes {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(bytes: &[u8; 32], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&hex::encode(bytes))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<[u8; 32], D::Error> {
+        let text = String::deserialize(d)?;
+        let bytes = hex::decode(&text).map_err(serde::de::Error::custom)?;
+        bytes
+            .try_into()
+            .map_err(|_| serde::de::Error::custom("expected 32 bytes"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn event(position: u64, prev: [u8; 32]) -> RecordedEvent {
+        let mut e = RecordedEvent {
+            position,
+            stream_id: "project-1".into(),
+            version: position,
+            event_type: "ProjectRenamed".into(),
+            schema_version: 1,
+            payload: json!({"name": "x", "a": [1, 2.5, {"z": null, "b": true}]}),
+            metadata: Metadata::actor("user:1"),
+            recorded_at_micros: 1_700_000_000_000_000,
+            prev_hash: prev,
+            hash: [0; 32],
+        };
+        e.hash = e.computed_hash();
+        e
+    }
+
+    #[test]
+    fn canonical_json_sorts_keys_at_every_depth() {
+        let value = json!({"b": 1, "a": {"d": [1, {"y": 2, "x": 3}], "c": "s"}});
+        assert_eq!(
+            canonical_json(&value),
+            r#"{"a":{"c":"s","d":[1,{"x":3,"y":2}]},"b":1}"#
+        );
+    }
+
+    #[test]
+    fn hash_chain_verifies_and_detects_tampering() {
+        let first = event(1, GENESIS_HASH);
+        let second = event(2, first.hash);
+        assert!(verify_chain(GENESIS_HASH, &[first.clone(), second.clone()]).is_ok());
+
+        let mut tampered = second.clone();
+        tampered.payload = json!({"name": "y"});
+        assert_eq!(verify_chain(GENESIS_HASH, &[first, tampered]), Err(2));
+    }
+
+    #[test]
+    fn expected_version_admits_only_matching_streams() {
+        assert!(ExpectedVersion::NoStream.admits(0));
+        assert!(!ExpectedVersion::NoStream.admits(1));
+        assert!(ExpectedVersion::Exact(3).admits(3));
+        assert!(!ExpectedVersion::Exact(3).admits(4));
+        assert!(ExpectedVersion::Any.admits(17));
+    }
+}
