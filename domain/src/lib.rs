@@ -6,6 +6,15 @@
 //! What a decision needs is looked up by the caller and passed in, so every rule is testable
 //! without a database or a runtime.
 
-pub mod log;
+pub mod aggregate;
+pub mod directory;
+pub mod environment;
+pub mod error;
 pub mod evaluation;
 pub mod flagsmith;
+pub mod identity;
+pub mod log;
+pub mod model;
+pub mod project;
+
+pub use error::{Error, Result};

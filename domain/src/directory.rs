@@ -1,0 +1,341 @@
+//! The directory: the one aggregate that knows every organisation, project, environment, user and
+//! API token by id, and so the consistency boundary for what must be unique across the whole
+//! installation (ids, environment client keys, user e-mails, token hashes).
+//!
+//! Creating a project or an environment appends to the directory (to reserve the id and keys) and,
+//! atomically, to the new entity's own stream (its history starts there). Creations are rare, so
+//! serialising them on one stream costs nothing that matters.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::aggregate::{Aggregate, DomainEvent};
+use crate::error::{Error, Result};
+use crate::model::{EnvironmentId, OrganisationId, ProjectId, UserId, validate_name};
+
+pub const STREAM: &str = "directory";
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", content = "data")]
+pub enum DirectoryEvent {
+    OrganisationCreated {
+        id: OrganisationId,
+        name: String,
+    },
+    ProjectRegistered {
+        id: ProjectId,
+        organisation_id: OrganisationId,
+    },
+    EnvironmentRegistered {
+        id: EnvironmentId,
+        project_id: ProjectId,
+        client_key: String,
+    },
+    UserCreated {
+        id: UserId,
+        email: String,
+        is_admin: bool,
+        /// PHC string of the password's hash, when the user has a password.
+        #[serde(default)]
+        password_hash: Option<String>,
+    },
+    ApiTokenIssued {
+        user_id: UserId,
+        /// Hex SHA-256 of the token: the token itself is never stored.
+        token_hash: String,
+    },
+}
+
+impl DomainEvent for DirectoryEvent {}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserEntry {
+    pub id: UserId,
+    pub email: String,
+    pub is_admin: bool,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Directory {
+    pub organisations: BTreeMap<OrganisationId, String>,
+    /// Project id → its organisation.
+    pub projects: BTreeMap<ProjectId, OrganisationId>,
+    /// Environment id → (project id, client key).
+    pub environments: BTreeMap<EnvironmentId, (ProjectId, String)>,
+    pub users: BTreeMap<UserId, UserEntry>,
+    /// Token hash → user id.
+    pub tokens: BTreeMap<String, UserId>,
+}
+
+impl Aggregate for Directory {
+    type Event = DirectoryEvent;
+
+    fn apply(&mut self, event: &DirectoryEvent) {
+        match event {
+            DirectoryEvent::OrganisationCreated { id, name } => {
+                self.organisations.insert(*id, name.clone());
+            }
+            DirectoryEvent::ProjectRegistered {
+                id,
+                organisation_id,
+            } => {
+                self.projects.insert(*id, *organisation_id);
+            }
+            DirectoryEvent::EnvironmentRegistered {
+                id,
+                project_id,
+                client_key,
+            } => {
+                self.environments
+                    .insert(*id, (*project_id, client_key.clone()));
+            }
+            DirectoryEvent::UserCreated {
+                id,
+                email,
+                is_admin,
+                ..
+            } => {
+                self.users.insert(
+                    *id,
+                    UserEntry {
+                        id: *id,
+                        email: email.clone(),
+                        is_admin: *is_admin,
+                    },
+                );
+            }
+            DirectoryEvent::ApiTokenIssued {
+                user_id,
+                token_hash,
+            } => {
+                self.tokens.insert(token_hash.clone(), *user_id);
+            }
+        }
+    }
+}
+
+fn next_id<V>(map: &BTreeMap<u64, V>) -> u64 {
+    map.keys().next_back().map_or(1, |last| last + 1)
+}
+
+impl Directory {
+    pub fn user_for_token_hash(&self, token_hash: &str) -> Option<&UserEntry> {
+        self.tokens
+            .get(token_hash)
+            .and_then(|id| self.users.get(id))
+    }
+
+    pub fn environment_by_client_key(&self, client_key: &str) -> Option<EnvironmentId> {
+        self.environments
+            .iter()
+            .find(|(_, (_, key))| key == client_key)
+            .map(|(id, _)| *id)
+    }
+
+    pub fn require_organisation(&self, id: OrganisationId) -> Result<()> {
+        if self.organisations.contains_key(&id) {
+            Ok(())
+        } else {
+            Err(Error::not_found("organisation", id))
+        }
+    }
+
+    pub fn require_project(&self, id: ProjectId) -> Result<OrganisationId> {
+        self.projects
+            .get(&id)
+            .copied()
+            .ok_or_else(|| Error::not_found("project", id))
+    }
+
+    pub fn next_project_id(&self) -> ProjectId {
+        next_id(&self.projects)
+    }
+
+    pub fn next_environment_id(&self) -> EnvironmentId {
+        next_id(&self.environments)
+    }
+
+    /// Decides the creation of an organisation; returns its id.
+    pub fn create_organisation(&self, name: &str) -> Result<(OrganisationId, Vec<DirectoryEvent>)> {
+        validate_name("name", name)?;
+        let id = next_id(&self.organisations);
+        Ok((
+            id,
+            vec![DirectoryEvent::OrganisationCreated {
+                id,
+                name: name.trim().to_string(),
+            }],
+        ))
+    }
+
+    pub fn register_project(
+        &self,
+        organisation_id: OrganisationId,
+    ) -> Result<(ProjectId, Vec<DirectoryEvent>)> {
+        self.require_organisation(organisation_id)?;
+        let id = self.next_project_id();
+        Ok((
+            id,
+            vec![DirectoryEvent::ProjectRegistered {
+                id,
+                organisation_id,
+            }],
+        ))
+    }
+
+    pub fn register_environment(
+        &self,
+        project_id: ProjectId,
+        client_key: &str,
+    ) -> Result<(EnvironmentId, Vec<DirectoryEvent>)> {
+        self.require_project(project_id)?;
+        validate_client_key(client_key)?;
+        if self.environment_by_client_key(client_key).is_some() {
+            return Err(Error::conflict(
+                "api_key",
+                "an environment with this client key already exists",
+            ));
+        }
+        let id = self.next_environment_id();
+        Ok((
+            id,
+            vec![DirectoryEvent::EnvironmentRegistered {
+                id,
+                project_id,
+                client_key: client_key.to_string(),
+            }],
+        ))
+    }
+
+    /// Decides the creation of a user together with a first API token.
+    pub fn create_user(
+        &self,
+        email: &str,
+        is_admin: bool,
+        password_hash: Option<String>,
+        token_hash: String,
+    ) -> Result<(UserId, Vec<DirectoryEvent>)> {
+        let email = email.trim();
+        validate_email(email)?;
+        if self
+            .users
+            .values()
+            .any(|u| u.email.eq_ignore_ascii_case(email))
+        {
+            return Err(Error::conflict("email", "a user with this e-mail exists"));
+        }
+        let id = next_id(&self.users);
+        Ok((
+            id,
+            vec![
+                DirectoryEvent::UserCreated {
+                    id,
+                    email: email.to_string(),
+                    is_admin,
+                    password_hash,
+                },
+                DirectoryEvent::ApiTokenIssued {
+                    user_id: id,
+                    token_hash,
+                },
+            ],
+        ))
+    }
+
+    pub fn issue_token(&self, user_id: UserId, token_hash: String) -> Result<Vec<DirectoryEvent>> {
+        if !self.users.contains_key(&user_id) {
+            return Err(Error::not_found("user", user_id));
+        }
+        Ok(vec![DirectoryEvent::ApiTokenIssued {
+            user_id,
+            token_hash,
+        }])
+    }
+}
+
+fn validate_email(email: &str) -> Result<()> {
+    let valid = email.len() <= 254
+        && email
+            .split_once('@')
+            .is_some_and(|(local, domain)| !local.is_empty() && !domain.is_empty())
+        && !email.chars().any(char::is_whitespace);
+    if valid {
+        Ok(())
+    } else {
+        Err(Error::invalid("email", "must be an e-mail address"))
+    }
+}
+
+/// Client keys are public but must be usable in a header and a URL path.
+pub fn validate_client_key(key: &str) -> Result<()> {
+    let valid = (1..=200).contains(&key.len())
+        && key
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
+    if !valid || key.starts_with("ser.") {
+        return Err(Error::invalid(
+            "api_key",
+            "must be 1 to 200 letters, digits, '_', '-' or '.', and not start with 'ser.'",
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with_project() -> Directory {
+        let mut d = Directory::default();
+        let (org, events) = d.create_organisation("acme").unwrap();
+        events.iter().for_each(|e| d.apply(e));
+        let (_, events) = d.register_project(org).unwrap();
+        events.iter().for_each(|e| d.apply(e));
+        d
+    }
+
+    #[test]
+    fn ids_are_allocated_in_sequence() {
+        let mut d = with_project();
+        let (first, events) = d.register_environment(1, "key-a").unwrap();
+        events.iter().for_each(|e| d.apply(e));
+        let (second, _) = d.register_environment(1, "key-b").unwrap();
+        assert_eq!((first, second), (1, 2));
+    }
+
+    #[test]
+    fn client_keys_are_unique() {
+        let mut d = with_project();
+        let (_, events) = d.register_environment(1, "key-a").unwrap();
+        events.iter().for_each(|e| d.apply(e));
+        assert!(matches!(
+            d.register_environment(1, "key-a"),
+            Err(Error::Conflict { .. })
+        ));
+    }
+
+    #[test]
+    fn environments_need_an_existing_project() {
+        let d = with_project();
+        assert!(matches!(
+            d.register_environment(9, "k"),
+            Err(Error::NotFound {
+                entity: "project",
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn emails_are_unique_ignoring_case() {
+        let mut d = Directory::default();
+        let (_, events) = d.create_user("a@x.io", true, None, "h1".into()).unwrap();
+        events.iter().for_each(|e| d.apply(e));
+        assert!(matches!(
+            d.create_user("A@X.io", false, None, "h2".into()),
+            Err(Error::Conflict { .. })
+        ));
+        assert_eq!(d.user_for_token_hash("h1").map(|u| u.id), Some(1));
+    }
+}
