@@ -1,7 +1,15 @@
 //! flaglog's write side.
 //!
-//! Command handlers load an aggregate's state from the event log, let `domain` decide which events
-//! follow, and append them with optimistic concurrency. The log adapters (PostgreSQL, SQLite) that
-//! implement `domain::log::EventLog` live in [`log`].
+//! Command handlers ([`handlers::Commands`]) load an aggregate's state from the event log through
+//! the [`store::Store`], let `domain` decide which events follow, and append them with optimistic
+//! concurrency. The log adapters (PostgreSQL, SQLite) that implement `domain::log::EventLog` live
+//! in [`log`].
 
+pub mod error;
+pub mod handlers;
 pub mod log;
+pub mod secrets;
+pub mod store;
+
+pub use error::{Error, Result};
+pub use handlers::Commands;

@@ -249,7 +249,8 @@ impl Project {
         }
     }
 
-    pub fn create_feature(&self, input: FeatureInput) -> Result<(FeatureId, Vec<ProjectEvent>)> {
+    /// Decides a feature's creation; returns the feature as created.
+    pub fn create_feature(&self, input: FeatureInput) -> Result<(Feature, Vec<ProjectEvent>)> {
         self.require_exists(self.id)?;
         let name = input.name.trim().to_string();
         validate_name("name", &name)?;
@@ -298,7 +299,7 @@ impl Project {
             multivariate_options: options,
         };
         validate_value("initial_value", &feature.initial_value)?;
-        Ok((id, vec![ProjectEvent::FeatureCreated { feature }]))
+        Ok((feature.clone(), vec![ProjectEvent::FeatureCreated { feature }]))
     }
 
     /// Turns option inputs into options: kept ids must exist (or be new imported ids), new ones
@@ -351,11 +352,12 @@ impl Project {
         Ok(options)
     }
 
+    /// Decides a feature's change; returns the feature as changed.
     pub fn update_feature(
         &self,
         id: FeatureId,
         changes: FeatureChanges,
-    ) -> Result<Vec<ProjectEvent>> {
+    ) -> Result<(Feature, Vec<ProjectEvent>)> {
         let current = self.feature(id)?;
         let mut feature = current.clone();
         if let Some(enabled) = changes.default_enabled {
@@ -380,9 +382,9 @@ impl Project {
             }
         }
         if &feature == current {
-            return Ok(vec![]);
+            return Ok((feature, vec![]));
         }
-        Ok(vec![ProjectEvent::FeatureUpdated { feature }])
+        Ok((feature.clone(), vec![ProjectEvent::FeatureUpdated { feature }]))
     }
 
     pub fn delete_feature(&self, id: FeatureId) -> Result<Vec<ProjectEvent>> {
@@ -493,10 +495,11 @@ mod tests {
     fn ids_are_never_reused() {
         let p = project(settings("p"));
         let (first, events) = p.create_feature(named("a")).unwrap();
+        let first = first.id;
         let p = apply(p, events);
         let p = apply(p.clone(), p.delete_feature(first).unwrap());
         let (second, _) = p.create_feature(named("a")).unwrap();
-        assert!(second > first);
+        assert!(second.id > first);
     }
 
     #[test]
@@ -506,9 +509,11 @@ mod tests {
             "multivariate_options": [{"value": "red", "default_percentage_allocation": 30},
                                      {"value": "blue", "default_percentage_allocation": 70}]}))
         .unwrap();
-        let (id, events) = p.create_feature(input).unwrap();
+        let (created, events) = p.create_feature(input).unwrap();
+        let id = created.id;
         let p = apply(p, events);
         let feature = p.feature(id).unwrap();
+        assert_eq!(feature, &created);
         assert_eq!(feature.feature_type, FeatureType::Multivariate);
         let ids: Vec<_> = feature.multivariate_options.iter().map(|o| o.id).collect();
         assert_eq!(ids, vec![id + 1, id + 2]);

@@ -1,0 +1,74 @@
+//! flaglog's configuration and command line, in one place: every option also reads an
+//! environment variable, so containers and scripts configure it the same way.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "flaglog",
+    version,
+    about = "An event-sourced feature-flag server, compatible with Flagsmith's SDKs"
+)]
+pub struct Cli {
+    /// Where the event log lives: `sqlite://PATH` (created if missing) or `postgres://...`.
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        default_value = "sqlite://./flaglog.db",
+        global = true,
+        hide_env_values = true
+    )]
+    pub database_url: String,
+
+    /// Log format: `text` for terminals, `json` for machines. The level comes from RUST_LOG.
+    #[arg(long, env = "FLAGLOG_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
+    pub log_format: LogFormat,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Applies the schema and serves the HTTP API.
+    Serve {
+        /// Address to listen on.
+        #[arg(long, env = "FLAGLOG_BIND", default_value = "127.0.0.1:8000")]
+        bind: SocketAddr,
+    },
+    /// Applies the database schema and exits.
+    Migrate,
+    /// Manages users.
+    Admin {
+        #[command(subcommand)]
+        command: AdminCommand,
+    },
+    /// Imports a Flagsmith environment document as a new project and environment; prints one
+    /// JSON line with project_id, environment_id, client_key and server_side_key.
+    Import {
+        /// The document: alone, or wrapped as {"environment": ...} or {"environment_document": ...}.
+        #[arg(long)]
+        environment_document: PathBuf,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AdminCommand {
+    /// Creates an administrator and prints their API token as the last line.
+    Create {
+        #[arg(long)]
+        email: String,
+        /// Optional password (at least 8 characters).
+        #[arg(long)]
+        password: Option<String>,
+    },
+}

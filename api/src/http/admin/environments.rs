@@ -1,0 +1,463 @@
+//! Environments, named by their client key as in Flagsmith's admin API: settings, server-side
+//! keys, feature states, segment overrides and identity overrides.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::{get, post, put};
+use axum::{Json, Router};
+use domain::environment::{Environment, FeatureStateInput};
+use domain::model::{FeatureState, FeatureType};
+use domain::project::Project;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::http::AppState;
+use crate::http::admin::{environment_by_key, require_admin};
+use crate::http::error::{Error, Result};
+use crate::http::extract::{Admin, JsonBody, Path, Query};
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/environments/", get(list).post(create))
+        .route("/api/v1/environments/{api_key}/", get(show).patch(rename))
+        .route("/api/v1/environments/{api_key}/api-keys/", post(issue_key))
+        .route(
+            "/api/v1/environments/{api_key}/featurestates/",
+            get(feature_states),
+        )
+        .route(
+            "/api/v1/environments/{api_key}/featurestates/{feature_id}/",
+            put(set_feature_state),
+        )
+        .route(
+            "/api/v1/environments/{api_key}/segment-overrides/{feature_id}/{segment_id}/",
+            put(set_segment_override).delete(remove_segment_override),
+        )
+        .route(
+            "/api/v1/environments/{api_key}/identity-overrides/",
+            get(identity_overrides)
+                .post(set_identity_override)
+                .delete(remove_identity_override),
+        )
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct EnvironmentView {
+    pub id: u64,
+    pub project: u64,
+    pub name: String,
+    /// The client key SDKs send as `X-Environment-Key`.
+    pub api_key: String,
+    /// Names and ids of the server-side keys (the keys themselves are shown once, when issued).
+    pub server_side_keys: Vec<ServerSideKeyView>,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ServerSideKeyView {
+    pub id: u64,
+    pub name: String,
+}
+
+impl EnvironmentView {
+    fn of(env: &Environment) -> Self {
+        EnvironmentView {
+            id: env.id,
+            project: env.project_id,
+            name: env.name.clone(),
+            api_key: env.client_key.clone(),
+            server_side_keys: env
+                .server_side_keys
+                .iter()
+                .map(|k| ServerSideKeyView {
+                    id: k.id,
+                    name: k.name.clone(),
+                })
+                .collect(),
+        }
+    }
+}
+
+#[derive(Deserialize, utoipa::IntoParams)]
+pub struct ListQuery {
+    /// Only the environments of this project.
+    pub project: Option<u64>,
+}
+
+#[utoipa::path(get, path = "/api/v1/environments/", tag = "environments", params(ListQuery),
+    responses((status = 200, body = Vec<EnvironmentView>)))]
+pub async fn list(
+    State(state): State<AppState>,
+    _admin: Admin,
+    Query(query): Query<ListQuery>,
+) -> Result<Json<Vec<EnvironmentView>>> {
+    let directory = state.commands.directory().await?;
+    let mut views = Vec::new();
+    for (id, (project_id, _)) in &directory.state.environments {
+        if query.project.is_none_or(|p| p == *project_id) {
+            views.push(EnvironmentView::of(
+                &state.commands.environment(*id).await?.state,
+            ));
+        }
+    }
+    Ok(Json(views))
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+pub struct CreateEnvironment {
+    pub project: u64,
+    pub name: String,
+    /// A client key to use instead of a generated one (e.g. the one an SDK already has).
+    #[serde(default)]
+    pub api_key: Option<String>,
+}
+
+#[utoipa::path(post, path = "/api/v1/environments/", tag = "environments", request_body = CreateEnvironment,
+    responses((status = 201, body = EnvironmentView), (status = 400, body = crate::http::error::ErrorBody),
+              (status = 404, body = crate::http::error::ErrorBody), (status = 409, body = crate::http::error::ErrorBody)))]
+pub async fn create(
+    State(state): State<AppState>,
+    admin: Admin,
+    JsonBody(body): JsonBody<CreateEnvironment>,
+) -> Result<(StatusCode, Json<EnvironmentView>)> {
+    require_admin(&admin)?;
+    let created = state
+        .commands
+        .create_environment(
+            &admin.metadata,
+            body.project,
+            &body.name,
+            body.api_key.as_deref(),
+        )
+        .await?;
+    let env = state.commands.environment(created.id).await?;
+    Ok((StatusCode::CREATED, Json(EnvironmentView::of(&env.state))))
+}
+
+#[utoipa::path(get, path = "/api/v1/environments/{api_key}/", tag = "environments",
+    params(("api_key" = String, Path)),
+    responses((status = 200, body = EnvironmentView), (status = 404, body = crate::http::error::ErrorBody)))]
+pub async fn show(
+    State(state): State<AppState>,
+    _admin: Admin,
+    Path(api_key): Path<String>,
+) -> Result<Json<EnvironmentView>> {
+    let env = environment_by_key(&state, &api_key).await?;
+    Ok(Json(EnvironmentView::of(&env.state)))
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+pub struct RenameEnvironment {
+    pub name: String,
+}
+
+#[utoipa::path(patch, path = "/api/v1/environments/{api_key}/", tag = "environments",
+    params(("api_key" = String, Path)), request_body = RenameEnvironment,
+    responses((status = 200, body = EnvironmentView), (status = 404, body = crate::http::error::ErrorBody)))]
+pub async fn rename(
+    State(state): State<AppState>,
+    admin: Admin,
+    Path(api_key): Path<String>,
+    JsonBody(body): JsonBody<RenameEnvironment>,
+) -> Result<Json<EnvironmentView>> {
+    require_admin(&admin)?;
+    let env = environment_by_key(&state, &api_key).await?;
+    state
+        .commands
+        .rename_environment(&admin.metadata, env.state.id, &body.name)
+        .await?;
+    let env = state.commands.environment(env.state.id).await?;
+    Ok(Json(EnvironmentView::of(&env.state)))
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+pub struct IssueKey {
+    pub name: String,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct IssuedKey {
+    pub name: String,
+    /// The server-side key (`ser.…`), shown this once.
+    pub key: String,
+}
+
+#[utoipa::path(post, path = "/api/v1/environments/{api_key}/api-keys/", tag = "environments",
+    params(("api_key" = String, Path)), request_body = IssueKey,
+    responses((status = 201, body = IssuedKey), (status = 404, body = crate::http::error::ErrorBody)))]
+pub async fn issue_key(
+    State(state): State<AppState>,
+    admin: Admin,
+    Path(api_key): Path<String>,
+    JsonBody(body): JsonBody<IssueKey>,
+) -> Result<(StatusCode, Json<IssuedKey>)> {
+    require_admin(&admin)?;
+    let env = environment_by_key(&state, &api_key).await?;
+    let key = state
+        .commands
+        .issue_server_side_key(&admin.metadata, env.state.id, &body.name)
+        .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(IssuedKey {
+            name: body.name.trim().to_string(),
+            key,
+        }),
+    ))
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct FeatureRef {
+    pub id: u64,
+    pub name: String,
+    #[serde(rename = "type")]
+    #[schema(value_type = String)]
+    pub feature_type: FeatureType,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct FeatureStateView {
+    pub feature: FeatureRef,
+    pub enabled: bool,
+    pub feature_state_value: Value,
+    #[schema(value_type = Vec<Object>)]
+    pub multivariate_feature_state_values: Vec<domain::model::MultivariateAllocation>,
+}
+
+impl FeatureStateView {
+    fn of(feature: &domain::model::Feature, state: FeatureState) -> Self {
+        FeatureStateView {
+            feature: FeatureRef {
+                id: feature.id,
+                name: feature.name.clone(),
+                feature_type: feature.feature_type,
+            },
+            enabled: state.enabled,
+            feature_state_value: state.feature_state_value,
+            multivariate_feature_state_values: state.multivariate_feature_state_values,
+        }
+    }
+}
+
+async fn project_of(state: &AppState, env: &Environment) -> Result<Project> {
+    Ok(state.commands.project(env.project_id).await?.state)
+}
+
+#[utoipa::path(get, path = "/api/v1/environments/{api_key}/featurestates/", tag = "feature states",
+    params(("api_key" = String, Path)),
+    responses((status = 200, body = Vec<FeatureStateView>), (status = 404, body = crate::http::error::ErrorBody)))]
+pub async fn feature_states(
+    State(state): State<AppState>,
+    _admin: Admin,
+    Path(api_key): Path<String>,
+) -> Result<Json<Vec<FeatureStateView>>> {
+    let env = environment_by_key(&state, &api_key).await?;
+    let project = project_of(&state, &env.state).await?;
+    Ok(Json(
+        project
+            .features
+            .values()
+            .map(|f| FeatureStateView::of(f, env.state.effective_state(f)))
+            .collect(),
+    ))
+}
+
+/// A feature state as sent by clients.
+#[derive(Deserialize, utoipa::ToSchema)]
+pub struct FeatureStateBody {
+    pub enabled: bool,
+    #[serde(default)]
+    pub feature_state_value: Value,
+    /// `[{"multivariate_feature_option": id, "percentage_allocation": 0..100}]`; omitted keeps
+    /// the current allocations.
+    #[serde(default)]
+    #[schema(value_type = Option<Vec<Object>>)]
+    pub multivariate_feature_state_values: Option<Vec<domain::environment::AllocationInput>>,
+}
+
+impl From<FeatureStateBody> for FeatureStateInput {
+    fn from(b: FeatureStateBody) -> Self {
+        FeatureStateInput {
+            enabled: b.enabled,
+            feature_state_value: b.feature_state_value,
+            multivariate_feature_state_values: b.multivariate_feature_state_values,
+            key: None,
+        }
+    }
+}
+
+#[utoipa::path(put, path = "/api/v1/environments/{api_key}/featurestates/{feature_id}/", tag = "feature states",
+    params(("api_key" = String, Path), ("feature_id" = u64, Path)), request_body = FeatureStateBody,
+    responses((status = 200, body = FeatureStateView), (status = 400, body = crate::http::error::ErrorBody),
+              (status = 404, body = crate::http::error::ErrorBody)))]
+pub async fn set_feature_state(
+    State(state): State<AppState>,
+    admin: Admin,
+    Path((api_key, feature_id)): Path<(String, u64)>,
+    JsonBody(body): JsonBody<FeatureStateBody>,
+) -> Result<Json<FeatureStateView>> {
+    require_admin(&admin)?;
+    let env = environment_by_key(&state, &api_key).await?;
+    state
+        .commands
+        .set_feature_state(&admin.metadata, env.state.id, feature_id, body.into())
+        .await?;
+    let env = state.commands.environment(env.state.id).await?;
+    let project = project_of(&state, &env.state).await?;
+    let feature = project.feature(feature_id)?;
+    Ok(Json(FeatureStateView::of(
+        feature,
+        env.state.effective_state(feature),
+    )))
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+pub struct SegmentOverrideBody {
+    /// Lower wins among the segments an identity matches.
+    #[serde(default)]
+    pub priority: Option<i64>,
+    #[serde(flatten)]
+    pub state: FeatureStateBody,
+}
+
+#[utoipa::path(put, path = "/api/v1/environments/{api_key}/segment-overrides/{feature_id}/{segment_id}/",
+    tag = "feature states",
+    params(("api_key" = String, Path), ("feature_id" = u64, Path), ("segment_id" = u64, Path)),
+    request_body = SegmentOverrideBody,
+    responses((status = 204), (status = 400, body = crate::http::error::ErrorBody),
+              (status = 404, body = crate::http::error::ErrorBody)))]
+pub async fn set_segment_override(
+    State(state): State<AppState>,
+    admin: Admin,
+    Path((api_key, feature_id, segment_id)): Path<(String, u64, u64)>,
+    JsonBody(body): JsonBody<SegmentOverrideBody>,
+) -> Result<StatusCode> {
+    require_admin(&admin)?;
+    let env = environment_by_key(&state, &api_key).await?;
+    state
+        .commands
+        .set_segment_override(
+            &admin.metadata,
+            env.state.id,
+            feature_id,
+            segment_id,
+            body.priority,
+            body.state.into(),
+        )
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[utoipa::path(delete, path = "/api/v1/environments/{api_key}/segment-overrides/{feature_id}/{segment_id}/",
+    tag = "feature states",
+    params(("api_key" = String, Path), ("feature_id" = u64, Path), ("segment_id" = u64, Path)),
+    responses((status = 204), (status = 404, body = crate::http::error::ErrorBody)))]
+pub async fn remove_segment_override(
+    State(state): State<AppState>,
+    admin: Admin,
+    Path((api_key, feature_id, segment_id)): Path<(String, u64, u64)>,
+) -> Result<StatusCode> {
+    require_admin(&admin)?;
+    let env = environment_by_key(&state, &api_key).await?;
+    state
+        .commands
+        .remove_segment_override(&admin.metadata, env.state.id, feature_id, segment_id)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize, utoipa::IntoParams)]
+pub struct IdentityQuery {
+    pub identifier: String,
+    /// With DELETE: the feature whose override to remove.
+    pub feature: Option<u64>,
+}
+
+#[utoipa::path(get, path = "/api/v1/environments/{api_key}/identity-overrides/", tag = "identity overrides",
+    params(("api_key" = String, Path), IdentityQuery),
+    responses((status = 200, body = Vec<FeatureStateView>), (status = 404, body = crate::http::error::ErrorBody)))]
+pub async fn identity_overrides(
+    State(state): State<AppState>,
+    _admin: Admin,
+    Path(api_key): Path<String>,
+    Query(query): Query<IdentityQuery>,
+) -> Result<Json<Vec<FeatureStateView>>> {
+    let env = environment_by_key(&state, &api_key).await?;
+    let project = project_of(&state, &env.state).await?;
+    let overrides = state
+        .commands
+        .identity_overrides(env.state.id, &query.identifier)
+        .await?;
+    Ok(Json(
+        overrides
+            .state
+            .overrides
+            .iter()
+            .filter_map(|(feature_id, s)| {
+                let feature = project.features.get(feature_id)?;
+                Some(FeatureStateView::of(feature, s.clone()))
+            })
+            .collect(),
+    ))
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+pub struct IdentityOverrideBody {
+    pub identifier: String,
+    pub feature: u64,
+    pub enabled: bool,
+    #[serde(default)]
+    pub feature_state_value: Value,
+}
+
+#[utoipa::path(post, path = "/api/v1/environments/{api_key}/identity-overrides/", tag = "identity overrides",
+    params(("api_key" = String, Path)), request_body = IdentityOverrideBody,
+    responses((status = 204), (status = 400, body = crate::http::error::ErrorBody),
+              (status = 404, body = crate::http::error::ErrorBody)))]
+pub async fn set_identity_override(
+    State(state): State<AppState>,
+    admin: Admin,
+    Path(api_key): Path<String>,
+    JsonBody(body): JsonBody<IdentityOverrideBody>,
+) -> Result<StatusCode> {
+    require_admin(&admin)?;
+    let env = environment_by_key(&state, &api_key).await?;
+    let input = FeatureStateInput {
+        enabled: body.enabled,
+        feature_state_value: body.feature_state_value,
+        multivariate_feature_state_values: None,
+        key: None,
+    };
+    state
+        .commands
+        .set_identity_override(
+            &admin.metadata,
+            env.state.id,
+            &body.identifier,
+            body.feature,
+            input,
+        )
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[utoipa::path(delete, path = "/api/v1/environments/{api_key}/identity-overrides/", tag = "identity overrides",
+    params(("api_key" = String, Path), IdentityQuery),
+    responses((status = 204), (status = 400, body = crate::http::error::ErrorBody),
+              (status = 404, body = crate::http::error::ErrorBody)))]
+pub async fn remove_identity_override(
+    State(state): State<AppState>,
+    admin: Admin,
+    Path(api_key): Path<String>,
+    Query(query): Query<IdentityQuery>,
+) -> Result<StatusCode> {
+    require_admin(&admin)?;
+    let feature = query
+        .feature
+        .ok_or_else(|| Error::bad_request("feature", "name the feature whose override to remove"))?;
+    let env = environment_by_key(&state, &api_key).await?;
+    state
+        .commands
+        .remove_identity_override(&admin.metadata, env.state.id, &query.identifier, feature)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}

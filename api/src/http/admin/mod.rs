@@ -1,0 +1,46 @@
+//! The admin REST API: everything an operator or a script changes, each change an event.
+//! Every route needs `Authorization: Token <token>` except the one-time bootstrap of the first
+//! user. Reads answer from the aggregates' current state, so a write is visible to the next read.
+
+pub mod environments;
+pub mod features;
+pub mod organisations;
+pub mod projects;
+pub mod segments;
+pub mod users;
+
+use axum::Router;
+use commands::store::Loaded;
+use domain::environment::Environment;
+
+use crate::http::AppState;
+use crate::http::error::{Error, Result};
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .merge(users::router())
+        .merge(organisations::router())
+        .merge(projects::router())
+        .merge(environments::router())
+        .merge(features::router())
+        .merge(segments::router())
+}
+
+/// The environment whose client key is `api_key` (how Flagsmith's admin API names environments).
+pub async fn environment_by_key(state: &AppState, api_key: &str) -> Result<Loaded<Environment>> {
+    let directory = state.commands.directory().await?;
+    let id = directory
+        .state
+        .environment_by_client_key(api_key)
+        .ok_or_else(|| Error::NotFound(format!("environment {api_key} not found")))?;
+    Ok(state.commands.environment(id).await?)
+}
+
+/// Refuses callers that are not administrators.
+pub fn require_admin(admin: &crate::http::extract::Admin) -> Result<()> {
+    if admin.user.is_admin {
+        Ok(())
+    } else {
+        Err(Error::Forbidden("this needs an administrator".into()))
+    }
+}

@@ -1,0 +1,130 @@
+//! Projects: their settings (name, feature name pattern, case sensitivity of feature names).
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::get;
+use axum::{Json, Router};
+use domain::project::{Project, ProjectSettings};
+use serde::{Deserialize, Serialize};
+
+use crate::http::AppState;
+use crate::http::admin::require_admin;
+use crate::http::error::Result;
+use crate::http::extract::{Admin, JsonBody, Path};
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/projects/", get(list).post(create))
+        .route("/api/v1/projects/{project_id}/", get(show).put(update))
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ProjectView {
+    pub id: u64,
+    pub organisation: u64,
+    pub name: String,
+    pub feature_name_regex: Option<String>,
+    pub case_sensitive_feature_names: bool,
+    pub hide_disabled_flags: bool,
+}
+
+impl ProjectView {
+    fn of(project: &Project) -> Self {
+        ProjectView {
+            id: project.id,
+            organisation: project.organisation_id,
+            name: project.settings.name.clone(),
+            feature_name_regex: project.settings.feature_name_regex.clone(),
+            case_sensitive_feature_names: project.settings.case_sensitive_feature_names,
+            hide_disabled_flags: project.settings.hide_disabled_flags,
+        }
+    }
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+pub struct CreateProject {
+    pub organisation: u64,
+    #[serde(flatten)]
+    pub settings: ProjectSettingsBody,
+}
+
+/// A project's settings; on update the whole set is given.
+#[derive(Deserialize, utoipa::ToSchema)]
+pub struct ProjectSettingsBody {
+    pub name: String,
+    #[serde(default)]
+    pub feature_name_regex: Option<String>,
+    #[serde(default)]
+    pub case_sensitive_feature_names: bool,
+    #[serde(default)]
+    pub hide_disabled_flags: bool,
+}
+
+impl From<ProjectSettingsBody> for ProjectSettings {
+    fn from(b: ProjectSettingsBody) -> Self {
+        ProjectSettings {
+            name: b.name,
+            feature_name_regex: b.feature_name_regex.filter(|r| !r.is_empty()),
+            case_sensitive_feature_names: b.case_sensitive_feature_names,
+            hide_disabled_flags: b.hide_disabled_flags,
+        }
+    }
+}
+
+#[utoipa::path(get, path = "/api/v1/projects/", tag = "projects",
+    responses((status = 200, body = Vec<ProjectView>)))]
+pub async fn list(State(state): State<AppState>, _admin: Admin) -> Result<Json<Vec<ProjectView>>> {
+    let directory = state.commands.directory().await?;
+    let mut views = Vec::new();
+    for id in directory.state.projects.keys() {
+        views.push(ProjectView::of(&state.commands.project(*id).await?.state));
+    }
+    Ok(Json(views))
+}
+
+#[utoipa::path(post, path = "/api/v1/projects/", tag = "projects", request_body = CreateProject,
+    responses((status = 201, body = ProjectView), (status = 400, body = crate::http::error::ErrorBody),
+              (status = 404, body = crate::http::error::ErrorBody)))]
+pub async fn create(
+    State(state): State<AppState>,
+    admin: Admin,
+    JsonBody(body): JsonBody<CreateProject>,
+) -> Result<(StatusCode, Json<ProjectView>)> {
+    require_admin(&admin)?;
+    let id = state
+        .commands
+        .create_project(&admin.metadata, body.organisation, body.settings.into())
+        .await?;
+    let project = state.commands.project(id).await?;
+    Ok((StatusCode::CREATED, Json(ProjectView::of(&project.state))))
+}
+
+#[utoipa::path(get, path = "/api/v1/projects/{project_id}/", tag = "projects",
+    params(("project_id" = u64, Path)),
+    responses((status = 200, body = ProjectView), (status = 404, body = crate::http::error::ErrorBody)))]
+pub async fn show(
+    State(state): State<AppState>,
+    _admin: Admin,
+    Path(project_id): Path<u64>,
+) -> Result<Json<ProjectView>> {
+    let project = state.commands.project(project_id).await?;
+    Ok(Json(ProjectView::of(&project.state)))
+}
+
+#[utoipa::path(put, path = "/api/v1/projects/{project_id}/", tag = "projects",
+    params(("project_id" = u64, Path)), request_body = ProjectSettingsBody,
+    responses((status = 200, body = ProjectView), (status = 400, body = crate::http::error::ErrorBody)))]
+pub async fn update(
+    State(state): State<AppState>,
+    admin: Admin,
+    Path(project_id): Path<u64>,
+    JsonBody(body): JsonBody<ProjectSettingsBody>,
+) -> Result<Json<ProjectView>> {
+    require_admin(&admin)?;
+    state
+        .commands
+        .update_project(&admin.metadata, project_id, body.into())
+        .await?;
+    let project = state.commands.project(project_id).await?;
+    Ok(Json(ProjectView::of(&project.state)))
+}

@@ -1,0 +1,79 @@
+//! `GET /api/v1/openapi.json`: the OpenAPI description of the admin API, generated from the
+//! handlers' annotations, so it cannot drift from the code.
+
+use axum::routing::get;
+use axum::{Json, Router};
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+
+use crate::http::AppState;
+use crate::http::admin::{environments, features, organisations, projects, segments, users};
+use crate::http::health;
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "flaglog", description = "An event-sourced feature-flag server, compatible with Flagsmith's SDKs."),
+    paths(
+        health::health,
+        users::init,
+        organisations::list, organisations::create,
+        projects::list, projects::create, projects::show, projects::update,
+        environments::list, environments::create, environments::show, environments::rename,
+        environments::issue_key, environments::feature_states, environments::set_feature_state,
+        environments::set_segment_override, environments::remove_segment_override,
+        environments::identity_overrides, environments::set_identity_override,
+        environments::remove_identity_override,
+        features::list, features::create, features::show, features::update, features::delete,
+        segments::list, segments::create, segments::show, segments::update, segments::delete,
+    ),
+    modifiers(&TokenAuth, &UniqueOperationIds),
+    security(("token" = [])),
+)]
+pub struct ApiDoc;
+
+/// `Authorization: Token <token>` on every admin route.
+struct TokenAuth;
+
+impl Modify for TokenAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "token",
+            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(
+                "Authorization",
+                "`Token <token>`, as printed by `flaglog admin create`",
+            ))),
+        );
+    }
+}
+
+/// Handlers of different resources share names (`list`, `create`); OpenAPI wants each
+/// operation id unique, so ids become `<method>_<path>` (`get_api_v1_projects_project_id`).
+struct UniqueOperationIds;
+
+impl Modify for UniqueOperationIds {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        for (path, item) in openapi.paths.paths.iter_mut() {
+            let slug: String = path
+                .split(|c: char| !c.is_ascii_alphanumeric() && c != '_')
+                .filter(|part| !part.is_empty())
+                .collect::<Vec<_>>()
+                .join("_");
+            for (method, operation) in [
+                ("get", &mut item.get),
+                ("post", &mut item.post),
+                ("put", &mut item.put),
+                ("patch", &mut item.patch),
+                ("delete", &mut item.delete),
+            ] {
+                if let Some(operation) = operation {
+                    operation.operation_id = Some(format!("{method}_{slug}"));
+                }
+            }
+        }
+    }
+}
+
+pub fn router() -> Router<AppState> {
+    Router::new().route("/api/v1/openapi.json", get(|| async { Json(ApiDoc::openapi()) }))
+}
