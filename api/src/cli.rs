@@ -37,7 +37,30 @@ pub async fn run(cli: Cli) -> Result<(), String> {
             println!("{}", user.token);
             Ok(())
         }
-        Command::Import { .. } => Err("import: not yet".into()),
+        Command::Import {
+            environment_document,
+        } => {
+            let bytes = std::fs::read(&environment_document)
+                .map_err(|e| format!("cannot read {}: {e}", environment_document.display()))?;
+            let document = commands::import::parse_document(&bytes).map_err(|e| {
+                format!(
+                    "{} is not a valid environment document: at {}: {}",
+                    environment_document.display(),
+                    e.path,
+                    e.message
+                )
+            })?;
+            let state = app_state(log);
+            let imported =
+                commands::import::import(&state.commands, &Metadata::actor("import"), document)
+                    .await
+                    .map_err(|e| format!("import refused: {e}"))?;
+            println!(
+                "{}",
+                serde_json::to_string(&imported).map_err(|e| e.to_string())?
+            );
+            Ok(())
+        }
     }
 }
 

@@ -7,6 +7,7 @@
 
 pub mod error;
 pub mod handlers;
+pub mod import;
 pub mod log;
 pub mod secrets;
 pub mod store;

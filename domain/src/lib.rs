@@ -13,6 +13,7 @@ pub mod error;
 pub mod evaluation;
 pub mod flagsmith;
 pub mod identity;
+pub mod import;
 pub mod log;
 pub mod model;
 pub mod project;

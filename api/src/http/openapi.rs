@@ -7,7 +7,9 @@ use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use crate::http::AppState;
-use crate::http::admin::{environments, features, organisations, projects, segments, users};
+use crate::http::admin::{
+    environments, features, import, organisations, projects, segments, users,
+};
 use crate::http::health;
 
 #[derive(OpenApi)]
@@ -25,6 +27,7 @@ use crate::http::health;
         environments::remove_identity_override,
         features::list, features::create, features::show, features::update, features::delete,
         segments::list, segments::create, segments::show, segments::update, segments::delete,
+        import::import_document,
     ),
     modifiers(&TokenAuth, &UniqueOperationIds),
     security(("token" = [])),
@@ -75,5 +78,8 @@ impl Modify for UniqueOperationIds {
 }
 
 pub fn router() -> Router<AppState> {
-    Router::new().route("/api/v1/openapi.json", get(|| async { Json(ApiDoc::openapi()) }))
+    Router::new().route(
+        "/api/v1/openapi.json",
+        get(|| async { Json(ApiDoc::openapi()) }),
+    )
 }

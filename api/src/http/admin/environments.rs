@@ -451,9 +451,9 @@ pub async fn remove_identity_override(
     Query(query): Query<IdentityQuery>,
 ) -> Result<StatusCode> {
     require_admin(&admin)?;
-    let feature = query
-        .feature
-        .ok_or_else(|| Error::bad_request("feature", "name the feature whose override to remove"))?;
+    let feature = query.feature.ok_or_else(|| {
+        Error::bad_request("feature", "name the feature whose override to remove")
+    })?;
     let env = environment_by_key(&state, &api_key).await?;
     state
         .commands

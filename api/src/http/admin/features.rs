@@ -16,7 +16,10 @@ use crate::http::extract::{Admin, JsonBody, Path};
 
 pub fn router() -> Router<AppState> {
     Router::new()
-        .route("/api/v1/projects/{project_id}/features/", get(list).post(create))
+        .route(
+            "/api/v1/projects/{project_id}/features/",
+            get(list).post(create),
+        )
         .route(
             "/api/v1/projects/{project_id}/features/{feature_id}/",
             get(show).patch(update).delete(delete),
@@ -122,7 +125,11 @@ pub async fn create(
         initial_value: body.initial_value,
         description: body.description,
         tags: body.tags,
-        multivariate_options: body.multivariate_options.into_iter().map(Into::into).collect(),
+        multivariate_options: body
+            .multivariate_options
+            .into_iter()
+            .map(Into::into)
+            .collect(),
     };
     let feature = state
         .commands

@@ -37,7 +37,9 @@ pub async fn import_document(
         .map_err(|e| Error::bad_request(e.path, e.message))?;
     let mut metadata = admin.metadata;
     metadata.actor = "import".into();
-    metadata.reason.get_or_insert_with(|| format!("import requested by user:{}", admin.user.id));
+    metadata
+        .reason
+        .get_or_insert_with(|| format!("import requested by user:{}", admin.user.id));
     let imported = commands::import::import(&state.commands, &metadata, document).await?;
     Ok((StatusCode::CREATED, Json(imported)))
 }

@@ -4,6 +4,7 @@
 
 pub mod environments;
 pub mod features;
+pub mod import;
 pub mod organisations;
 pub mod projects;
 pub mod segments;
@@ -24,6 +25,7 @@ pub fn router() -> Router<AppState> {
         .merge(environments::router())
         .merge(features::router())
         .merge(segments::router())
+        .merge(import::router())
 }
 
 /// The environment whose client key is `api_key` (how Flagsmith's admin API names environments).

@@ -28,7 +28,10 @@ pub struct CreateOrganisation {
 
 #[utoipa::path(get, path = "/api/v1/organisations/", tag = "organisations",
     responses((status = 200, body = Vec<OrganisationView>)))]
-pub async fn list(State(state): State<AppState>, _admin: Admin) -> Result<Json<Vec<OrganisationView>>> {
+pub async fn list(
+    State(state): State<AppState>,
+    _admin: Admin,
+) -> Result<Json<Vec<OrganisationView>>> {
     let directory = state.commands.directory().await?;
     Ok(Json(
         directory

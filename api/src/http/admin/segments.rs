@@ -15,7 +15,10 @@ use crate::http::extract::{Admin, JsonBody, Path};
 
 pub fn router() -> Router<AppState> {
     Router::new()
-        .route("/api/v1/projects/{project_id}/segments/", get(list).post(create))
+        .route(
+            "/api/v1/projects/{project_id}/segments/",
+            get(list).post(create),
+        )
         .route(
             "/api/v1/projects/{project_id}/segments/{segment_id}/",
             get(show).put(update).delete(delete),
