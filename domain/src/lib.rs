@@ -8,6 +8,7 @@
 
 pub mod aggregate;
 pub mod directory;
+pub mod document;
 pub mod environment;
 pub mod error;
 pub mod evaluation;

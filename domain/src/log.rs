@@ -279,7 +279,11 @@ pub trait EventLog: Send + Sync + 'static {
 
     /// Returns once the log's head is past `after_position`, or after `max_wait` (the polling
     /// fallback), whichever comes first. Woken by the backend's notification mechanism.
-    async fn wait_for_events(&self, after_position: u64, max_wait: Duration) -> Result<(), LogError>;
+    async fn wait_for_events(
+        &self,
+        after_position: u64,
+        max_wait: Duration,
+    ) -> Result<(), LogError>;
 }
 
 mod hex_bytes {

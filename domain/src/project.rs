@@ -299,7 +299,10 @@ impl Project {
             multivariate_options: options,
         };
         validate_value("initial_value", &feature.initial_value)?;
-        Ok((feature.clone(), vec![ProjectEvent::FeatureCreated { feature }]))
+        Ok((
+            feature.clone(),
+            vec![ProjectEvent::FeatureCreated { feature }],
+        ))
     }
 
     /// Turns option inputs into options: kept ids must exist (or be new imported ids), new ones
@@ -384,7 +387,10 @@ impl Project {
         if &feature == current {
             return Ok((feature, vec![]));
         }
-        Ok((feature.clone(), vec![ProjectEvent::FeatureUpdated { feature }]))
+        Ok((
+            feature.clone(),
+            vec![ProjectEvent::FeatureUpdated { feature }],
+        ))
     }
 
     pub fn delete_feature(&self, id: FeatureId) -> Result<Vec<ProjectEvent>> {

@@ -1,1 +1,73 @@
 //! Flagsmith-exact flag evaluation (see ARCHITECTURE.md).
+//!
+//! A pure function from an [`EvaluationContext`] (environment, optional identity with traits,
+//! features, segments) to an [`EvaluationResult`] (every flag with value, reason and variant, and
+//! the matched segments). Both are serde types in the JSON shape of Flagsmith's evaluation
+//! context and result schemas, and the function reproduces Flagsmith's engine
+//! (`flagsmith-flag-engine` 11.1.1) exactly, as the conformance tests under `domain/tests` prove:
+//! an identity must get the same flags from flaglog as from a Flagsmith SDK evaluating the same
+//! environment document locally.
+//!
+//! Evaluation never fails and never panics: a malformed condition (bad regex, bad semver, a
+//! non-numeric MODULO, ...) simply does not match. It does no IO; the only shared state is a
+//! cache of compiled regular expressions.
+//!
+//! ```
+//! use domain::evaluation::{evaluate, EvaluationContext};
+//!
+//! let context: EvaluationContext = serde_json::from_value(serde_json::json!({
+//!     "environment": {"key": "env-key", "name": "Production"},
+//!     "identity": {"identifier": "alice", "traits": {"plan": "pro"}},
+//!     "features": {
+//!         "banner": {"key": "1", "name": "banner", "enabled": false, "value": null}
+//!     },
+//!     "segments": {
+//!         "7": {
+//!             "key": "7", "name": "pro users",
+//!             "rules": [{"type": "ALL", "conditions": [
+//!                 {"property": "plan", "operator": "EQUAL", "value": "pro"}
+//!             ]}],
+//!             "overrides": [{"key": "2", "name": "banner", "enabled": true, "value": "hi"}]
+//!         }
+//!     }
+//! }))
+//! .unwrap();
+//! let result = evaluate(&context);
+//! assert_eq!(result.flags["banner"].value, "hi");
+//! assert_eq!(result.flags["banner"].reason, "TARGETING_MATCH; segment=pro users");
+//! ```
+
+mod context;
+mod engine;
+mod hashing;
+mod jsonpath;
+mod operators;
+mod pyregex;
+mod python;
+mod result;
+mod semver;
+
+pub use context::{
+    ConditionOperator, EnvironmentContext, EvaluationContext, FeatureContext, FeatureValue,
+    IdentityContext, Priority, RuleType, SegmentCondition, SegmentContext, SegmentRule,
+};
+pub use hashing::hashed_percentage;
+pub use operators::regex_compiles;
+pub(crate) use python::py_eq as python_eq;
+pub use result::{EvaluationResult, FlagResult, Reason, SegmentResult};
+
+/// Evaluates every feature of the context for the context's identity (if any).
+pub fn evaluate(context: &EvaluationContext) -> EvaluationResult {
+    engine::run(context, context.identity.as_ref())
+}
+
+/// Evaluates the context as if its identity were `identity` (the context's own is ignored).
+///
+/// A server keeps one context per environment and evaluates it for each request's identity
+/// without cloning the features and segments.
+pub fn evaluate_for_identity(
+    context: &EvaluationContext,
+    identity: Option<&IdentityContext>,
+) -> EvaluationResult {
+    engine::run(context, identity)
+}
