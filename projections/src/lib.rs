@@ -1,2 +1,30 @@
-//! flaglog's read side: the subscription runner (checkpoints, catch-up, wake-ups) and the
-//! projections it feeds. It reads the log only through `domain::log::EventLog`.
+//! flaglog's read side: the subscription runner ([`runner`]: checkpoints, catch-up, wake-ups) and
+//! the projections it feeds ([`environment_documents`]). It reads the log only through
+//! `domain::log::EventLog`; the composition root (`api`) hands it the adapter and the database
+//! its read-model tables live in.
+
+pub mod environment_documents;
+pub mod runner;
+
+use domain::aggregate::CodecError;
+use domain::log::LogError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("event log: {0}")]
+    Log(#[from] LogError),
+    #[error("read model: {0}")]
+    ReadModel(#[from] sqlx::Error),
+    #[error(transparent)]
+    Codec(#[from] CodecError),
+}
+
+/// Opens the database the read models live in (the event log's own database; its migrations
+/// create the tables). Works with `postgres://` and `sqlite:` URLs alike.
+pub async fn connect(database_url: &str) -> Result<sqlx::AnyPool, Error> {
+    sqlx::any::install_default_drivers();
+    Ok(sqlx::any::AnyPoolOptions::new()
+        .max_connections(8)
+        .connect(database_url)
+        .await?)
+}

@@ -1,0 +1,270 @@
+//! The environment-documents projection on both backends: it serves what Flagsmith's SDK computes,
+//! it is rebuilt from position 0 to the same result, and it resumes from its checkpoint.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use commands::Commands;
+use commands::log::testing::TestDatabase;
+use commands::store::Store;
+use domain::environment::FeatureStateInput;
+use domain::evaluation::{evaluate, evaluate_for_identity};
+use domain::flagsmith::{EnvironmentDocument, identity_context};
+use domain::log::{EventLog, Metadata};
+use domain::project::{FeatureInput, ProjectSettings};
+use projections::environment_documents::{self, EnvironmentDocuments};
+use projections::runner;
+use serde_json::{Value, json};
+use tokio::sync::{broadcast, watch};
+
+fn seed(n: u32) -> Value {
+    let dir = std::env::var("FLAGLOG_REFERENCE_DIR").unwrap_or_else(|_| {
+        concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../shared/reference/flagsmith"
+        )
+        .to_string()
+    });
+    let path = format!("{dir}/conformance/documents/seed-{n}.json");
+    serde_json::from_slice(&std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))).unwrap()
+}
+
+/// A projection running in the background until dropped.
+struct Running {
+    progress: watch::Receiver<u64>,
+    stop: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Running {
+    async fn start(log: Arc<dyn EventLog>, pool: sqlx::AnyPool) -> Self {
+        let (changes, _) = broadcast::channel(1024);
+        let (progress_tx, progress) = watch::channel(0);
+        let (stop, stop_rx) = watch::channel(false);
+        let projection = EnvironmentDocuments::new(pool, changes);
+        let task = tokio::spawn(async move {
+            runner::run(log, projection, progress_tx, stop_rx)
+                .await
+                .expect("projection runs");
+        });
+        Running {
+            progress,
+            stop,
+            task,
+        }
+    }
+
+    /// Waits (bounded) until the projection has applied everything up to `head`.
+    async fn caught_up(&mut self, head: u64) {
+        tokio::time::timeout(
+            Duration::from_secs(20),
+            self.progress.wait_for(|p| *p >= head),
+        )
+        .await
+        .expect("projection catches up within 20 s")
+        .expect("projection alive");
+    }
+
+    async fn stop(self) {
+        self.stop.send_replace(true);
+        self.task.await.unwrap();
+    }
+}
+
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+              async fn $name() { super::$name(commands::log::testing::TestDatabase::sqlite().await).await })*
+        }
+        mod postgres {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+              async fn $name() { super::$name(commands::log::testing::TestDatabase::postgres().await).await })*
+        }
+    };
+}
+
+on_both_backends!(
+    projected_documents_evaluate_as_flagsmith_does,
+    incremental_and_rebuilt_read_models_are_identical,
+    a_restarted_projection_resumes_from_its_checkpoint,
+);
+
+async fn import_seed(commands: &Commands, n: u32) -> u64 {
+    let raw = serde_json::to_vec(&seed(n)).unwrap();
+    let document = commands::import::parse_document(&raw).unwrap();
+    commands::import::import(commands, &Metadata::actor("import"), document)
+        .await
+        .unwrap()
+        .environment_id
+}
+
+async fn projected_documents_evaluate_as_flagsmith_does(db: TestDatabase) {
+    let log = db.event_log().await;
+    let commands = Commands::new(Store::new(log.clone()));
+    for n in [1, 2] {
+        import_seed(&commands, n).await;
+    }
+    let pool = projections::connect(db.url()).await.unwrap();
+    let mut running = Running::start(log.clone(), pool.clone()).await;
+    running.caught_up(log.head().await.unwrap()).await;
+
+    for n in [1, 2] {
+        let data = seed(n);
+        let key = data["environment_document"]["api_key"].as_str().unwrap();
+        let stored = environment_documents::by_client_key(&pool, key)
+            .await
+            .unwrap()
+            .expect("document projected");
+        let document: EnvironmentDocument = serde_json::from_str(&stored.document).unwrap();
+        assert_eq!(
+            document.name.as_deref(),
+            data["environment_document"]["name"].as_str()
+        );
+        let context = document.to_evaluation_context();
+
+        let mut environment_only = context.clone();
+        environment_only.segments.clear();
+        assert_eq!(
+            serde_json::to_value(evaluate(&environment_only)).unwrap(),
+            data["environment_result"],
+            "seed {n}"
+        );
+        // The precomputed /api/v1/flags/ body agrees with the environment result.
+        let flags: Vec<Value> = serde_json::from_str(&stored.flags).unwrap();
+        assert_eq!(flags.len(), 40);
+        for flag in &flags {
+            let name = flag["feature"]["name"].as_str().unwrap();
+            let expected = &data["environment_result"]["flags"][name];
+            assert_eq!(flag["enabled"], expected["enabled"], "seed {n} {name}");
+            assert_eq!(
+                flag["feature_state_value"], expected["value"],
+                "seed {n} {name}"
+            );
+        }
+
+        for identity in data["identities"].as_array().unwrap() {
+            let traits: Vec<(String, Value)> = identity["traits"]
+                .as_object()
+                .map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+                .unwrap_or_default();
+            let who = identity_context(identity["identifier"].as_str().unwrap(), traits);
+            let result = evaluate_for_identity(&context, Some(&who));
+            for (name, expected) in identity["result"]["flags"].as_object().unwrap() {
+                let actual = serde_json::to_value(&result.flags[name]).unwrap();
+                assert_eq!(
+                    &actual, expected,
+                    "seed {n} {} {name}",
+                    identity["identifier"]
+                );
+            }
+        }
+    }
+    running.stop().await;
+}
+
+/// Admin changes of every kind, applied while the projection runs.
+async fn make_changes(commands: &Commands, environment_id: u64) {
+    let meta = Metadata::actor("test");
+    let env = commands.environment(environment_id).await.unwrap();
+    let project_id = env.state.project_id;
+    let feature: FeatureInput = serde_json::from_value(
+        json!({"name": "new_flag", "default_enabled": true, "initial_value": 7}),
+    )
+    .unwrap();
+    let created = commands
+        .create_feature(&meta, project_id, feature)
+        .await
+        .unwrap();
+    let state: FeatureStateInput =
+        serde_json::from_value(json!({"enabled": false, "feature_state_value": "off"})).unwrap();
+    commands
+        .set_feature_state(&meta, environment_id, created.id, state)
+        .await
+        .unwrap();
+    commands
+        .set_identity_override(
+            &meta,
+            environment_id,
+            "someone",
+            created.id,
+            serde_json::from_value(json!({"enabled": true, "feature_state_value": 1})).unwrap(),
+        )
+        .await
+        .unwrap();
+    let project = commands.project(project_id).await.unwrap();
+    let doomed = *project.state.features.keys().next().unwrap();
+    commands
+        .delete_feature(&meta, project_id, doomed)
+        .await
+        .unwrap();
+    commands
+        .update_project(
+            &meta,
+            project_id,
+            ProjectSettings {
+                name: "renamed".into(),
+                hide_disabled_flags: true,
+                ..project.state.settings.clone()
+            },
+        )
+        .await
+        .unwrap();
+}
+
+async fn incremental_and_rebuilt_read_models_are_identical(db: TestDatabase) {
+    let log = db.event_log().await;
+    let commands = Commands::new(Store::new(log.clone()));
+    let pool = projections::connect(db.url()).await.unwrap();
+    let mut running = Running::start(log.clone(), pool.clone()).await;
+    let first = import_seed(&commands, 3).await;
+    running.caught_up(log.head().await.unwrap()).await;
+    make_changes(&commands, first).await;
+    let second = import_seed(&commands, 4).await;
+    make_changes(&commands, second).await;
+    running.caught_up(log.head().await.unwrap()).await;
+    running.stop().await;
+    let incremental = environment_documents::all(&pool).await.unwrap();
+    assert_eq!(incremental.len(), 2);
+    let flags: Vec<Value> = serde_json::from_str(&incremental[0].flags).unwrap();
+    assert!(
+        flags.iter().all(|f| f["enabled"] == true),
+        "hide_disabled_flags hides disabled flags"
+    );
+    assert!(incremental[0].document.contains("new_flag"));
+
+    EnvironmentDocuments::reset(&pool).await.unwrap();
+    assert!(environment_documents::all(&pool).await.unwrap().is_empty());
+    let mut rebuilt = Running::start(log.clone(), pool.clone()).await;
+    rebuilt.caught_up(log.head().await.unwrap()).await;
+    rebuilt.stop().await;
+    assert_eq!(
+        environment_documents::all(&pool).await.unwrap(),
+        incremental
+    );
+}
+
+async fn a_restarted_projection_resumes_from_its_checkpoint(db: TestDatabase) {
+    let log = db.event_log().await;
+    let commands = Commands::new(Store::new(log.clone()));
+    let pool = projections::connect(db.url()).await.unwrap();
+    let environment = import_seed(&commands, 5).await;
+    let mut running = Running::start(log.clone(), pool.clone()).await;
+    running.caught_up(log.head().await.unwrap()).await;
+    running.stop().await;
+
+    // Changes land while no projection runs; a new one (fresh memory) picks up from the
+    // checkpoint, warming its state from the log instead of re-applying it.
+    make_changes(&commands, environment).await;
+    let mut restarted = Running::start(log.clone(), pool.clone()).await;
+    restarted.caught_up(log.head().await.unwrap()).await;
+    restarted.stop().await;
+    let resumed = environment_documents::all(&pool).await.unwrap();
+
+    EnvironmentDocuments::reset(&pool).await.unwrap();
+    let mut rebuilt = Running::start(log.clone(), pool.clone()).await;
+    rebuilt.caught_up(log.head().await.unwrap()).await;
+    rebuilt.stop().await;
+    assert_eq!(environment_documents::all(&pool).await.unwrap(), resumed);
+    assert!(resumed[0].document.contains("\"renamed\""));
+}
