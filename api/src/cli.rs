@@ -5,24 +5,24 @@ use domain::log::Metadata;
 use tokio::net::TcpListener;
 
 use crate::config::{AdminCommand, Cli, Command};
-use crate::{app_state, http, open_log};
+use crate::{commands, http, open_log, start};
 
 pub async fn run(cli: Cli) -> Result<(), String> {
+    if let Command::Serve { bind } = cli.command {
+        return serve(&cli.database_url, bind).await;
+    }
     let log = open_log(&cli.database_url)
         .await
         .map_err(|e| format!("cannot open the database: {e}"))?;
     match cli.command {
-        Command::Migrate => {
+        Command::Serve { .. } | Command::Migrate => {
             println!("schema is up to date");
             Ok(())
         }
-        Command::Serve { bind } => serve(log, bind).await,
         Command::Admin {
             command: AdminCommand::Create { email, password },
         } => {
-            let state = app_state(log);
-            let user = state
-                .commands
+            let user = commands(log)
                 .create_user(
                     &Metadata::actor("cli"),
                     &email,
@@ -42,7 +42,7 @@ pub async fn run(cli: Cli) -> Result<(), String> {
         } => {
             let bytes = std::fs::read(&environment_document)
                 .map_err(|e| format!("cannot read {}: {e}", environment_document.display()))?;
-            let document = commands::import::parse_document(&bytes).map_err(|e| {
+            let document = ::commands::import::parse_document(&bytes).map_err(|e| {
                 format!(
                     "{} is not a valid environment document: at {}: {}",
                     environment_document.display(),
@@ -50,9 +50,8 @@ pub async fn run(cli: Cli) -> Result<(), String> {
                     e.message
                 )
             })?;
-            let state = app_state(log);
             let imported =
-                commands::import::import(&state.commands, &Metadata::actor("import"), document)
+                ::commands::import::import(&commands(log), &Metadata::actor("import"), document)
                     .await
                     .map_err(|e| format!("import refused: {e}"))?;
             println!(
@@ -64,11 +63,8 @@ pub async fn run(cli: Cli) -> Result<(), String> {
     }
 }
 
-async fn serve(
-    log: std::sync::Arc<dyn domain::log::EventLog>,
-    bind: std::net::SocketAddr,
-) -> Result<(), String> {
-    let state = app_state(log);
+async fn serve(database_url: &str, bind: std::net::SocketAddr) -> Result<(), String> {
+    let state = start(database_url).await?;
     let has_users = !state
         .commands
         .directory()

@@ -5,6 +5,8 @@
 pub mod cli;
 pub mod config;
 pub mod http;
+pub mod sdk_cache;
+pub mod sdk_store;
 pub mod telemetry;
 
 use std::sync::Arc;
@@ -12,6 +14,8 @@ use std::sync::Arc;
 use commands::Commands;
 use commands::store::Store;
 use domain::log::EventLog;
+use projections::environment_documents::EnvironmentDocuments;
+use tokio::sync::broadcast;
 
 /// Applies the schema and opens the event log at `database_url`.
 pub async fn open_log(database_url: &str) -> Result<Arc<dyn EventLog>, domain::log::LogError> {
@@ -19,10 +23,47 @@ pub async fn open_log(database_url: &str) -> Result<Arc<dyn EventLog>, domain::l
     commands::log::connect(database_url).await
 }
 
-/// The state the HTTP server shares between requests.
-pub fn app_state(log: Arc<dyn EventLog>) -> http::AppState {
-    http::AppState {
-        commands: Commands::new(Store::new(log.clone())),
+/// The write side on `log`, for commands that need nothing else (the CLI's).
+pub fn commands(log: Arc<dyn EventLog>) -> Commands {
+    Commands::new(Store::new(log))
+}
+
+/// Everything the server needs, running: the log, the write side, the environment-documents
+/// projection (in the background, woken by the log) and the SDK cache it keeps fresh.
+pub async fn start(database_url: &str) -> Result<http::AppState, String> {
+    let log = open_log(database_url)
+        .await
+        .map_err(|e| format!("cannot open the database: {e}"))?;
+    let pool = projections::connect(database_url)
+        .await
+        .map_err(|e| format!("cannot open the read models: {e}"))?;
+    let (document_changes, _) = broadcast::channel(4096);
+
+    let projection_pool = pool.clone();
+    let projection_changes = document_changes.clone();
+    let projection_progress = projections::runner::spawn(log.clone(), move || {
+        EnvironmentDocuments::new(projection_pool.clone(), projection_changes.clone())
+    });
+
+    let sdk = Arc::new(sdk_cache::EnvironmentCache::new(pool.clone()));
+    let mut changes = document_changes.subscribe();
+    let cache = sdk.clone();
+    tokio::spawn(async move {
+        loop {
+            match changes.recv().await {
+                Ok(change) => cache.changed(&change).await,
+                Err(broadcast::error::RecvError::Lagged(_)) => cache.clear(),
+                Err(broadcast::error::RecvError::Closed) => return,
+            }
+        }
+    });
+
+    Ok(http::AppState {
+        commands: commands(log.clone()),
         log,
-    }
+        sdk,
+        sdk_store: sdk_store::SdkStore::new(pool),
+        document_changes,
+        projection_progress,
+    })
 }

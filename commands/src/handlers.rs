@@ -1,12 +1,17 @@
 //! The command handlers: one method per mutation. Each loads the aggregates it needs, lets
 //! `domain` decide, and appends the events with the versions it loaded as expectations.
 //!
-//! When the log refuses an append because a stream moved meanwhile, the command is decided again
-//! on the new state (a few times): two creations of *different* features in one project both go
-//! through, while two creations of the *same* name end with one success and one refusal from the
-//! domain (a 409), with nothing half-written, because every append is atomic.
+//! Commands on the same aggregate within this process take turns (a striped lock keyed by the
+//! aggregate's stream), so they never decide on the same version and conflict: each decides on
+//! what the previous one wrote. Between processes (several nodes on one database) the log's
+//! optimistic concurrency still catches a stale decision; the command is then decided again on
+//! the new state, with a short backoff. So two creations of *different* features in one project
+//! both go through, while two creations of the *same* name end with one success and one refusal
+//! from the domain (a 409), with nothing half-written, because every append is atomic.
 
 use std::future::Future;
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
 
 use domain::Error as DomainError;
 use domain::directory::{self, Directory, UserEntry};
@@ -22,8 +27,10 @@ use crate::error::{Error, Result};
 use crate::secrets;
 use crate::store::{Loaded, Store};
 
-/// How often a command is decided again after a concurrent change to its streams.
-const MAX_ATTEMPTS: usize = 8;
+/// How often a command is decided again after another node changed its streams.
+const MAX_ATTEMPTS: usize = 10;
+/// Locks serialising commands per aggregate within the process (by hash of the stream id).
+const STRIPES: usize = 256;
 
 /// One decision: what to append and what to answer once it is appended.
 pub struct Decision<T> {
@@ -53,25 +60,50 @@ pub struct NewEnvironment {
 #[derive(Clone)]
 pub struct Commands {
     store: Store,
+    stripes: Arc<[tokio::sync::Mutex<()>]>,
 }
 
 impl Commands {
     pub fn new(store: Store) -> Self {
-        Commands { store }
+        Commands {
+            store,
+            stripes: (0..STRIPES).map(|_| tokio::sync::Mutex::new(())).collect(),
+        }
+    }
+
+    fn stripe(&self, stream_id: &str) -> &tokio::sync::Mutex<()> {
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        stream_id.hash(&mut hasher);
+        &self.stripes[(hasher.finish() as usize) % self.stripes.len()]
     }
 
     pub fn store(&self) -> &Store {
         &self.store
     }
 
-    /// Decides with `decide` and appends, deciding again on a version conflict.
-    pub async fn run<T, F, Fut>(&self, metadata: &Metadata, mut decide: F) -> Result<T>
+    /// Decides with `decide` and appends, taking turns with other commands on the aggregate
+    /// whose stream is `aggregate`, and deciding again on a version conflict.
+    pub async fn run<T, F, Fut>(
+        &self,
+        metadata: &Metadata,
+        aggregate: &str,
+        mut decide: F,
+    ) -> Result<T>
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<Decision<T>>>,
     {
+        let _turn = self.stripe(aggregate).lock().await;
         let mut last_conflict = None;
-        for _ in 0..MAX_ATTEMPTS {
+        for attempt in 0..MAX_ATTEMPTS {
+            if attempt > 0 {
+                // Another node wrote meanwhile: give it room, with jitter so retries spread.
+                let jitter = u64::from(uuid::Uuid::new_v4().as_bytes()[0]) % 5;
+                tokio::time::sleep(std::time::Duration::from_millis(
+                    (attempt as u64) * 2 + jitter,
+                ))
+                .await;
+            }
             let decision = decide().await?;
             let appends: Vec<StreamAppend> = decision
                 .appends
@@ -132,7 +164,7 @@ impl Commands {
         metadata: &Metadata,
         name: &str,
     ) -> Result<OrganisationId> {
-        self.run(metadata, || async {
+        self.run(metadata, directory::STREAM, || async {
             let dir = self.directory().await?;
             let (id, events) = dir.state.create_organisation(name)?;
             Ok(Decision::new(vec![dir.append(&events)?], id))
@@ -153,14 +185,17 @@ impl Commands {
         let password_hash = password.map(secrets::hash_password).transpose()?;
         let token = secrets::new_token();
         let token_hash = secrets::sha256_hex(&token);
-        self.run(metadata, || async {
+        self.run(metadata, directory::STREAM, || async {
             let dir = self.directory().await?;
             if only_if_first && !dir.state.users.is_empty() {
                 return Err(DomainError::conflict("email", "flaglog already has a user").into());
             }
-            let (id, mut events) =
-                dir.state
-                    .create_user(email, is_admin, password_hash.clone(), token_hash.clone())?;
+            let (id, mut events) = dir.state.create_user(
+                email,
+                is_admin,
+                password_hash.clone(),
+                token_hash.clone(),
+            )?;
             if dir.state.organisations.is_empty() {
                 // The first user gets an organisation to put projects in, as in Flagsmith.
                 let (_, org_events) = dir.state.create_organisation("Default organisation")?;
@@ -183,7 +218,7 @@ impl Commands {
         organisation_id: OrganisationId,
         settings: ProjectSettings,
     ) -> Result<ProjectId> {
-        self.run(metadata, || async {
+        self.run(metadata, directory::STREAM, || async {
             let dir = self.directory().await?;
             let (id, dir_events) = dir.state.register_project(organisation_id)?;
             let project_events = Project::create(id, organisation_id, settings.clone())?;
@@ -202,7 +237,7 @@ impl Commands {
         id: ProjectId,
         settings: ProjectSettings,
     ) -> Result<()> {
-        self.run(metadata, || async {
+        self.run(metadata, &project::stream(id), || async {
             let project = self.project(id).await?;
             let events = project.state.update(settings.clone())?;
             Ok(Decision::new(vec![project.append(&events)?], ()))
@@ -218,7 +253,7 @@ impl Commands {
         client_key: Option<&str>,
     ) -> Result<NewEnvironment> {
         let client_key = client_key.map_or_else(secrets::new_client_key, str::to_string);
-        self.run(metadata, || async {
+        self.run(metadata, directory::STREAM, || async {
             let dir = self.directory().await?;
             let (id, dir_events) = dir.state.register_environment(project_id, &client_key)?;
             let env_events = Environment::create(id, project_id, name, &client_key)?;
@@ -240,7 +275,7 @@ impl Commands {
         id: EnvironmentId,
         name: &str,
     ) -> Result<()> {
-        self.run(metadata, || async {
+        self.run(metadata, &environment::stream(id), || async {
             let env = self.environment(id).await?;
             let events = env.state.rename(name)?;
             Ok(Decision::new(vec![env.append(&events)?], ()))
@@ -257,7 +292,7 @@ impl Commands {
     ) -> Result<String> {
         let key = secrets::new_server_side_key();
         let key_hash = secrets::sha256_hex(&key);
-        self.run(metadata, || async {
+        self.run(metadata, &environment::stream(id), || async {
             let env = self.environment(id).await?;
             let events = env.state.issue_server_side_key(name, key_hash.clone())?;
             Ok(Decision::new(vec![env.append(&events)?], key.clone()))
@@ -271,7 +306,7 @@ impl Commands {
         project_id: ProjectId,
         input: FeatureInput,
     ) -> Result<Feature> {
-        self.run(metadata, || async {
+        self.run(metadata, &project::stream(project_id), || async {
             let project = self.project(project_id).await?;
             let (feature, events) = project.state.create_feature(input.clone())?;
             Ok(Decision::new(vec![project.append(&events)?], feature))
@@ -286,7 +321,7 @@ impl Commands {
         id: FeatureId,
         changes: FeatureChanges,
     ) -> Result<Feature> {
-        self.run(metadata, || async {
+        self.run(metadata, &project::stream(project_id), || async {
             let project = self.project(project_id).await?;
             let (feature, events) = project.state.update_feature(id, changes.clone())?;
             Ok(Decision::new(vec![project.append(&events)?], feature))
@@ -300,7 +335,7 @@ impl Commands {
         project_id: ProjectId,
         id: FeatureId,
     ) -> Result<()> {
-        self.run(metadata, || async {
+        self.run(metadata, &project::stream(project_id), || async {
             let project = self.project(project_id).await?;
             let events = project.state.delete_feature(id)?;
             Ok(Decision::new(vec![project.append(&events)?], ()))
@@ -314,7 +349,7 @@ impl Commands {
         project_id: ProjectId,
         input: SegmentInput,
     ) -> Result<SegmentId> {
-        self.run(metadata, || async {
+        self.run(metadata, &project::stream(project_id), || async {
             let project = self.project(project_id).await?;
             let (id, events) = project.state.create_segment(input.clone())?;
             Ok(Decision::new(vec![project.append(&events)?], id))
@@ -329,7 +364,7 @@ impl Commands {
         id: SegmentId,
         input: SegmentInput,
     ) -> Result<()> {
-        self.run(metadata, || async {
+        self.run(metadata, &project::stream(project_id), || async {
             let project = self.project(project_id).await?;
             let events = project.state.update_segment(id, input.clone())?;
             Ok(Decision::new(vec![project.append(&events)?], ()))
@@ -343,7 +378,7 @@ impl Commands {
         project_id: ProjectId,
         id: SegmentId,
     ) -> Result<()> {
-        self.run(metadata, || async {
+        self.run(metadata, &project::stream(project_id), || async {
             let project = self.project(project_id).await?;
             let events = project.state.delete_segment(id)?;
             Ok(Decision::new(vec![project.append(&events)?], ()))
@@ -370,7 +405,7 @@ impl Commands {
         feature_id: FeatureId,
         input: FeatureStateInput,
     ) -> Result<()> {
-        self.run(metadata, || async {
+        self.run(metadata, &environment::stream(environment_id), || async {
             let (env, feature, _) = self
                 .environment_and_feature(environment_id, feature_id)
                 .await?;
@@ -389,7 +424,7 @@ impl Commands {
         priority: Option<i64>,
         input: FeatureStateInput,
     ) -> Result<()> {
-        self.run(metadata, || async {
+        self.run(metadata, &environment::stream(environment_id), || async {
             let (env, feature, project) = self
                 .environment_and_feature(environment_id, feature_id)
                 .await?;
@@ -409,7 +444,7 @@ impl Commands {
         feature_id: FeatureId,
         segment_id: SegmentId,
     ) -> Result<()> {
-        self.run(metadata, || async {
+        self.run(metadata, &environment::stream(environment_id), || async {
             let env = self.environment(environment_id).await?;
             let events = env.state.remove_segment_override(feature_id, segment_id)?;
             Ok(Decision::new(vec![env.append(&events)?], ()))
@@ -426,17 +461,21 @@ impl Commands {
         input: FeatureStateInput,
     ) -> Result<()> {
         identity::validate_identifier(identifier)?;
-        self.run(metadata, || async {
-            let (_, feature, _) = self
-                .environment_and_feature(environment_id, feature_id)
-                .await?;
-            let overrides = self.identity_overrides(environment_id, identifier).await?;
-            let events =
-                overrides
-                    .state
-                    .set(environment_id, identifier, &feature, input.clone())?;
-            Ok(Decision::new(vec![overrides.append(&events)?], ()))
-        })
+        self.run(
+            metadata,
+            &identity::stream(environment_id, identifier),
+            || async {
+                let (_, feature, _) = self
+                    .environment_and_feature(environment_id, feature_id)
+                    .await?;
+                let overrides = self.identity_overrides(environment_id, identifier).await?;
+                let events =
+                    overrides
+                        .state
+                        .set(environment_id, identifier, &feature, input.clone())?;
+                Ok(Decision::new(vec![overrides.append(&events)?], ()))
+            },
+        )
         .await
     }
 
@@ -448,14 +487,18 @@ impl Commands {
         feature_id: FeatureId,
     ) -> Result<()> {
         identity::validate_identifier(identifier)?;
-        self.run(metadata, || async {
-            self.environment(environment_id).await?;
-            let overrides = self.identity_overrides(environment_id, identifier).await?;
-            let events = overrides
-                .state
-                .remove(environment_id, identifier, feature_id)?;
-            Ok(Decision::new(vec![overrides.append(&events)?], ()))
-        })
+        self.run(
+            metadata,
+            &identity::stream(environment_id, identifier),
+            || async {
+                self.environment(environment_id).await?;
+                let overrides = self.identity_overrides(environment_id, identifier).await?;
+                let events = overrides
+                    .state
+                    .remove(environment_id, identifier, feature_id)?;
+                Ok(Decision::new(vec![overrides.append(&events)?], ()))
+            },
+        )
         .await
     }
 }

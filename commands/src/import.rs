@@ -84,7 +84,7 @@ pub async fn import(
     let server_side_key = secrets::new_server_side_key();
     let key_hash = secrets::sha256_hex(&server_side_key);
     commands
-        .run(metadata, || async {
+        .run(metadata, domain::directory::STREAM, || async {
             let dir = commands.directory().await?;
             let plan = domain::import::plan(&dir.state, &document, key_hash.clone())?;
             let mut appends = vec![

@@ -178,20 +178,20 @@ fn feature_state(
     }
 }
 
-/// A flag as `GET /api/v1/flags/` and `POST /api/v1/identities/` list it (Flagsmith's shape).
-pub fn api_flag(feature: &Feature, enabled: bool, value: &Value, environment_id: u64) -> Value {
+/// A flag as `GET /api/v1/flags/` and `POST /api/v1/identities/` list it (Flagsmith's shape;
+/// SDKs read `feature.id`, `feature.name`, `enabled` and `feature_state_value`).
+pub fn api_flag(
+    feature: &flagsmith::Feature,
+    enabled: bool,
+    value: &Value,
+    environment_id: u64,
+) -> Value {
     serde_json::json!({
         "id": feature.id,
         "feature": {
             "id": feature.id,
             "name": feature.name,
-            "type": match feature.feature_type {
-                FeatureType::Standard => "STANDARD",
-                FeatureType::Multivariate => "MULTIVARIATE",
-            },
-            "default_enabled": feature.default_enabled,
-            "initial_value": feature.initial_value,
-            "description": feature.description,
+            "type": feature.feature_type.as_deref().unwrap_or("STANDARD"),
         },
         "feature_state_value": value,
         "enabled": enabled,
@@ -199,4 +199,31 @@ pub fn api_flag(feature: &Feature, enabled: bool, value: &Value, environment_id:
         "identity": null,
         "feature_segment": null,
     })
+}
+
+/// The flags of an evaluation result as SDK endpoints list them: in the document's feature
+/// order, without disabled flags when the project hides them.
+pub fn api_flags(
+    document: &EnvironmentDocument,
+    result: &crate::evaluation::EvaluationResult,
+) -> Vec<Value> {
+    let hide_disabled = document
+        .hide_disabled_flags
+        .unwrap_or(document.project.hide_disabled_flags);
+    document
+        .feature_states
+        .iter()
+        .filter_map(|state| {
+            let flag = result.flags.get(&state.feature.name)?;
+            if hide_disabled && !flag.enabled {
+                return None;
+            }
+            Some(api_flag(
+                &state.feature,
+                flag.enabled,
+                &flag.value,
+                document.id as u64,
+            ))
+        })
+        .collect()
 }

@@ -1,6 +1,6 @@
 //! Identity overrides: per (environment, identifier), the features an admin set for that one
-//! identity. One stream per identity (`identity-{environment id}-{identifier}`), so that many
-//! overrides neither lengthen an environment's stream nor contend with its other changes.
+//! identity. One stream per identity (`identity-{environment id}-{SHA-256 of the identifier}`), so that
+//! many overrides neither lengthen an environment's stream nor contend with its other changes.
 
 use std::collections::BTreeMap;
 
@@ -14,8 +14,12 @@ use crate::model::{EnvironmentId, Feature, FeatureId, FeatureState, FeatureState
 /// Longest identifier accepted, as Flagsmith.
 pub const MAX_IDENTIFIER_LEN: usize = 2000;
 
+/// The stream of one identity's overrides. The identifier is hashed into the name (it is in
+/// every event's payload): identifiers run to 2,000 characters, more than an index entry holds.
 pub fn stream(environment_id: EnvironmentId, identifier: &str) -> String {
-    format!("identity-{environment_id}-{identifier}")
+    use sha2::{Digest, Sha256};
+    let digest = hex::encode(Sha256::digest(identifier.as_bytes()));
+    format!("identity-{environment_id}-{digest}")
 }
 
 pub fn validate_identifier(identifier: &str) -> Result<()> {

@@ -14,14 +14,13 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use async_trait::async_trait;
 use domain::aggregate::{Aggregate, DomainEvent};
 use domain::directory::{self, Directory, DirectoryEvent};
-use domain::document::{DocumentSource, api_flag, render};
+use domain::document::{DocumentSource, api_flags, render};
 use domain::environment::{self, Environment, EnvironmentEvent};
 use domain::evaluation::evaluate;
 use domain::identity::{IdentityEvent, IdentityOverrides};
 use domain::log::RecordedEvent;
 use domain::model::{EnvironmentId, ProjectId};
 use domain::project::{Project, ProjectEvent};
-use serde_json::Value;
 use sqlx::AnyPool;
 use tokio::sync::broadcast;
 
@@ -37,6 +36,8 @@ pub struct DocumentChanged {
     pub client_key: String,
     /// When the latest event that went into the document was recorded (µs since the epoch).
     pub updated_at_micros: i64,
+    /// The log position the new document reflects: grows with every change.
+    pub position: u64,
 }
 
 /// One environment's rendered read model.
@@ -50,6 +51,8 @@ pub struct RenderedEnvironment {
     /// The body of `GET /api/v1/flags/`, as JSON.
     pub flags: String,
     pub updated_at_micros: i64,
+    /// The position of the last event that changed it.
+    pub position: u64,
 }
 
 /// The aggregates, folded from the log.
@@ -59,7 +62,8 @@ pub struct Folded {
     projects: HashMap<ProjectId, Project>,
     environments: HashMap<EnvironmentId, Environment>,
     identities: HashMap<EnvironmentId, BTreeMap<String, IdentityOverrides>>,
-    updated_at_micros: HashMap<EnvironmentId, i64>,
+    /// Per environment: when and at which position the last event that touched it was recorded.
+    last_change: HashMap<EnvironmentId, (i64, u64)>,
 }
 
 impl Folded {
@@ -113,8 +117,8 @@ impl Folded {
             vec![]
         };
         for id in &touched {
-            self.updated_at_micros
-                .insert(*id, record.recorded_at_micros);
+            self.last_change
+                .insert(*id, (record.recorded_at_micros, record.position));
         }
         Ok(touched)
     }
@@ -131,7 +135,7 @@ impl Folded {
             .organisations
             .get(&project.organisation_id)
             .map_or("", String::as_str);
-        let updated_at_micros = self.updated_at_micros.get(&id).copied().unwrap_or(0);
+        let (updated_at_micros, position) = self.last_change.get(&id).copied().unwrap_or((0, 0));
         let no_identities = BTreeMap::new();
         let identities = self.identities.get(&id).unwrap_or(&no_identities);
         let document = render(DocumentSource {
@@ -146,18 +150,7 @@ impl Folded {
         let mut context = document.to_evaluation_context();
         context.segments.clear();
         context.identity = None;
-        let result = evaluate(&context);
-        let flags: Vec<Value> = project
-            .features
-            .values()
-            .filter_map(|feature| {
-                let flag = result.flags.get(&feature.name)?;
-                if project.settings.hide_disabled_flags && !flag.enabled {
-                    return None;
-                }
-                Some(api_flag(feature, flag.enabled, &flag.value, id))
-            })
-            .collect();
+        let flags = api_flags(&document, &evaluate(&context));
 
         Some(RenderedEnvironment {
             environment_id: id,
@@ -170,6 +163,7 @@ impl Folded {
             document: serde_json::to_string(&document).ok()?,
             flags: serde_json::to_string(&flags).ok()?,
             updated_at_micros,
+            position,
         })
     }
 }
@@ -265,7 +259,7 @@ impl Projection for EnvironmentDocuments {
             .bind(&env.document)
             .bind(&env.flags)
             .bind(env.updated_at_micros)
-            .bind(position)
+            .bind(env.position as i64)
             .execute(&mut *tx)
             .await?;
             for key_hash in &env.server_key_hashes {
@@ -295,6 +289,7 @@ impl Projection for EnvironmentDocuments {
                 environment_id: env.environment_id,
                 client_key: env.client_key,
                 updated_at_micros: env.updated_at_micros,
+                position: env.position,
             });
         }
         Ok(())
@@ -309,9 +304,11 @@ pub struct StoredEnvironment {
     pub document: String,
     pub flags: String,
     pub updated_at_micros: i64,
+    /// The log position this version of the row reflects.
+    pub position: u64,
 }
 
-type Row = (i64, String, String, String, i64);
+type Row = (i64, String, String, String, i64, i64);
 
 fn stored(row: Row) -> StoredEnvironment {
     StoredEnvironment {
@@ -320,10 +317,11 @@ fn stored(row: Row) -> StoredEnvironment {
         document: row.2,
         flags: row.3,
         updated_at_micros: row.4,
+        position: row.5 as u64,
     }
 }
 
-const COLUMNS: &str = "environment_id, client_key, document, flags, updated_at_micros";
+const COLUMNS: &str = "environment_id, client_key, document, flags, updated_at_micros, position";
 
 /// The environment whose client key is `client_key`.
 pub async fn by_client_key(

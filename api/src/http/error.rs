@@ -21,6 +21,8 @@ pub enum Error {
     Forbidden(String),
     #[error("{0}")]
     NotFound(String),
+    #[error("this route does not take this method")]
+    MethodNotAllowed,
     #[error("{message}")]
     Conflict {
         field: Option<String>,
@@ -54,6 +56,7 @@ impl Error {
             Error::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized"),
             Error::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
             Error::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+            Error::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
             Error::Conflict { .. } => (StatusCode::CONFLICT, "conflict"),
             Error::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
@@ -101,6 +104,7 @@ impl IntoResponse for Error {
                 (field, message)
             }
             Error::Unauthorized(m) | Error::Forbidden(m) | Error::NotFound(m) => (None, m),
+            Error::MethodNotAllowed => (None, "this route does not take this method".into()),
         };
         let body = ErrorBody {
             error: code,

@@ -8,6 +8,7 @@ pub mod error;
 pub mod extract;
 pub mod health;
 pub mod openapi;
+pub mod sdk;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -19,6 +20,8 @@ use axum::middleware::{self, Next};
 use axum::response::Response;
 use commands::Commands;
 use domain::log::EventLog;
+use projections::environment_documents::DocumentChanged;
+use tokio::sync::{broadcast, watch};
 
 use extract::RequestId;
 
@@ -27,6 +30,13 @@ use extract::RequestId;
 pub struct AppState {
     pub commands: Commands,
     pub log: Arc<dyn EventLog>,
+    /// Projected environments for the SDK endpoints.
+    pub sdk: Arc<crate::sdk_cache::EnvironmentCache>,
+    pub sdk_store: crate::sdk_store::SdkStore,
+    /// Announces every environment whose document changed (realtime streams listen).
+    pub document_changes: broadcast::Sender<DocumentChanged>,
+    /// The log position the environment-documents projection has applied.
+    pub projection_progress: watch::Receiver<u64>,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -34,13 +44,19 @@ pub fn router(state: AppState) -> Router {
         .merge(health::router())
         .merge(openapi::router())
         .merge(admin::router())
+        .merge(sdk::router())
         .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn(request_context))
         .with_state(state)
 }
 
 async fn not_found() -> error::Error {
     error::Error::NotFound("no such route".into())
+}
+
+async fn method_not_allowed() -> error::Error {
+    error::Error::MethodNotAllowed
 }
 
 /// Gives the request an id, and logs the request when its response is ready.

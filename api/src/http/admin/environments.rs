@@ -310,13 +310,19 @@ pub async fn set_feature_state(
     )))
 }
 
+/// A segment override: its priority and the feature state it gives the segment's identities.
+/// (Fields are spelled out rather than flattened, so a bad field is named in the 400.)
 #[derive(Deserialize, utoipa::ToSchema)]
 pub struct SegmentOverrideBody {
     /// Lower wins among the segments an identity matches.
     #[serde(default)]
     pub priority: Option<i64>,
-    #[serde(flatten)]
-    pub state: FeatureStateBody,
+    pub enabled: bool,
+    #[serde(default)]
+    pub feature_state_value: Value,
+    #[serde(default)]
+    #[schema(value_type = Option<Vec<Object>>)]
+    pub multivariate_feature_state_values: Option<Vec<domain::environment::AllocationInput>>,
 }
 
 #[utoipa::path(put, path = "/api/v1/environments/{api_key}/segment-overrides/{feature_id}/{segment_id}/",
@@ -341,7 +347,12 @@ pub async fn set_segment_override(
             feature_id,
             segment_id,
             body.priority,
-            body.state.into(),
+            FeatureStateInput {
+                enabled: body.enabled,
+                feature_state_value: body.feature_state_value,
+                multivariate_feature_state_values: body.multivariate_feature_state_values,
+                key: None,
+            },
         )
         .await?;
     Ok(StatusCode::NO_CONTENT)

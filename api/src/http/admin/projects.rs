@@ -41,11 +41,18 @@ impl ProjectView {
     }
 }
 
+/// A new project: its organisation and settings. (Fields are spelled out rather than
+/// flattened, so a bad field is named in the 400.)
 #[derive(Deserialize, utoipa::ToSchema)]
 pub struct CreateProject {
     pub organisation: u64,
-    #[serde(flatten)]
-    pub settings: ProjectSettingsBody,
+    pub name: String,
+    #[serde(default)]
+    pub feature_name_regex: Option<String>,
+    #[serde(default)]
+    pub case_sensitive_feature_names: bool,
+    #[serde(default)]
+    pub hide_disabled_flags: bool,
 }
 
 /// A project's settings; on update the whole set is given.
@@ -93,7 +100,17 @@ pub async fn create(
     require_admin(&admin)?;
     let id = state
         .commands
-        .create_project(&admin.metadata, body.organisation, body.settings.into())
+        .create_project(
+            &admin.metadata,
+            body.organisation,
+            ProjectSettingsBody {
+                name: body.name,
+                feature_name_regex: body.feature_name_regex,
+                case_sensitive_feature_names: body.case_sensitive_feature_names,
+                hide_disabled_flags: body.hide_disabled_flags,
+            }
+            .into(),
+        )
         .await?;
     let project = state.commands.project(id).await?;
     Ok((StatusCode::CREATED, Json(ProjectView::of(&project.state))))

@@ -1,0 +1,327 @@
+//! The Flagsmith-compatible SDK endpoints: flags, identities, the environment document for local
+//! evaluation, analytics, and the realtime stream. Real Flagsmith SDKs work against these
+//! unchanged.
+//!
+//! Everything is served from the projected read model through [`crate::sdk_cache`]: the flags
+//! body is pre-serialised bytes; identities evaluate the environment's cached evaluation context.
+//! SDKs name their environment with `X-Environment-Key`: the client key, or a server-side key
+//! (`ser.…`), which alone may download the environment document.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use domain::document::api_flags;
+use domain::environment::SERVER_SIDE_KEY_PREFIX;
+use domain::evaluation::evaluate_for_identity;
+use domain::flagsmith::identity_context;
+use domain::identity::MAX_IDENTIFIER_LEN;
+use futures_util::Stream;
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+use tokio::sync::broadcast;
+
+use crate::http::AppState;
+use crate::http::error::{Error, Result};
+use crate::http::extract::{JsonBody, Path, Query};
+use crate::sdk_cache::CachedEnvironment;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/flags/", get(flags))
+        .route("/api/v1/identities/", get(identity).post(identify))
+        .route("/api/v1/environment-document/", get(environment_document))
+        .route("/api/v1/analytics/flags/", post(analytics))
+        .route("/sse/environments/{environment_key}/stream", get(stream))
+}
+
+/// Which keys an endpoint takes.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Keys {
+    ClientOrServer,
+    ServerOnly,
+}
+
+/// The environment the request's `X-Environment-Key` names.
+async fn environment(
+    state: &AppState,
+    headers: &HeaderMap,
+    keys: Keys,
+) -> Result<Arc<CachedEnvironment>> {
+    let key = headers
+        .get("x-environment-key")
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|k| !k.is_empty())
+        .ok_or_else(|| {
+            Error::Unauthorized("send the environment key as X-Environment-Key".into())
+        })?;
+    let found = if key.starts_with(SERVER_SIDE_KEY_PREFIX) {
+        state
+            .sdk
+            .by_server_key_hash(&commands::secrets::sha256_hex(key))
+            .await
+    } else if keys == Keys::ServerOnly {
+        return Err(Error::Forbidden(
+            "this endpoint needs a server-side key (ser.…), not a client key".into(),
+        ));
+    } else {
+        state.sdk.by_client_key(key).await
+    };
+    found
+        .map_err(|e| Error::Internal(e.to_string()))?
+        .ok_or_else(|| Error::Unauthorized("the environment key is not valid".into()))
+}
+
+fn not_modified(headers: &HeaderMap, etag: &str) -> bool {
+    headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.split(',')
+                .any(|tag| tag.trim() == etag || tag.trim() == "*")
+        })
+}
+
+/// Pre-serialised JSON with its ETag, or 304 when the client has it.
+fn cached_json(headers: &HeaderMap, etag: &str, body: axum::body::Bytes) -> Response {
+    let mut response = if not_modified(headers, etag) {
+        StatusCode::NOT_MODIFIED.into_response()
+    } else {
+        let mut response = Response::new(Body::from(body));
+        response.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        response
+    };
+    if let Ok(value) = HeaderValue::from_str(etag) {
+        response.headers_mut().insert(header::ETAG, value);
+    }
+    response
+}
+
+#[derive(Deserialize)]
+pub struct FlagsQuery {
+    /// Only this feature's flag (answered as one object).
+    pub feature: Option<String>,
+}
+
+/// `GET /api/v1/flags/`: the environment's flags, without identity.
+pub async fn flags(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(query): Query<FlagsQuery>,
+) -> Result<Response> {
+    let env = environment(&state, &headers, Keys::ClientOrServer).await?;
+    let Some(name) = query.feature else {
+        return Ok(cached_json(&headers, &env.etag, env.flags.clone()));
+    };
+    let flags: Vec<Value> =
+        serde_json::from_slice(&env.flags).map_err(|e| Error::Internal(e.to_string()))?;
+    flags
+        .into_iter()
+        .find(|flag| flag["feature"]["name"] == name.as_str())
+        .map(|flag| Json(flag).into_response())
+        .ok_or_else(|| Error::NotFound(format!("no feature named {name:?} in this environment")))
+}
+
+#[derive(Deserialize)]
+pub struct TraitBody {
+    pub trait_key: String,
+    #[serde(default)]
+    pub trait_value: Value,
+    /// A transient trait is used for this evaluation and not stored.
+    #[serde(default)]
+    pub transient: bool,
+}
+
+#[derive(Deserialize)]
+pub struct IdentifyBody {
+    pub identifier: String,
+    #[serde(default)]
+    pub traits: Vec<TraitBody>,
+    /// A transient identity's traits are not stored.
+    #[serde(default)]
+    pub transient: bool,
+}
+
+#[derive(Deserialize)]
+pub struct IdentityQuery {
+    pub identifier: String,
+}
+
+fn validate_identifier(identifier: &str) -> Result<()> {
+    domain::identity::validate_identifier(identifier).map_err(|_| {
+        Error::bad_request(
+            "identifier",
+            format!("must be 1 to {MAX_IDENTIFIER_LEN} characters"),
+        )
+    })
+}
+
+/// `POST /api/v1/identities/`: the identity's flags, after storing its traits.
+pub async fn identify(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    JsonBody(body): JsonBody<IdentifyBody>,
+) -> Result<Json<Value>> {
+    validate_identifier(&body.identifier)?;
+    for (i, t) in body.traits.iter().enumerate() {
+        if t.trait_key.is_empty() {
+            return Err(Error::bad_request(
+                format!("traits[{i}].trait_key"),
+                "must not be empty",
+            ));
+        }
+        if matches!(t.trait_value, Value::Array(_) | Value::Object(_)) {
+            return Err(Error::bad_request(
+                format!("traits[{i}].trait_value"),
+                "must be a string, a number, a boolean or null",
+            ));
+        }
+    }
+    let env = environment(&state, &headers, Keys::ClientOrServer).await?;
+    let stored = state
+        .sdk_store
+        .traits(env.environment_id, &body.identifier)
+        .await
+        .map_err(|e| Error::Internal(e.to_string()))?;
+    let mut traits = stored.clone();
+    let mut to_store = stored;
+    for t in &body.traits {
+        // A null value removes the trait, as in Flagsmith.
+        for target in [&mut traits, &mut to_store] {
+            if t.trait_value.is_null() {
+                target.remove(&t.trait_key);
+            }
+        }
+        if !t.trait_value.is_null() {
+            traits.insert(t.trait_key.clone(), t.trait_value.clone());
+            if !t.transient {
+                to_store.insert(t.trait_key.clone(), t.trait_value.clone());
+            }
+        }
+    }
+    if !body.transient {
+        state
+            .sdk_store
+            .store_traits(env.environment_id, &body.identifier, &to_store)
+            .await
+            .map_err(|e| Error::Internal(e.to_string()))?;
+    }
+    Ok(Json(identity_response(&env, &body.identifier, traits)))
+}
+
+/// `GET /api/v1/identities/?identifier=`: the identity's flags with its stored traits.
+pub async fn identity(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(query): Query<IdentityQuery>,
+) -> Result<Json<Value>> {
+    validate_identifier(&query.identifier)?;
+    let env = environment(&state, &headers, Keys::ClientOrServer).await?;
+    let traits = state
+        .sdk_store
+        .traits(env.environment_id, &query.identifier)
+        .await
+        .map_err(|e| Error::Internal(e.to_string()))?;
+    Ok(Json(identity_response(&env, &query.identifier, traits)))
+}
+
+fn identity_response(
+    env: &CachedEnvironment,
+    identifier: &str,
+    traits: Map<String, Value>,
+) -> Value {
+    let listed: Vec<Value> = traits
+        .iter()
+        .map(|(key, value)| json!({"trait_key": key, "trait_value": value}))
+        .collect();
+    let who = identity_context(identifier, traits);
+    let result = evaluate_for_identity(&env.context, Some(&who));
+    json!({
+        "identifier": identifier,
+        "traits": listed,
+        "flags": api_flags(&env.document, &result),
+    })
+}
+
+/// `GET /api/v1/environment-document/`: the document for local evaluation (server-side keys).
+pub async fn environment_document(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Response> {
+    let env = environment(&state, &headers, Keys::ServerOnly).await?;
+    Ok(cached_json(&headers, &env.etag, env.document_bytes.clone()))
+}
+
+/// `POST /api/v1/analytics/flags/`: `{"feature name": evaluation count, ...}` from SDKs.
+pub async fn analytics(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    JsonBody(body): JsonBody<Map<String, Value>>,
+) -> Result<StatusCode> {
+    let env = environment(&state, &headers, Keys::ClientOrServer).await?;
+    let mut counts = Vec::with_capacity(body.len());
+    for (name, count) in body {
+        let count = count.as_i64().filter(|c| *c >= 0).ok_or_else(|| {
+            Error::bad_request(name.clone(), "must be a count (a whole number ≥ 0)")
+        })?;
+        counts.push((name, count));
+    }
+    state
+        .sdk_store
+        .add_counts(env.environment_id, &counts)
+        .await
+        .map_err(|e| Error::Internal(e.to_string()))?;
+    Ok(StatusCode::OK)
+}
+
+fn seconds(micros: i64) -> f64 {
+    micros as f64 / 1_000_000.0
+}
+
+/// `GET /sse/environments/{key}/stream`: an event `{"updated_at": <Unix seconds>}` now and each
+/// time the environment's document changes, as Flagsmith's realtime service sends.
+pub async fn stream(
+    State(state): State<AppState>,
+    Path(environment_key): Path<String>,
+) -> Result<Sse<impl Stream<Item = std::result::Result<Event, Infallible>>>> {
+    let env = state
+        .sdk
+        .by_client_key(&environment_key)
+        .await
+        .map_err(|e| Error::Internal(e.to_string()))?
+        .ok_or_else(|| Error::NotFound("no environment has this key".into()))?;
+    let changes = state.document_changes.subscribe();
+    let first =
+        Event::default().data(json!({"updated_at": seconds(env.updated_at_micros)}).to_string());
+    let stream = futures_util::stream::unfold(
+        (Some(first), changes, environment_key),
+        |(first, mut changes, key)| async move {
+            if let Some(event) = first {
+                return Some((Ok(event), (None, changes, key)));
+            }
+            loop {
+                match changes.recv().await {
+                    Ok(change) if change.client_key == key => {
+                        let data = json!({"updated_at": seconds(change.updated_at_micros)});
+                        let event = Event::default().data(data.to_string());
+                        return Some((Ok(event), (None, changes, key)));
+                    }
+                    Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                    Err(broadcast::error::RecvError::Closed) => return None,
+                }
+            }
+        },
+    );
+    Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
+}

@@ -1,0 +1,137 @@
+//! The SDK read path's cache: each environment's projected read model, pre-serialised, keyed by
+//! client key, with the parsed document and evaluation context identity requests evaluate.
+//!
+//! Entries are dropped when the projection announces that an environment's document changed.
+//! A request that read the old row just before the change and inserts it just after would leave
+//! a stale entry, so every insert is checked against the newest version announced for that key
+//! (`generations`): insert first, then check, so either the check or the announcement removes
+//! it.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use axum::body::Bytes;
+use domain::evaluation::EvaluationContext;
+use domain::flagsmith::EnvironmentDocument;
+use projections::environment_documents::{self, DocumentChanged, StoredEnvironment};
+use sqlx::AnyPool;
+
+/// One environment as the SDK endpoints serve it.
+pub struct CachedEnvironment {
+    pub environment_id: u64,
+    /// The log position this version reflects.
+    pub position: u64,
+    pub client_key: String,
+    pub updated_at_micros: i64,
+    /// Changes whenever the document does.
+    pub etag: String,
+    /// The body of `GET /api/v1/flags/`.
+    pub flags: Bytes,
+    /// The body of `GET /api/v1/environment-document/`.
+    pub document_bytes: Bytes,
+    pub document: EnvironmentDocument,
+    /// The document's evaluation context (segments and identity overrides included).
+    pub context: EvaluationContext,
+}
+
+impl CachedEnvironment {
+    fn from_stored(stored: StoredEnvironment) -> Option<Self> {
+        let document: EnvironmentDocument = serde_json::from_str(&stored.document).ok()?;
+        let context = document.to_evaluation_context();
+        Some(CachedEnvironment {
+            environment_id: stored.environment_id,
+            position: stored.position,
+            etag: format!("\"{}-{}\"", stored.environment_id, stored.position),
+            client_key: stored.client_key,
+            updated_at_micros: stored.updated_at_micros,
+            flags: Bytes::from(stored.flags),
+            document_bytes: Bytes::from(stored.document),
+            document,
+            context,
+        })
+    }
+}
+
+pub struct EnvironmentCache {
+    pool: AnyPool,
+    by_client_key: moka::future::Cache<String, Arc<CachedEnvironment>>,
+    /// SHA-256 of a server-side key → its environment's client key (keys are never reassigned).
+    server_keys: moka::future::Cache<String, String>,
+    generations: Mutex<HashMap<String, u64>>,
+}
+
+impl EnvironmentCache {
+    pub fn new(pool: AnyPool) -> Self {
+        EnvironmentCache {
+            pool,
+            by_client_key: moka::future::Cache::builder().max_capacity(10_000).build(),
+            server_keys: moka::future::Cache::builder().max_capacity(100_000).build(),
+            generations: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn newest_announced(&self, client_key: &str) -> Option<u64> {
+        self.generations
+            .lock()
+            .ok()
+            .and_then(|g| g.get(client_key).copied())
+    }
+
+    async fn cache(&self, stored: StoredEnvironment) -> Option<Arc<CachedEnvironment>> {
+        let entry = Arc::new(CachedEnvironment::from_stored(stored)?);
+        let key = entry.client_key.clone();
+        self.by_client_key.insert(key.clone(), entry.clone()).await;
+        if self
+            .newest_announced(&key)
+            .is_some_and(|newest| newest > entry.position)
+        {
+            self.by_client_key.invalidate(&key).await;
+        }
+        Some(entry)
+    }
+
+    pub async fn by_client_key(
+        &self,
+        client_key: &str,
+    ) -> Result<Option<Arc<CachedEnvironment>>, projections::Error> {
+        if let Some(entry) = self.by_client_key.get(client_key).await {
+            return Ok(Some(entry));
+        }
+        match environment_documents::by_client_key(&self.pool, client_key).await? {
+            Some(stored) => Ok(self.cache(stored).await),
+            None => Ok(None),
+        }
+    }
+
+    pub async fn by_server_key_hash(
+        &self,
+        key_hash: &str,
+    ) -> Result<Option<Arc<CachedEnvironment>>, projections::Error> {
+        if let Some(client_key) = self.server_keys.get(key_hash).await {
+            return self.by_client_key(&client_key).await;
+        }
+        match environment_documents::by_server_key_hash(&self.pool, key_hash).await? {
+            Some(stored) => {
+                self.server_keys
+                    .insert(key_hash.to_string(), stored.client_key.clone())
+                    .await;
+                Ok(self.cache(stored).await)
+            }
+            None => Ok(None),
+        }
+    }
+
+    /// Drops what a projection change made stale.
+    pub async fn changed(&self, change: &DocumentChanged) {
+        if let Ok(mut generations) = self.generations.lock() {
+            let newest = generations.entry(change.client_key.clone()).or_default();
+            *newest = (*newest).max(change.position);
+        }
+        self.by_client_key.invalidate(&change.client_key).await;
+    }
+
+    /// Drops everything (when announcements were missed).
+    pub fn clear(&self) {
+        self.by_client_key.invalidate_all();
+    }
+}

@@ -1,0 +1,9 @@
+//! End-to-end tests of the admin API: a real flaglog server on loopback over a real database,
+//! every behaviour on both backends (SQLite and PostgreSQL). One test binary, one module per
+//! area; the server and client helpers live in `support/lib.rs`.
+
+mod auth;
+mod concurrency;
+mod discovery;
+mod flow;
+mod validation;
