@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::error::{Error, Result};
+pub use crate::evaluation::{ConditionOperator, RuleType};
 
 pub type OrganisationId = u64;
 pub type ProjectId = u64;
@@ -185,93 +186,41 @@ pub fn validate_percentage(field: &str, value: f64) -> Result<()> {
     Ok(())
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-pub enum RuleType {
-    All,
-    Any,
-    None,
-}
+/// The operators every condition may use, as Flagsmith's engine names them. The `:semver`
+/// variants of the four comparisons are written as a `:semver` suffix on the condition's value.
+pub const OPERATORS: [ConditionOperator; 14] = [
+    ConditionOperator::Equal,
+    ConditionOperator::NotEqual,
+    ConditionOperator::GreaterThan,
+    ConditionOperator::GreaterThanInclusive,
+    ConditionOperator::LessThan,
+    ConditionOperator::LessThanInclusive,
+    ConditionOperator::Contains,
+    ConditionOperator::NotContains,
+    ConditionOperator::In,
+    ConditionOperator::Regex,
+    ConditionOperator::PercentageSplit,
+    ConditionOperator::IsSet,
+    ConditionOperator::IsNotSet,
+    ConditionOperator::Modulo,
+];
 
-/// Every condition operator Flagsmith's engine knows. The `:semver` variants of the four
-/// comparisons are written as a `:semver` suffix on the condition's value.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-pub enum Operator {
-    Equal,
-    NotEqual,
-    GreaterThan,
-    GreaterThanInclusive,
-    LessThan,
-    LessThanInclusive,
-    Contains,
-    NotContains,
-    In,
-    Regex,
-    PercentageSplit,
-    IsSet,
-    IsNotSet,
-    Modulo,
-}
-
-impl Operator {
-    pub const ALL: [Operator; 14] = [
-        Operator::Equal,
-        Operator::NotEqual,
-        Operator::GreaterThan,
-        Operator::GreaterThanInclusive,
-        Operator::LessThan,
-        Operator::LessThanInclusive,
-        Operator::Contains,
-        Operator::NotContains,
-        Operator::In,
-        Operator::Regex,
-        Operator::PercentageSplit,
-        Operator::IsSet,
-        Operator::IsNotSet,
-        Operator::Modulo,
-    ];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Operator::Equal => "EQUAL",
-            Operator::NotEqual => "NOT_EQUAL",
-            Operator::GreaterThan => "GREATER_THAN",
-            Operator::GreaterThanInclusive => "GREATER_THAN_INCLUSIVE",
-            Operator::LessThan => "LESS_THAN",
-            Operator::LessThanInclusive => "LESS_THAN_INCLUSIVE",
-            Operator::Contains => "CONTAINS",
-            Operator::NotContains => "NOT_CONTAINS",
-            Operator::In => "IN",
-            Operator::Regex => "REGEX",
-            Operator::PercentageSplit => "PERCENTAGE_SPLIT",
-            Operator::IsSet => "IS_SET",
-            Operator::IsNotSet => "IS_NOT_SET",
-            Operator::Modulo => "MODULO",
-        }
-    }
-
-    pub fn parse(name: &str) -> Option<Operator> {
-        Operator::ALL.into_iter().find(|op| op.name() == name)
-    }
-
-    fn allows_semver(self) -> bool {
-        matches!(
-            self,
-            Operator::Equal
-                | Operator::NotEqual
-                | Operator::GreaterThan
-                | Operator::GreaterThanInclusive
-                | Operator::LessThan
-                | Operator::LessThanInclusive
-        )
-    }
+fn allows_semver(operator: &ConditionOperator) -> bool {
+    matches!(
+        operator,
+        ConditionOperator::Equal
+            | ConditionOperator::NotEqual
+            | ConditionOperator::GreaterThan
+            | ConditionOperator::GreaterThanInclusive
+            | ConditionOperator::LessThan
+            | ConditionOperator::LessThanInclusive
+    )
 }
 
 /// One test of a context property (a trait name, or a `$.` JSONPath into the context).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Condition {
-    pub operator: Operator,
+    pub operator: ConditionOperator,
     #[serde(rename = "property_", alias = "property", default)]
     pub property: Option<String>,
     #[serde(default)]
@@ -281,7 +230,17 @@ pub struct Condition {
 impl Condition {
     fn validate(&self) -> Result<()> {
         let value = self.value.as_deref().unwrap_or("");
-        let needs_property = !matches!(self.operator, Operator::PercentageSplit);
+        if let ConditionOperator::Other(name) = &self.operator {
+            let known: Vec<&str> = OPERATORS.iter().map(ConditionOperator::as_str).collect();
+            return Err(Error::invalid(
+                "operator",
+                format!(
+                    "unknown operator {name:?}; expected one of {}",
+                    known.join(", ")
+                ),
+            ));
+        }
+        let needs_property = !matches!(self.operator, ConditionOperator::PercentageSplit);
         if needs_property && self.property.as_deref().unwrap_or("").is_empty() {
             return Err(Error::invalid(
                 "property_",
@@ -289,12 +248,12 @@ impl Condition {
             ));
         }
         if let Some(version) = value.strip_suffix(":semver") {
-            if !self.operator.allows_semver() {
+            if !allows_semver(&self.operator) {
                 return Err(Error::invalid(
                     "value",
                     format!(
                         "{} does not compare semantic versions",
-                        self.operator.name()
+                        self.operator.as_str()
                     ),
                 ));
             }
@@ -306,7 +265,7 @@ impl Condition {
             }
         }
         match self.operator {
-            Operator::PercentageSplit => {
+            ConditionOperator::PercentageSplit => {
                 let ok = value
                     .trim()
                     .parse::<f64>()
@@ -318,7 +277,7 @@ impl Condition {
                     ));
                 }
             }
-            Operator::Modulo => {
+            ConditionOperator::Modulo => {
                 let parsed = value.split_once('|').and_then(|(d, r)| {
                     Some((d.trim().parse::<f64>().ok()?, r.trim().parse::<f64>().ok()?))
                 });
@@ -332,7 +291,7 @@ impl Condition {
                     }
                 }
             }
-            Operator::Regex => {
+            ConditionOperator::Regex => {
                 if let Err(e) = regex::Regex::new(value) {
                     return Err(Error::invalid(
                         "value",
@@ -440,11 +399,13 @@ mod tests {
     }
 
     #[test]
-    fn unknown_operators_do_not_parse() {
-        let parsed: std::result::Result<Vec<SegmentRule>, _> = serde_json::from_value(
-            json!([{"type": "ALL", "conditions": [condition("ROUGHLY", "1")]}]),
+    fn unknown_operators_are_refused_naming_the_field() {
+        let err = validate_rules(&rules_with(condition("ROUGHLY", "1"))).unwrap_err();
+        assert!(
+            matches!(err, Error::Invalid { ref field, .. }
+                if field == "rules[0].rules[0].conditions[0].operator"),
+            "{err:?}"
         );
-        assert!(parsed.is_err());
     }
 
     #[test]
