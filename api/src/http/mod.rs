@@ -7,6 +7,7 @@ pub mod admin;
 pub mod error;
 pub mod extract;
 pub mod health;
+pub mod ofrep;
 pub mod openapi;
 pub mod sdk;
 
@@ -45,6 +46,7 @@ pub fn router(state: AppState) -> Router {
         .merge(openapi::router())
         .merge(admin::router())
         .merge(sdk::router())
+        .merge(ofrep::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn(request_context))
