@@ -9,13 +9,16 @@ use serde_json::Value;
 
 fn seed_document() -> (EnvironmentDocument, Vec<(String, Value)>) {
     let dir = std::env::var("FLAGLOG_REFERENCE_DIR").unwrap_or_else(|_| {
-        concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/reference/flagsmith").to_string()
+        concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../shared/reference/flagsmith"
+        )
+        .to_string()
     });
     let path = format!("{dir}/conformance/documents/seed-1.json");
-    let mut data: Value = serde_json::from_slice(
-        &std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}")),
-    )
-    .expect("seed is JSON");
+    let mut data: Value =
+        serde_json::from_slice(&std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}")))
+            .expect("seed is JSON");
     let document = serde_json::from_value(data["environment_document"].take()).expect("document");
     let identity = &data["identities"][0];
     let traits = identity["traits"]

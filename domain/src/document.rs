@@ -163,7 +163,7 @@ fn feature_state(
                     multivariate_feature_option: MultivariateFeatureOption {
                         value: option.value.clone(),
                         id: Some(option.id as i64),
-                        key: None,
+                        key: option.key.clone(),
                     },
                     percentage_allocation: serde_json::Number::from_f64(
                         allocation.percentage_allocation,

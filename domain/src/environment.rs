@@ -372,6 +372,7 @@ mod tests {
                 id: 6,
                 value: json!("blue"),
                 default_percentage_allocation: 20.0,
+                key: None,
             }],
         }
     }

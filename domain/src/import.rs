@@ -275,6 +275,7 @@ fn options_by_feature(document: &EnvironmentDocument) -> BTreeMap<FeatureId, Vec
             if !seen {
                 known.push(OptionInput {
                     id,
+                    key: option.key.clone(),
                     value: option.value.clone(),
                     default_percentage_allocation: if is_environment_state {
                         percentage(&mv.percentage_allocation)

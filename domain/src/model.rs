@@ -62,6 +62,9 @@ pub struct MultivariateOption {
     pub value: Value,
     #[serde(default)]
     pub default_percentage_allocation: f64,
+    /// The name evaluation reports as the flag's `variant` when this option is chosen.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
 }
 
 /// A feature of a project: what every environment's feature state starts from.
@@ -455,11 +458,13 @@ mod tests {
                     id: 10,
                     value: json!("blue"),
                     default_percentage_allocation: 50.0,
+                    key: None,
                 },
                 MultivariateOption {
                     id: 11,
                     value: json!("green"),
                     default_percentage_allocation: 50.0,
+                    key: None,
                 },
             ],
         }

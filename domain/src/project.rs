@@ -140,6 +140,9 @@ pub struct OptionInput {
     pub value: Value,
     #[serde(default)]
     pub default_percentage_allocation: f64,
+    /// Reported as the flag's `variant` when chosen.
+    #[serde(default)]
+    pub key: Option<String>,
 }
 
 /// The definition of a feature as given in a command. `id` is set only by the importer, which
@@ -344,6 +347,7 @@ impl Project {
                 id,
                 value: input.value.clone(),
                 default_percentage_allocation: input.default_percentage_allocation,
+                key: input.key.clone(),
             });
         }
         if total > 100.0 + 1e-9 {

@@ -151,3 +151,25 @@ fn a_second_import_of_the_same_client_key_is_refused() {
         "{err:?}"
     );
 }
+
+#[test]
+fn import_keeps_multivariate_option_keys_for_variants() {
+    let (_, mut document) = documents().remove(0);
+    let state = document
+        .feature_states
+        .iter_mut()
+        .find(|s| !s.multivariate_feature_state_values.is_empty())
+        .expect("a multivariate feature");
+    let option = &mut state.multivariate_feature_state_values[0].multivariate_feature_option;
+    option.key = Some("treatment-a".into());
+    let (feature_id, option_id) = (state.feature.id as u64, option.id.unwrap() as u64);
+    let plan = plan(&Directory::default(), &document, "h".into()).unwrap();
+    let project = Project::from_events(&plan.project_events);
+    let feature = project.feature(feature_id).unwrap();
+    let imported = feature
+        .multivariate_options
+        .iter()
+        .find(|o| o.id == option_id)
+        .unwrap();
+    assert_eq!(imported.key.as_deref(), Some("treatment-a"));
+}

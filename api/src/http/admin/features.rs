@@ -42,6 +42,9 @@ pub struct OptionBody {
     pub value: Value,
     #[serde(default)]
     pub default_percentage_allocation: f64,
+    /// Reported as the flag's `variant` (e.g. by OFREP) when this option is chosen.
+    #[serde(default)]
+    pub key: Option<String>,
 }
 
 impl From<OptionBody> for OptionInput {
@@ -50,6 +53,7 @@ impl From<OptionBody> for OptionInput {
             id: b.id,
             value: b.value,
             default_percentage_allocation: b.default_percentage_allocation,
+            key: b.key,
         }
     }
 }
