@@ -514,3 +514,46 @@ pub const ADMIN_ROUTES: &[(&str, &str, &str)] = &[
         "/api/v1/environments/k/identity-overrides/?identifier=u&feature=2",
     ),
 ];
+
+impl Server {
+    /// A server as [`Server::start`] makes it (an administrator's token included), with the
+    /// running state behind it, for what the HTTP API does not show (the SDK store's analytics
+    /// counts, stored traits).
+    pub async fn start_with_state(backend: Backend) -> (Server, api::http::AppState) {
+        let db = database(backend).await;
+        let state = api::start(db.url())
+            .await
+            .unwrap_or_else(|e| panic!("starting flaglog on {}: {e}", db.url()));
+        let kept = state.clone();
+        let log = state.log.clone();
+        let router = api::http::router(state);
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let task = tokio::spawn(async move {
+            axum::serve(listener, router).await.unwrap();
+        });
+        let mut server = Server {
+            base: format!("http://{address}"),
+            log,
+            token: None,
+            admin_id: 0,
+            client: reqwest::Client::builder()
+                .timeout(REQUEST_TIMEOUT)
+                .build()
+                .unwrap(),
+            task,
+            _db: db,
+        };
+        let reply = server
+            .post(
+                "/api/v1/users/config/init/",
+                json!({"email": "admin@example.com"}),
+            )
+            .send()
+            .await
+            .expect_status(201);
+        server.token = Some(reply.str("token").to_string());
+        server.admin_id = reply.u64("id");
+        (server, kept)
+    }
+}

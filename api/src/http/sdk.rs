@@ -295,27 +295,32 @@ pub async fn stream(
     State(state): State<AppState>,
     Path(environment_key): Path<String>,
 ) -> Result<Sse<impl Stream<Item = std::result::Result<Event, Infallible>>>> {
+    // Subscribe before reading the current version, so no change can fall between the two.
+    let changes = state.document_changes.subscribe();
     let env = state
         .sdk
         .by_client_key(&environment_key)
         .await
         .map_err(|e| Error::Internal(e.to_string()))?
         .ok_or_else(|| Error::NotFound("no environment has this key".into()))?;
-    let changes = state.document_changes.subscribe();
     let first =
         Event::default().data(json!({"updated_at": seconds(env.updated_at_micros)}).to_string());
+    let cache = state.sdk.clone();
     let stream = futures_util::stream::unfold(
-        (Some(first), changes, environment_key),
-        |(first, mut changes, key)| async move {
+        (Some(first), changes, environment_key, cache),
+        |(first, mut changes, key, cache)| async move {
             if let Some(event) = first {
-                return Some((Ok(event), (None, changes, key)));
+                return Some((Ok(event), (None, changes, key, cache)));
             }
             loop {
                 match changes.recv().await {
                     Ok(change) if change.client_key == key => {
+                        // The SDK fetches the document as soon as it hears of the change: drop
+                        // the cached one first (the invalidation task may not have run yet).
+                        cache.changed(&change).await;
                         let data = json!({"updated_at": seconds(change.updated_at_micros)});
                         let event = Event::default().data(data.to_string());
-                        return Some((Ok(event), (None, changes, key)));
+                        return Some((Ok(event), (None, changes, key, cache)));
                     }
                     Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => continue,
                     Err(broadcast::error::RecvError::Closed) => return None,
