@@ -1099,3 +1099,54 @@ async fn killed_listeners_reconnect() {
     );
     append.await.unwrap().unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_appends_recover_after_the_writer_connection_is_killed() {
+    within_limit(appends_recover_after_the_writer_is_killed()).await;
+}
+
+async fn appends_recover_after_the_writer_is_killed() {
+    let db = TestDatabase::postgres().await;
+    let log = db.event_log().await;
+    log.append(
+        vec![to("s", ExpectedVersion::NoStream, events(1))],
+        metadata(),
+    )
+    .await
+    .unwrap();
+    let name = db.url().rsplit('/').next().unwrap().to_string();
+    let mut admin = PgConnection::connect(&TestDatabase::admin_url())
+        .await
+        .unwrap();
+    let killed: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM (
+             SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+              WHERE datname = $1 AND application_name = 'flaglog-writer') AS t",
+    )
+    .bind(&name)
+    .fetch_one(&mut admin)
+    .await
+    .unwrap();
+    assert_eq!(killed, 1, "expected one writer connection");
+
+    // The batch that finds the connection dead fails as a whole (nothing written); the writer
+    // then reconnects, and the next append goes through on top of the intact chain.
+    let mut failures = 0;
+    let appended = loop {
+        match log
+            .append(
+                vec![to("s", ExpectedVersion::Exact(1), events(1))],
+                metadata(),
+            )
+            .await
+        {
+            Ok(appended) => break appended,
+            Err(LogError::Storage(_)) if failures == 0 => failures += 1,
+            Err(other) => panic!("after a reconnect: {other:?}"),
+        }
+    };
+    assert_eq!(appended.last_position, 2);
+    let all = log.read_all(0, 100).await.unwrap();
+    assert_eq!(all.len(), 2);
+    verify_chain(GENESIS_HASH, &all).unwrap();
+}

@@ -1,18 +1,22 @@
 //! The PostgreSQL event log adapter.
 //!
-//! Appends go through the process's single writer (`log::writer`). Each batch is one
-//! transaction that first takes a fixed transaction-level advisory lock ([`APPEND_LOCK_KEY`]), so
-//! writers on several nodes sharing one database are serialised too and commit order stays
-//! position order. A batch costs two round trips plus the commit's fsync, whatever its size
-//! (see `write_batch`). It announces its new head with `pg_notify` inside the transaction
-//! (delivered on commit). One background task per adapter LISTENs on that channel and feeds a
-//! watch of the latest known head, which is what `wait_for_events` waits on: it wakes for appends
-//! made by any node. The listener reconnects if its connection drops and re-reads the head each
-//! time it (re)starts listening, so a notification missed while disconnected costs nothing;
-//! `wait_for_events` also re-reads the head when `max_wait` runs out.
+//! Appends go through the process's single writer (`log::writer`). Its batches take a fixed
+//! advisory lock ([`APPEND_LOCK_KEY`]) before reading the head, and release it only after their
+//! rows have committed, so writers on several nodes sharing one database are serialised too and
+//! commit order stays position order. A batch costs one or two round trips plus the commit's
+//! fsync, whatever its size (see `PgStore::write_batch`). It announces its new head with
+//! `pg_notify` in the inserting transaction (delivered on commit). One background task per
+//! adapter LISTENs on that channel and feeds a watch of the latest known head, which is what
+//! `wait_for_events` waits on: it wakes for appends made by any node. The listener reconnects if
+//! its connection drops and re-reads the head each time it (re)starts listening, so a
+//! notification missed while disconnected costs nothing; `wait_for_events` also re-reads the
+//! head when `max_wait` runs out.
+//!
+//! The lock is session-level, so the writer needs a connection of its own for its whole session:
+//! it does not work through a pooler in transaction mode (neither does LISTEN).
 
 use std::collections::HashMap;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use domain::log::{Appended, EventLog, LogError, Metadata, RecordedEvent, StreamAppend};
@@ -41,6 +45,15 @@ const LOCK_AND_READ: &str = "SELECT * FROM events_lock_and_read($1, $2)";
 
 /// Releases the append lock when the writer has nothing more to do.
 const UNLOCK: &str = "SELECT pg_advisory_unlock(7380380986182166273)";
+
+/// The current versions of the streams in `$1`, read while this session holds the lock.
+const READ_VERSIONS: &str = "
+    SELECT s.id, COALESCE((SELECT max(e.version) FROM events e WHERE e.stream_id = s.id), 0)
+      FROM unnest($1::text[]) AS s(id)";
+
+/// The longest the writer keeps the lock across batches before it lets other writers of the
+/// database (other nodes) have a turn.
+const HOLD_AT_MOST: Duration = Duration::from_millis(5);
 
 /// Inserts a batch's rows with one statement and notifies the new head. Run on its own, so it is
 /// one transaction: the notification is sent, and the lock released, only once it has committed.
@@ -88,7 +101,7 @@ impl PostgresEventLog {
         let store = PgStore {
             options: options.application_name("flaglog-writer"),
             connection: None,
-            holds_lock: false,
+            hold: None,
         };
         Ok(Self {
             writer: Writer::spawn(store, head.clone())?,
@@ -186,76 +199,80 @@ async fn read_head(pool: &PgPool) -> Result<u64, LogError> {
     Ok(u64::try_from(head).unwrap_or(0))
 }
 
-/// The writer's side: one dedicated connection, reopened after any failure, and whether that
-/// connection holds the append lock.
+/// The writer's side: one dedicated connection, reopened after any failure, and what the writer
+/// knows while that connection holds the append lock.
 struct PgStore {
     options: PgConnectOptions,
     connection: Option<PgConnection>,
-    holds_lock: bool,
+    hold: Option<Hold>,
+}
+
+/// The log as it is while this writer holds the lock without a break: nobody else can append
+/// meanwhile, so the head after its last batch, and the versions of streams it has read or
+/// written since taking the lock, are current and need not be read again.
+struct Hold {
+    since: Instant,
+    head: Head,
+    versions: HashMap<String, u64>,
 }
 
 impl PgStore {
-    async fn connection(&mut self) -> Result<&mut PgConnection, LogError> {
+    /// The connection, and what is known while it holds the lock (nothing, for a new one).
+    async fn connection(&mut self) -> Result<(&mut PgConnection, Option<Hold>), LogError> {
+        let mut hold = self.hold.take();
         if self.connection.is_none() {
-            self.holds_lock = false;
+            hold = None;
             self.connection = Some(self.options.connect().await.map_err(storage)?);
         }
-        self.connection
+        let connection = self
+            .connection
             .as_mut()
-            .ok_or_else(|| LogError::Storage("no writer connection".into()))
-    }
-
-    /// After a failure the connection may be broken, and what the server did is unknown: drop
-    /// it, which also ends its session and so releases the append lock.
-    fn reset(&mut self) {
-        self.connection = None;
-        self.holds_lock = false;
+            .ok_or_else(|| LogError::Storage("no writer connection".into()))?;
+        Ok((connection, hold))
     }
 }
 
 #[async_trait]
 impl BatchStore for PgStore {
-    /// One batch in two round trips, both prepared statements:
+    /// One batch. Taking the lock and reading the head and the batch's stream versions is one
+    /// round trip ([`LOCK_AND_READ`]); inserting every row is another ([`INSERT_AND_NOTIFY`]),
+    /// a statement that is its own transaction, so it has committed when it returns.
     ///
-    /// 1. [`LOCK_AND_READ`]: take the append lock (a session-level advisory lock) and read the
-    ///    head and the batch's stream versions with it held;
-    /// 2. [`INSERT_AND_NOTIFY`]: every row in one statement, which is its own transaction, so it
-    ///    has committed when it returns.
-    ///
-    /// The lock is kept after the commit and released either at the start of the next batch's
-    /// first round trip (when the writer has more to do at once) or by [`BatchStore::idle`].
-    /// That is the design's invariant, positions assigned under the lock and committed before
-    /// the lock is released, at two round trips instead of the three (`BEGIN`, lock and reads;
-    /// `INSERT`; `COMMIT`) a transaction-level lock would take, which a lone writer pays on
+    /// The lock is kept after the commit: while this writer has more to do it keeps the lock for
+    /// up to [`HOLD_AT_MOST`], and batches in that time skip the first round trip (knowing the
+    /// head and the versions it wrote) except to read versions of streams new to it. Then the
+    /// next batch's first round trip releases and retakes the lock, letting any other node that
+    /// waits for it go first; when the writer has nothing to do, [`BatchStore::idle`] releases
+    /// it. So the invariant holds (positions are assigned under the lock and committed before it
+    /// is released) at one or two round trips per batch, where a transaction-level lock would
+    /// take three (`BEGIN`, lock and reads; `INSERT`; `COMMIT`), which a lone writer pays on
     /// every append.
     async fn write_batch(&mut self, batch: &[Request]) -> Result<Plan, LogError> {
-        let relock = self.holds_lock;
-        let connection = self.connection().await?;
-        let result = write_batch(connection, relock, batch).await;
-        match result {
-            Ok(plan) => {
-                self.holds_lock = true;
+        let (connection, hold) = self.connection().await?;
+        match write_batch(connection, hold, batch).await {
+            Ok((plan, hold)) => {
+                self.hold = Some(hold);
                 Ok(plan)
             }
             Err(error) => {
-                self.reset();
+                // The connection may be broken, and what the server did is unknown: drop it,
+                // which also ends its session and so releases the lock.
+                self.connection = None;
                 Err(storage(error))
             }
         }
     }
 
     async fn idle(&mut self) {
-        if !self.holds_lock {
+        if self.hold.take().is_none() {
             return;
         }
         let released = match self.connection.as_mut() {
             Some(connection) => sqlx::query(UNLOCK).execute(connection).await.is_ok(),
-            None => false,
+            None => true,
         };
-        if released {
-            self.holds_lock = false;
-        } else {
-            self.reset();
+        if !released {
+            self.connection = None;
         }
     }
 }
@@ -266,25 +283,70 @@ type HeadOrVersion = (Option<String>, i64, Option<Vec<u8>>, Option<i64>);
 
 async fn write_batch(
     connection: &mut PgConnection,
-    relock: bool,
+    hold: Option<Hold>,
     batch: &[Request],
-) -> Result<Plan, sqlx::Error> {
+) -> Result<(Plan, Hold), sqlx::Error> {
     let streams = writer::streams_of(batch);
+    let mut hold = match hold {
+        Some(mut hold) if hold.since.elapsed() < HOLD_AT_MOST => {
+            let unknown: Vec<&String> = streams
+                .iter()
+                .filter(|stream| !hold.versions.contains_key(*stream))
+                .collect();
+            if !unknown.is_empty() {
+                let found: Vec<(String, i64)> = sqlx::query_as(READ_VERSIONS)
+                    .bind(unknown)
+                    .fetch_all(&mut *connection)
+                    .await?;
+                for (stream, version) in found {
+                    hold.versions
+                        .insert(stream, u64::try_from(version).unwrap_or(0));
+                }
+            }
+            hold
+        }
+        held => lock_and_read(connection, held.is_some(), &streams).await?,
+    };
+
+    let plan = writer::plan(hold.head, &hold.versions, batch, writer::now_micros());
+    if !plan.rows.is_empty() {
+        insert_and_notify(connection, &plan).await?;
+    }
+    hold.head = plan.head;
+    for row in &plan.rows {
+        hold.versions.insert(
+            row.stream_id.clone(),
+            u64::try_from(row.version).unwrap_or(0),
+        );
+    }
+    Ok((plan, hold))
+}
+
+/// Takes the lock (first releasing it, to let others have a turn, when `relock`) and reads what
+/// the batch needs with it held.
+async fn lock_and_read(
+    connection: &mut PgConnection,
+    relock: bool,
+    streams: &[String],
+) -> Result<Hold, sqlx::Error> {
     let found: Vec<HeadOrVersion> = sqlx::query_as(LOCK_AND_READ)
         .bind(relock)
-        .bind(&streams)
+        .bind(streams)
         .fetch_all(&mut *connection)
         .await?;
-    let mut head = Head::GENESIS;
-    let mut versions = HashMap::with_capacity(streams.len());
+    let mut hold = Hold {
+        since: Instant::now(),
+        head: Head::GENESIS,
+        versions: HashMap::with_capacity(streams.len()),
+    };
     for (stream_id, number, hash, recorded_at_micros) in found {
         let number = u64::try_from(number).unwrap_or(0);
         match stream_id {
             Some(stream_id) => {
-                versions.insert(stream_id, number);
+                hold.versions.insert(stream_id, number);
             }
             None => {
-                head = Head {
+                hold.head = Head {
                     position: number,
                     hash: hash.as_deref().and_then(hash32).ok_or_else(|| {
                         sqlx::Error::Protocol("the head event has a malformed hash".into())
@@ -294,38 +356,38 @@ async fn write_batch(
             }
         }
     }
+    Ok(hold)
+}
 
-    let plan = writer::plan(head, &versions, batch, writer::now_micros());
-    if !plan.rows.is_empty() {
-        let rows = &plan.rows;
-        sqlx::query(INSERT_AND_NOTIFY)
-            .bind(rows.iter().map(|r| r.position).collect::<Vec<_>>())
-            .bind(
-                rows.iter()
-                    .map(|r| r.stream_id.as_str())
-                    .collect::<Vec<_>>(),
-            )
-            .bind(rows.iter().map(|r| r.version).collect::<Vec<_>>())
-            .bind(
-                rows.iter()
-                    .map(|r| r.event_type.as_str())
-                    .collect::<Vec<_>>(),
-            )
-            .bind(rows.iter().map(|r| r.schema_version).collect::<Vec<_>>())
-            .bind(rows.iter().map(|r| r.payload.as_str()).collect::<Vec<_>>())
-            .bind(rows.iter().map(|r| r.metadata.as_str()).collect::<Vec<_>>())
-            .bind(
-                rows.iter()
-                    .map(|r| r.recorded_at_micros)
-                    .collect::<Vec<_>>(),
-            )
-            .bind(rows.iter().map(|r| r.prev_hash).collect::<Vec<_>>())
-            .bind(rows.iter().map(|r| r.hash).collect::<Vec<_>>())
-            .bind(plan.head.position.to_string())
-            .execute(&mut *connection)
-            .await?;
-    }
-    Ok(plan)
+async fn insert_and_notify(connection: &mut PgConnection, plan: &Plan) -> Result<(), sqlx::Error> {
+    let rows = &plan.rows;
+    sqlx::query(INSERT_AND_NOTIFY)
+        .bind(rows.iter().map(|r| r.position).collect::<Vec<_>>())
+        .bind(
+            rows.iter()
+                .map(|r| r.stream_id.as_str())
+                .collect::<Vec<_>>(),
+        )
+        .bind(rows.iter().map(|r| r.version).collect::<Vec<_>>())
+        .bind(
+            rows.iter()
+                .map(|r| r.event_type.as_str())
+                .collect::<Vec<_>>(),
+        )
+        .bind(rows.iter().map(|r| r.schema_version).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.payload.as_str()).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.metadata.as_str()).collect::<Vec<_>>())
+        .bind(
+            rows.iter()
+                .map(|r| r.recorded_at_micros)
+                .collect::<Vec<_>>(),
+        )
+        .bind(rows.iter().map(|r| r.prev_hash).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.hash).collect::<Vec<_>>())
+        .bind(plan.head.position.to_string())
+        .execute(connection)
+        .await?;
+    Ok(())
 }
 
 /// The listener task: LISTEN, then feed every notified head into `head`; on any failure wait a

@@ -4,22 +4,23 @@
 //! safe if events become visible in position order. If two transactions could take positions 7
 //! and 8 and commit as 8-then-7, a reader polling in between would see 8, move its checkpoint to 8
 //! and skip 7 for ever. Sequences and `MAX(position) + 1` in concurrent transactions both allow
-//! that. So appends are serialised: positions are assigned by whoever holds the log's write lock
-//! (a fixed PostgreSQL transaction-level advisory lock, or SQLite's `BEGIN IMMEDIATE` write lock)
-//! and the lock is released only by COMMIT, so the next batch cannot take positions until the
-//! previous one is visible. Commit order therefore equals position order, on one node or many.
+//! that. So appends are serialised: positions are assigned only by whoever holds the log's write
+//! lock (on PostgreSQL a fixed advisory lock, on SQLite the database's own write lock, taken by
+//! `BEGIN IMMEDIATE`), and the lock is released only once those positions are committed, so the
+//! next batch cannot take positions until the previous one is visible. Commit order therefore
+//! equals position order, on one node or many.
 //!
 //! Why batches: serialising appends one per transaction would cost one lock hand-over, several
 //! round trips and one fsync per command. Instead each process runs one writer task that takes
-//! every request waiting in its queue (up to [`MAX_BATCH`]) and writes them all in ONE
-//! transaction: lock, read the head (last position and hash) and the current versions of the
+//! every request waiting in its queue (up to [`MAX_BATCH`]) and writes them all with ONE commit:
+//! under the lock, read the head (last position and hash) and the current versions of the
 //! streams involved, check each request's expectations in order (a request that fails gets its
 //! `Conflict` and writes nothing; the others go on, seeing the versions earlier requests in the
 //! same batch produced), assign positions and hashes in order, insert every row with one
 //! statement, announce the new head, commit, and only then answer each request. One commit and
 //! one fsync carry many writers' commands, which is what lets the log keep up with, and under
-//! load outrun, one-INSERT-per-transaction. If the transaction fails as a whole, every request in
-//! it gets `LogError::Storage`: none of them was written.
+//! load outrun, one-INSERT-per-transaction. If the batch fails as a whole, every request in it
+//! gets `LogError::Storage`: none of them was written.
 //!
 //! The writer runs on a thread of its own (see [`Writer::spawn`]), and after a batch it waits a
 //! moment for the callers it has just answered (see [`next_batch`]), so that many concurrent
@@ -27,7 +28,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use domain::log::{
@@ -39,9 +40,13 @@ use tokio::sync::{mpsc, oneshot, watch};
 /// The most append requests one transaction carries.
 pub(crate) const MAX_BATCH: usize = 512;
 
-/// How long the writer waits for callers it has just answered to come back (see [`next_batch`]).
-/// Tokio's timer rounds it up to the next millisecond; arrivals end the wait at once.
-const LINGER: Duration = Duration::from_micros(500);
+/// How long the writer waits for the first request after a batch before it idles (see
+/// [`next_batch`]). Tokio's timer rounds it up to the next millisecond; an arrival ends it.
+const LINGER_FIRST: Duration = Duration::from_millis(1);
+/// How long the writer waits for more of the callers it has just answered to come back, and how
+/// often it looks (see [`next_batch`]).
+const LINGER_MORE: Duration = Duration::from_micros(200);
+const LINGER_STEP: Duration = Duration::from_micros(20);
 
 /// How many requests may wait for the writer before `append` callers wait to enqueue.
 const QUEUE_CAPACITY: usize = 4 * MAX_BATCH;
@@ -99,7 +104,7 @@ pub(crate) struct Plan {
     pub head: Head,
 }
 
-/// Storage for the writer: runs one batch in one transaction (see the module comment).
+/// Storage for the writer: runs one batch with one commit (see the module comment).
 #[async_trait]
 pub(crate) trait BatchStore: Send + 'static {
     /// Locks the log, reads its head and the current versions of the batch's streams, lets
@@ -135,10 +140,10 @@ pub(crate) fn validate(appends: &[StreamAppend]) -> Result<(), LogError> {
                 append.stream_id
             )));
         }
-        if let Some(event) = append.events.iter().find(|e| e.event_type.is_empty()) {
+        if append.events.iter().any(|e| e.event_type.is_empty()) {
             return Err(LogError::Invalid(format!(
-                "an event for stream {} has an empty event type (payload {})",
-                append.stream_id, event.payload
+                "an event for stream {} has an empty event type",
+                append.stream_id
             )));
         }
     }
@@ -357,40 +362,52 @@ fn stopped() -> LogError {
     LogError::Storage("the event log writer has stopped".into())
 }
 
-/// Collects the next batch: everything queued, and, after a batch of `previous` requests, up
-/// to [`LINGER`] of waiting for as many again: the callers just answered usually append again
-/// at once. Without the wait, many concurrent writers split into two cohorts taking turns,
-/// each batch carrying half of them; and a lone writer's next append would find the store
-/// already idled (on PostgreSQL, the lock released, costing a round trip). If nothing comes,
-/// tells the store it is idle and then waits as long as it takes. Returns false once every
-/// `Writer` handle is gone.
+/// Collects the next batch. After a batch of `previous` requests, the callers just answered
+/// usually append again at once, so the writer waits a little for them:
+///
+/// * for the first request, up to [`LINGER_FIRST`] (woken the moment it comes). Only if none
+///   comes does it tell the store it is idle (on PostgreSQL that releases the lock, so a lone
+///   writer's next append would otherwise pay an extra round trip) and wait as long as it takes;
+/// * then for as many requests as the previous batch had, polling for up to [`LINGER_MORE`].
+///   Without this, many concurrent writers split into two cohorts taking turns, each batch
+///   carrying half of them.
+///
+/// Returns false once every `Writer` handle is gone.
 async fn next_batch<S: BatchStore>(
     store: &mut S,
     requests: &mut mpsc::Receiver<Request>,
     batch: &mut Vec<Request>,
     previous: usize,
 ) -> bool {
-    while batch.len() < MAX_BATCH {
-        match requests.try_recv() {
-            Ok(request) => batch.push(request),
-            Err(_) => break,
-        }
-    }
-    let target = previous.min(MAX_BATCH);
-    let deadline = tokio::time::Instant::now() + LINGER;
-    while batch.len() < target {
-        let more = requests.recv_many(batch, MAX_BATCH - batch.len());
-        match tokio::time::timeout_at(deadline, more).await {
-            Ok(0) => return !batch.is_empty(),
-            Ok(_) => {}
-            Err(_elapsed) => break,
+    drain(requests, batch);
+    if batch.is_empty() && previous > 0 {
+        let first = requests.recv_many(batch, MAX_BATCH);
+        if let Ok(0) = tokio::time::timeout(LINGER_FIRST, first).await {
+            return false;
         }
     }
     if batch.is_empty() {
         store.idle().await;
         return requests.recv_many(batch, MAX_BATCH).await > 0;
     }
+    let deadline = Instant::now() + LINGER_MORE;
+    while batch.len() < previous.min(MAX_BATCH) && Instant::now() < deadline {
+        // A blocking sleep: Tokio's timer is too coarse for this, and the thread is the
+        // writer's own, with nothing else to run meanwhile.
+        std::thread::sleep(LINGER_STEP);
+        drain(requests, batch);
+    }
     true
+}
+
+/// Moves whatever is queued into `batch`, up to [`MAX_BATCH`], without waiting.
+fn drain(requests: &mut mpsc::Receiver<Request>, batch: &mut Vec<Request>) {
+    while batch.len() < MAX_BATCH {
+        match requests.try_recv() {
+            Ok(request) => batch.push(request),
+            Err(_) => break,
+        }
+    }
 }
 
 async fn run<S: BatchStore>(mut store: S, mut requests: mpsc::Receiver<Request>, head: HeadWatch) {
