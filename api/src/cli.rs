@@ -5,11 +5,20 @@ use domain::log::Metadata;
 use tokio::net::TcpListener;
 
 use crate::config::{AdminCommand, Cli, Command};
-use crate::{commands, http, open_log, start};
+use crate::{commands, http, open_log, start_with_sdk_cache};
 
 pub async fn run(cli: Cli) -> Result<(), String> {
-    if let Command::Serve { bind } = cli.command {
-        return serve(&cli.database_url, bind).await;
+    if let Command::Serve {
+        bind,
+        sdk_cache_mib,
+    } = cli.command
+    {
+        return serve(
+            &cli.database_url,
+            bind,
+            sdk_cache_mib.saturating_mul(1024 * 1024),
+        )
+        .await;
     }
     let log = open_log(&cli.database_url)
         .await
@@ -63,8 +72,12 @@ pub async fn run(cli: Cli) -> Result<(), String> {
     }
 }
 
-async fn serve(database_url: &str, bind: std::net::SocketAddr) -> Result<(), String> {
-    let state = start(database_url).await?;
+async fn serve(
+    database_url: &str,
+    bind: std::net::SocketAddr,
+    sdk_cache_bytes: u64,
+) -> Result<(), String> {
+    let state = start_with_sdk_cache(database_url, sdk_cache_bytes).await?;
     let has_users = !state
         .commands
         .directory()

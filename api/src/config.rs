@@ -44,6 +44,10 @@ pub enum Command {
         /// Address to listen on.
         #[arg(long, env = "FLAGLOG_BIND", default_value = "127.0.0.1:8000")]
         bind: SocketAddr,
+        /// Memory the SDK cache may hold, in MiB (an estimate per environment: its flags body,
+        /// its document and its evaluation context).
+        #[arg(long, env = "FLAGLOG_SDK_CACHE_MIB", default_value_t = 256)]
+        sdk_cache_mib: u64,
     },
     /// Applies the database schema and exits.
     Migrate,

@@ -1,5 +1,9 @@
 //! The SDK read path's cache: each environment's projected read model, pre-serialised, keyed by
-//! client key, with the parsed document and evaluation context identity requests evaluate.
+//! client key, with the evaluation context identity requests evaluate and the little of the
+//! document their answers list (features in order, and whether disabled flags are hidden).
+//!
+//! The cache is bounded by an estimate of the bytes its entries hold
+//! ([`DEFAULT_MAX_BYTES`] unless configured), not by a count of environments.
 //!
 //! Entries are dropped when the projection announces that an environment's document changed.
 //! A request that read the old row just before the change and inserts it just after would leave
@@ -11,6 +15,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use axum::body::Bytes;
+use domain::document::FlagListing;
 use domain::evaluation::EvaluationContext;
 use domain::flagsmith::EnvironmentDocument;
 use projections::environment_documents::{self, DocumentChanged, StoredEnvironment};
@@ -29,10 +34,15 @@ pub struct CachedEnvironment {
     pub flags: Bytes,
     /// The body of `GET /api/v1/environment-document/`.
     pub document_bytes: Bytes,
-    pub document: EnvironmentDocument,
+    /// What listing the flags needs of the document.
+    pub listing: FlagListing,
     /// The document's evaluation context (segments and identity overrides included).
     pub context: EvaluationContext,
 }
+
+/// The cache's default bound on the bytes its entries hold (an estimate: see
+/// [`CachedEnvironment::weight`]).
+pub const DEFAULT_MAX_BYTES: u64 = 256 * 1024 * 1024;
 
 impl CachedEnvironment {
     fn from_stored(stored: StoredEnvironment) -> Option<Self> {
@@ -46,9 +56,18 @@ impl CachedEnvironment {
             updated_at_micros: stored.updated_at_micros,
             flags: Bytes::from(stored.flags),
             document_bytes: Bytes::from(stored.document),
-            document,
+            listing: FlagListing::of(&document),
             context,
         })
+    }
+
+    /// Roughly the bytes this entry holds: both bodies, the listing, and the evaluation context,
+    /// counted as 3.5 times the document's text (the context holds the document's features,
+    /// segments and overrides parsed; measured at 3.2–3.3 times on the conformance seeds).
+    pub fn weight(&self) -> u64 {
+        let text = self.flags.len() + self.document_bytes.len() + self.client_key.len();
+        let context = self.document_bytes.len() * 7 / 2;
+        (std::mem::size_of::<Self>() + text + context + self.listing.heap_size()) as u64
     }
 }
 
@@ -61,10 +80,21 @@ pub struct EnvironmentCache {
 }
 
 impl EnvironmentCache {
+    /// A cache bounded to [`DEFAULT_MAX_BYTES`].
     pub fn new(pool: AnyPool) -> Self {
+        Self::with_max_bytes(pool, DEFAULT_MAX_BYTES)
+    }
+
+    /// A cache whose entries hold at most about `max_bytes` (see [`CachedEnvironment::weight`]).
+    pub fn with_max_bytes(pool: AnyPool, max_bytes: u64) -> Self {
         EnvironmentCache {
             pool,
-            by_client_key: moka::future::Cache::builder().max_capacity(10_000).build(),
+            by_client_key: moka::future::Cache::builder()
+                .max_capacity(max_bytes)
+                .weigher(|_key: &String, entry: &Arc<CachedEnvironment>| {
+                    u32::try_from(entry.weight()).unwrap_or(u32::MAX)
+                })
+                .build(),
             server_keys: moka::future::Cache::builder().max_capacity(100_000).build(),
             generations: Mutex::new(HashMap::new()),
         }

@@ -5,6 +5,7 @@
 //! ids, feature-state keys, multivariate value ids), so local evaluation in an SDK and remote
 //! evaluation in flaglog put every identity in the same bucket.
 
+use serde::Serialize;
 use serde_json::Value;
 
 use crate::environment::Environment;
@@ -179,51 +180,247 @@ fn feature_state(
 }
 
 /// A flag as `GET /api/v1/flags/` and `POST /api/v1/identities/` list it (Flagsmith's shape;
-/// SDKs read `feature.id`, `feature.name`, `enabled` and `feature_state_value`).
-pub fn api_flag(
-    feature: &flagsmith::Feature,
-    enabled: bool,
-    value: &Value,
-    environment_id: u64,
-) -> Value {
-    serde_json::json!({
-        "id": feature.id,
-        "feature": {
-            "id": feature.id,
-            "name": feature.name,
-            "type": feature.feature_type.as_deref().unwrap_or("STANDARD"),
-        },
-        "feature_state_value": value,
-        "enabled": enabled,
-        "environment": environment_id,
-        "identity": null,
-        "feature_segment": null,
-    })
+/// SDKs read `feature.id`, `feature.name`, `enabled` and `feature_state_value`), borrowed from
+/// the evaluation result and the feature list and serialised directly.
+///
+/// Fields are declared in alphabetical order: the bodies were written from `serde_json::Value`
+/// objects (sorted keys) before, and stay byte-identical.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct ApiFlag<'a> {
+    pub enabled: bool,
+    pub environment: u64,
+    pub feature: FeatureRef<'a>,
+    /// Always `null`.
+    pub feature_segment: Option<()>,
+    pub feature_state_value: &'a Value,
+    /// The feature's id (Flagsmith's feature-state id is not exposed).
+    pub id: i64,
+    /// Always `null`.
+    pub identity: Option<()>,
 }
 
-/// The flags of an evaluation result as SDK endpoints list them: in the document's feature
-/// order, without disabled flags when the project hides them.
-pub fn api_flags(
-    document: &EnvironmentDocument,
-    result: &crate::evaluation::EvaluationResult,
-) -> Vec<Value> {
-    let hide_disabled = document
-        .hide_disabled_flags
-        .unwrap_or(document.project.hide_disabled_flags);
-    document
-        .feature_states
-        .iter()
-        .filter_map(|state| {
-            let flag = result.flags.get(&state.feature.name)?;
+/// The `feature` of an [`ApiFlag`].
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct FeatureRef<'a> {
+    pub id: i64,
+    pub name: &'a str,
+    #[serde(rename = "type")]
+    pub feature_type: &'a str,
+}
+
+impl<'a> FeatureRef<'a> {
+    pub fn of(feature: &'a flagsmith::Feature) -> Self {
+        FeatureRef {
+            id: feature.id,
+            name: &feature.name,
+            feature_type: feature.feature_type.as_deref().unwrap_or("STANDARD"),
+        }
+    }
+}
+
+impl<'a> ApiFlag<'a> {
+    pub fn new(
+        feature: FeatureRef<'a>,
+        enabled: bool,
+        value: &'a Value,
+        environment_id: u64,
+    ) -> Self {
+        ApiFlag {
+            enabled,
+            environment: environment_id,
+            feature,
+            feature_segment: None,
+            feature_state_value: value,
+            id: feature.id,
+            identity: None,
+        }
+    }
+}
+
+/// The flags of an evaluation result as SDK endpoints list them: in the order of `features`
+/// (the document's feature order), without disabled flags when `hide_disabled`.
+pub fn api_flags_of<'a>(
+    environment_id: u64,
+    hide_disabled: bool,
+    features: impl IntoIterator<Item = FeatureRef<'a>>,
+    result: &'a crate::evaluation::EvaluationResult,
+) -> Vec<ApiFlag<'a>> {
+    features
+        .into_iter()
+        .filter_map(|feature| {
+            let flag = result.flags.get(feature.name)?;
             if hide_disabled && !flag.enabled {
                 return None;
             }
-            Some(api_flag(
-                &state.feature,
+            Some(ApiFlag::new(
+                feature,
                 flag.enabled,
                 &flag.value,
-                document.id as u64,
+                environment_id,
             ))
         })
         .collect()
+}
+
+/// Whether the document's SDK endpoints leave disabled flags out.
+pub fn hides_disabled_flags(document: &EnvironmentDocument) -> bool {
+    document
+        .hide_disabled_flags
+        .unwrap_or(document.project.hide_disabled_flags)
+}
+
+/// What listing an environment's flags needs of its document, without the rest of it: the
+/// features in document order and whether disabled flags are hidden. Servers keep this next to
+/// the evaluation context instead of the parsed document.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FlagListing {
+    pub environment_id: u64,
+    pub hide_disabled: bool,
+    /// In document order.
+    pub features: Vec<ListedFeature>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ListedFeature {
+    pub id: i64,
+    pub name: String,
+    pub feature_type: String,
+}
+
+impl FlagListing {
+    pub fn of(document: &EnvironmentDocument) -> Self {
+        FlagListing {
+            environment_id: document.id as u64,
+            hide_disabled: hides_disabled_flags(document),
+            features: document
+                .feature_states
+                .iter()
+                .map(|state| {
+                    let feature = FeatureRef::of(&state.feature);
+                    ListedFeature {
+                        id: feature.id,
+                        name: feature.name.to_owned(),
+                        feature_type: feature.feature_type.to_owned(),
+                    }
+                })
+                .collect(),
+        }
+    }
+
+    /// [`api_flags_of`] with these features and setting.
+    pub fn api_flags<'a>(
+        &'a self,
+        result: &'a crate::evaluation::EvaluationResult,
+    ) -> Vec<ApiFlag<'a>> {
+        api_flags_of(
+            self.environment_id,
+            self.hide_disabled,
+            self.features.iter().map(|feature| FeatureRef {
+                id: feature.id,
+                name: &feature.name,
+                feature_type: &feature.feature_type,
+            }),
+            result,
+        )
+    }
+
+    /// Roughly the heap bytes this listing holds.
+    pub fn heap_size(&self) -> usize {
+        self.features.capacity() * std::mem::size_of::<ListedFeature>()
+            + self
+                .features
+                .iter()
+                .map(|f| f.name.capacity() + f.feature_type.capacity())
+                .sum::<usize>()
+    }
+}
+
+/// [`api_flags_of`] with the document's features and setting.
+pub fn api_flags<'a>(
+    document: &'a EnvironmentDocument,
+    result: &'a crate::evaluation::EvaluationResult,
+) -> Vec<ApiFlag<'a>> {
+    api_flags_of(
+        document.id as u64,
+        hides_disabled_flags(document),
+        document
+            .feature_states
+            .iter()
+            .map(|state| FeatureRef::of(&state.feature)),
+        result,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::evaluation::{EvaluationResult, evaluate_for_identity};
+    use crate::flagsmith::identity_context;
+
+    /// How flags were written before [`ApiFlag`]: through `serde_json::Value`.
+    fn value_tree_flags(document: &EnvironmentDocument, result: &EvaluationResult) -> Vec<Value> {
+        document
+            .feature_states
+            .iter()
+            .filter_map(|state| {
+                let flag = result.flags.get(&state.feature.name)?;
+                if hides_disabled_flags(document) && !flag.enabled {
+                    return None;
+                }
+                Some(serde_json::json!({
+                    "id": state.feature.id,
+                    "feature": {
+                        "id": state.feature.id,
+                        "name": state.feature.name,
+                        "type": state.feature.feature_type.as_deref().unwrap_or("STANDARD"),
+                    },
+                    "feature_state_value": flag.value,
+                    "enabled": flag.enabled,
+                    "environment": document.id as u64,
+                    "identity": null,
+                    "feature_segment": null,
+                }))
+            })
+            .collect()
+    }
+
+    /// The direct serialisation writes the same bytes as the `Value` tree did, on every
+    /// conformance seed, without identity and for each of its identities (traits included).
+    #[test]
+    fn api_flags_serialise_as_the_value_tree_did() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../shared/reference/flagsmith/conformance/documents");
+        let mut compared = 0;
+        for n in 1..=8 {
+            let path = dir.join(format!("seed-{n}.json"));
+            let text = std::fs::read_to_string(&path)
+                .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            let seed: Value = serde_json::from_str(&text).unwrap();
+            let mut document: EnvironmentDocument =
+                serde_json::from_value(seed["environment_document"].clone()).unwrap();
+            for hide in [None, Some(true)] {
+                document.hide_disabled_flags = hide;
+                let context = document.to_evaluation_context();
+                let mut identities = vec![None];
+                for identity in seed["identities"].as_array().unwrap() {
+                    let traits = identity["traits"].as_object().cloned().unwrap_or_default();
+                    let identifier = identity["identifier"].as_str().unwrap();
+                    identities.push(Some(identity_context(identifier, traits)));
+                }
+                for identity in &identities {
+                    let result = evaluate_for_identity(&context, identity.as_ref());
+                    let direct = serde_json::to_string(&api_flags(&document, &result)).unwrap();
+                    let tree =
+                        serde_json::to_string(&value_tree_flags(&document, &result)).unwrap();
+                    assert_eq!(direct, tree, "seed {n}");
+                    let listed =
+                        serde_json::to_string(&FlagListing::of(&document).api_flags(&result))
+                            .unwrap();
+                    assert_eq!(listed, tree, "seed {n}");
+                    compared += 1;
+                }
+            }
+        }
+        assert_eq!(compared, 8 * 2 * 61);
+    }
 }

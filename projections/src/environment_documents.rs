@@ -150,7 +150,8 @@ impl Folded {
         let mut context = document.to_evaluation_context();
         context.segments.clear();
         context.identity = None;
-        let flags = api_flags(&document, &evaluate(&context));
+        let result = evaluate(&context);
+        let flags = api_flags(&document, &result);
 
         Some(RenderedEnvironment {
             environment_id: id,

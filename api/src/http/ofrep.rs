@@ -406,10 +406,7 @@ fn visible<'a>(
     env: &CachedEnvironment,
     result: &'a EvaluationResult,
 ) -> impl Iterator<Item = &'a FlagResult> {
-    let hide_disabled = env
-        .document
-        .hide_disabled_flags
-        .unwrap_or(env.document.project.hide_disabled_flags);
+    let hide_disabled = env.listing.hide_disabled;
     result
         .flags
         .values()

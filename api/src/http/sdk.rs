@@ -18,13 +18,13 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use domain::document::api_flags;
+use domain::document::ApiFlag;
 use domain::environment::SERVER_SIDE_KEY_PREFIX;
 use domain::evaluation::evaluate_for_identity;
 use domain::flagsmith::identity_context;
 use domain::identity::MAX_IDENTIFIER_LEN;
 use futures_util::Stream;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use tokio::sync::broadcast;
 
@@ -172,7 +172,7 @@ pub async fn identify(
     State(state): State<AppState>,
     headers: HeaderMap,
     JsonBody(body): JsonBody<IdentifyBody>,
-) -> Result<Json<Value>> {
+) -> Result<Response> {
     validate_identifier(&body.identifier)?;
     for (i, t) in body.traits.iter().enumerate() {
         if t.trait_key.is_empty() {
@@ -217,7 +217,7 @@ pub async fn identify(
             .await
             .map_err(|e| Error::Internal(e.to_string()))?;
     }
-    Ok(Json(identity_response(&env, &body.identifier, traits)))
+    identity_response(&env, &body.identifier, traits)
 }
 
 /// `GET /api/v1/identities/?identifier=`: the identity's flags with its stored traits.
@@ -225,7 +225,7 @@ pub async fn identity(
     State(state): State<AppState>,
     headers: HeaderMap,
     Query(query): Query<IdentityQuery>,
-) -> Result<Json<Value>> {
+) -> Result<Response> {
     validate_identifier(&query.identifier)?;
     let env = environment(&state, &headers, Keys::ClientOrServer).await?;
     let traits = state
@@ -233,25 +233,56 @@ pub async fn identity(
         .traits(env.environment_id, &query.identifier)
         .await
         .map_err(|e| Error::Internal(e.to_string()))?;
-    Ok(Json(identity_response(&env, &query.identifier, traits)))
+    identity_response(&env, &query.identifier, traits)
 }
 
+/// The body of both identities endpoints (fields in alphabetical order, as the `Value` tree it
+/// replaced wrote them).
+#[derive(Serialize)]
+struct IdentityResponse<'a> {
+    flags: Vec<ApiFlag<'a>>,
+    identifier: &'a str,
+    traits: Vec<TraitRef<'a>>,
+}
+
+#[derive(Serialize)]
+struct TraitRef<'a> {
+    trait_key: &'a str,
+    trait_value: &'a Value,
+}
+
+/// The identity's flags, serialised once straight from the evaluation result.
 fn identity_response(
     env: &CachedEnvironment,
     identifier: &str,
     traits: Map<String, Value>,
-) -> Value {
-    let listed: Vec<Value> = traits
-        .iter()
-        .map(|(key, value)| json!({"trait_key": key, "trait_value": value}))
-        .collect();
-    let who = identity_context(identifier, traits);
+) -> Result<Response> {
+    let who = identity_context(
+        identifier,
+        traits
+            .iter()
+            .map(|(key, value)| (key.clone(), value.clone())),
+    );
     let result = evaluate_for_identity(&env.context, Some(&who));
-    json!({
-        "identifier": identifier,
-        "traits": listed,
-        "flags": api_flags(&env.document, &result),
-    })
+    let body = IdentityResponse {
+        flags: env.listing.api_flags(&result),
+        identifier,
+        traits: traits
+            .iter()
+            .map(|(key, value)| TraitRef {
+                trait_key: key,
+                trait_value: value,
+            })
+            .collect(),
+    };
+    let mut bytes = Vec::with_capacity(env.flags.len() + identifier.len() + 64 * traits.len() + 64);
+    serde_json::to_writer(&mut bytes, &body).map_err(|e| Error::Internal(e.to_string()))?;
+    let mut response = Response::new(Body::from(bytes));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    Ok(response)
 }
 
 /// `GET /api/v1/environment-document/`: the document for local evaluation (server-side keys).

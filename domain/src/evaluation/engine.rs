@@ -25,7 +25,7 @@ use super::python::{
     ContextValue, number_str, owned_scalar_to_context_value, scalar_to_context_value,
     string_to_context_value, to_context_value,
 };
-use super::result::{EvaluationResult, FlagResult, Reason, SegmentResult};
+use super::result::{EvaluationResult, FlagResult, Reason, SegmentResult, targeting_match_reason};
 
 /// The override a feature gets from a matched segment, with that segment's name.
 type Override<'a> = (&'a FeatureContext, &'a str);
@@ -138,7 +138,7 @@ impl<'a> Evaluator<'a> {
             }
             results.push(SegmentResult {
                 name: segment.name.clone(),
-                metadata: segment.metadata.clone().filter(is_truthy),
+                metadata: segment.metadata.as_ref().filter(|m| is_truthy(m)).cloned(),
             });
             for candidate in &segment.overrides {
                 let incumbent = overrides.get(candidate.name.as_str()).map(|(fc, _)| *fc);
@@ -163,12 +163,9 @@ impl<'a> Evaluator<'a> {
         let mut flags = IndexMap::with_capacity(self.context.features.len());
         for feature in self.context.features.values() {
             let flag = match overrides.get(feature.name.as_str()) {
-                Some((feature_override, segment_name)) => self.flag_result(
-                    feature_override,
-                    Reason::TargetingMatch {
-                        segment: (*segment_name).to_owned(),
-                    },
-                ),
+                Some((feature_override, segment_name)) => {
+                    self.flag_result(feature_override, FlagReason::TargetingMatch(segment_name))
+                }
                 None => self.flag_result(feature, fallback_reason(&feature.name, &targeted)),
             };
             flags.insert(feature.name.clone(), flag);
@@ -176,8 +173,8 @@ impl<'a> Evaluator<'a> {
         flags
     }
 
-    fn flag_result(&self, feature: &FeatureContext, reason: Reason) -> FlagResult {
-        let mut reason = reason;
+    fn flag_result(&self, feature: &FeatureContext, reason: FlagReason<'_>) -> FlagResult {
+        let mut split = None;
         let mut value = &feature.value;
         let mut variant = None;
         if let Some(identity_key) = self.identity_key.as_deref()
@@ -192,9 +189,9 @@ impl<'a> Evaluator<'a> {
             for candidate in ordered {
                 let limit = candidate.weight.as_f64().unwrap_or(f64::NAN) + start;
                 if start <= percentage && percentage < limit {
-                    reason = Reason::Split {
+                    split = Some(Reason::Split {
                         weight: number_str(&candidate.weight),
-                    };
+                    });
                     value = &candidate.value;
                     variant = candidate.key.clone();
                     break;
@@ -206,9 +203,12 @@ impl<'a> Evaluator<'a> {
             name: feature.name.clone(),
             enabled: feature.enabled,
             value: value.clone(),
-            reason: reason.to_reason_string(),
+            reason: match split {
+                Some(split) => split.to_reason_string(),
+                None => reason.to_reason_string(),
+            },
             variant,
-            metadata: feature.metadata.clone().filter(is_truthy),
+            metadata: feature.metadata.as_ref().filter(|m| is_truthy(m)).cloned(),
         }
     }
 
@@ -575,17 +575,14 @@ impl<'a> Evaluator<'a> {
             return;
         }
         let flag = match feature_override {
-            Some((feature_override, segment_name)) => self.flag_result(
-                feature_override,
-                Reason::TargetingMatch {
-                    segment: segment_name.to_owned(),
-                },
-            ),
+            Some((feature_override, segment_name)) => {
+                self.flag_result(feature_override, FlagReason::TargetingMatch(segment_name))
+            }
             None => {
                 let reason = if self.segments_by_feature().contains_key(name) {
-                    Reason::Default
+                    FlagReason::Default
                 } else {
-                    Reason::Static
+                    FlagReason::Static
                 };
                 self.flag_result(feature, reason)
             }
@@ -679,11 +676,30 @@ fn wins_over(candidate: &FeatureContext, incumbent: Option<&FeatureContext>) -> 
 }
 
 /// `DEFAULT` when some segment overrides the feature (and none applied), `STATIC` otherwise.
-fn fallback_reason(name: &str, targeted: &HashSet<&str>) -> Reason {
+fn fallback_reason(name: &str, targeted: &HashSet<&str>) -> FlagReason<'static> {
     if targeted.contains(name) {
-        Reason::Default
+        FlagReason::Default
     } else {
-        Reason::Static
+        FlagReason::Static
+    }
+}
+
+/// The reason a flag has its value before any multivariate split: [`Reason`] with the segment
+/// name borrowed, so that it is written once, into the result's reason string.
+#[derive(Clone, Copy)]
+enum FlagReason<'s> {
+    Static,
+    Default,
+    TargetingMatch(&'s str),
+}
+
+impl FlagReason<'_> {
+    fn to_reason_string(self) -> String {
+        match self {
+            FlagReason::Static => Reason::Static.to_reason_string(),
+            FlagReason::Default => Reason::Default.to_reason_string(),
+            FlagReason::TargetingMatch(segment) => targeting_match_reason(segment),
+        }
     }
 }
 

@@ -55,9 +55,14 @@ impl Reason {
         match self {
             Reason::Static => "STATIC".to_owned(),
             Reason::Default => "DEFAULT".to_owned(),
-            Reason::TargetingMatch { segment } => format!("TARGETING_MATCH; segment={segment}"),
+            Reason::TargetingMatch { segment } => targeting_match_reason(segment),
             Reason::Split { weight } => format!("SPLIT; weight={weight}"),
             Reason::CircularDependency => "ERROR; code=CIRCULAR_DEPENDENCY".to_owned(),
         }
     }
+}
+
+/// The reason string of [`Reason::TargetingMatch`], from a borrowed segment name.
+pub(crate) fn targeting_match_reason(segment: &str) -> String {
+    format!("TARGETING_MATCH; segment={segment}")
 }
