@@ -300,18 +300,29 @@ impl Commands {
         .await
     }
 
+    /// A command on one project: decided by `decide` on the project's current state.
+    async fn on_project<T>(
+        &self,
+        metadata: &Metadata,
+        project_id: ProjectId,
+        decide: impl Fn(&Project) -> domain::Result<(T, Vec<project::ProjectEvent>)>,
+    ) -> Result<T> {
+        self.run(metadata, &project::stream(project_id), || async {
+            let project = self.project(project_id).await?;
+            let (outcome, events) = decide(&project.state)?;
+            Ok(Decision::new(vec![project.append(&events)?], outcome))
+        })
+        .await
+    }
+
     pub async fn create_feature(
         &self,
         metadata: &Metadata,
         project_id: ProjectId,
         input: FeatureInput,
     ) -> Result<Feature> {
-        self.run(metadata, &project::stream(project_id), || async {
-            let project = self.project(project_id).await?;
-            let (feature, events) = project.state.create_feature(input.clone())?;
-            Ok(Decision::new(vec![project.append(&events)?], feature))
-        })
-        .await
+        self.on_project(metadata, project_id, |p| p.create_feature(input.clone()))
+            .await
     }
 
     pub async fn update_feature(
@@ -321,10 +332,8 @@ impl Commands {
         id: FeatureId,
         changes: FeatureChanges,
     ) -> Result<Feature> {
-        self.run(metadata, &project::stream(project_id), || async {
-            let project = self.project(project_id).await?;
-            let (feature, events) = project.state.update_feature(id, changes.clone())?;
-            Ok(Decision::new(vec![project.append(&events)?], feature))
+        self.on_project(metadata, project_id, |p| {
+            p.update_feature(id, changes.clone())
         })
         .await
     }
@@ -335,12 +344,8 @@ impl Commands {
         project_id: ProjectId,
         id: FeatureId,
     ) -> Result<()> {
-        self.run(metadata, &project::stream(project_id), || async {
-            let project = self.project(project_id).await?;
-            let events = project.state.delete_feature(id)?;
-            Ok(Decision::new(vec![project.append(&events)?], ()))
-        })
-        .await
+        self.on_project(metadata, project_id, |p| Ok(((), p.delete_feature(id)?)))
+            .await
     }
 
     pub async fn create_segment(
@@ -349,12 +354,8 @@ impl Commands {
         project_id: ProjectId,
         input: SegmentInput,
     ) -> Result<SegmentId> {
-        self.run(metadata, &project::stream(project_id), || async {
-            let project = self.project(project_id).await?;
-            let (id, events) = project.state.create_segment(input.clone())?;
-            Ok(Decision::new(vec![project.append(&events)?], id))
-        })
-        .await
+        self.on_project(metadata, project_id, |p| p.create_segment(input.clone()))
+            .await
     }
 
     pub async fn update_segment(
@@ -364,10 +365,8 @@ impl Commands {
         id: SegmentId,
         input: SegmentInput,
     ) -> Result<()> {
-        self.run(metadata, &project::stream(project_id), || async {
-            let project = self.project(project_id).await?;
-            let events = project.state.update_segment(id, input.clone())?;
-            Ok(Decision::new(vec![project.append(&events)?], ()))
+        self.on_project(metadata, project_id, |p| {
+            Ok(((), p.update_segment(id, input.clone())?))
         })
         .await
     }
@@ -378,12 +377,8 @@ impl Commands {
         project_id: ProjectId,
         id: SegmentId,
     ) -> Result<()> {
-        self.run(metadata, &project::stream(project_id), || async {
-            let project = self.project(project_id).await?;
-            let events = project.state.delete_segment(id)?;
-            Ok(Decision::new(vec![project.append(&events)?], ()))
-        })
-        .await
+        self.on_project(metadata, project_id, |p| Ok(((), p.delete_segment(id)?)))
+            .await
     }
 
     /// The environment and the project feature a feature-state command is about.
