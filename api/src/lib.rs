@@ -49,8 +49,13 @@ pub async fn start_with_sdk_cache(
 
     let projection_pool = pool.clone();
     let projection_changes = document_changes.clone();
+    let projection_log = log.clone();
     let projection_progress = projections::runner::spawn(log.clone(), move || {
-        EnvironmentDocuments::new(projection_pool.clone(), projection_changes.clone())
+        EnvironmentDocuments::new(
+            projection_pool.clone(),
+            projection_log.clone(),
+            projection_changes.clone(),
+        )
     });
 
     let sdk = Arc::new(sdk_cache::EnvironmentCache::with_max_bytes(

@@ -1,15 +1,38 @@
 //! The environment-documents projection: for every environment, the Flagsmith environment
 //! document server-side SDKs download, and the precomputed body of `GET /api/v1/flags/`.
 //!
-//! It folds the aggregates' events into memory (the same `domain` aggregates the write side
-//! uses, so both sides agree on what an event means), and after each batch re-renders only the
-//! environments the batch touched: an environment's own events and identity overrides touch it;
-//! a project's events touch all its environments. The rendered rows and the checkpoint are
+//! It folds the aggregates' events (the same `domain` aggregates the write side uses, so both
+//! sides agree on what an event means), and after each batch re-renders only the environments the
+//! batch touched: an environment's own events and identity overrides touch it; a project's events
+//! touch all its environments (found in the directory). The rendered rows and the checkpoint are
 //! written in one transaction. Every environment whose document changed is announced on
 //! [`EnvironmentDocuments::subscribe`] after the commit, for cache invalidation and realtime
 //! updates.
+//!
+//! # Memory is bounded
+//!
+//! [`Folded`] keeps for ever only what is small or not cheap to reload: the directory (it knows
+//! every environment's project), the identity overrides (one stream per identity, with no way to
+//! read one environment's overrides but the whole log) and, per environment, when it last
+//! changed. Project and environment aggregates, the bulk (1,000 environments of 200 features,
+//! each in its own project with 20 segments, fold to ~230 MB, ~115 KB per aggregate), live in a
+//! bounded set of [`DEFAULT_LOADED_AGGREGATES`] (projects and environments together, so ~30 MB in
+//! that shape), evicted least recently used first and reloaded from their own stream
+//! (`EventLog::read_stream`) when a batch needs them again. 256 is enough for the hot
+//! environments and projects of a burst of admin changes to stay loaded, and small enough that the
+//! set stays a fraction of the server's 200 MB. While one environment is rendered, the set may
+//! hold its environment and project beyond the bound.
+//!
+//! The invariant that makes reloading correct: a loaded aggregate is the fold of exactly its
+//! stream's events up to the position the projection has applied. Applying a batch folds each
+//! event into its aggregate if that is loaded and skips it otherwise (a later load reads it from
+//! the log); after the batch, what rendering needs is loaded with the stream's events of position
+//! ≤ the batch's last position only, since the log may already hold later ones. So warming up at
+//! start folds only directory and identity events: every environment rendered in a batch was
+//! touched by that batch, which sets its last change.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use domain::aggregate::{Aggregate, DomainEvent};
@@ -18,9 +41,9 @@ use domain::document::{DocumentSource, api_flags, render};
 use domain::environment::{self, Environment, EnvironmentEvent};
 use domain::evaluation::evaluate;
 use domain::identity::{IdentityEvent, IdentityOverrides};
-use domain::log::RecordedEvent;
+use domain::log::{EventLog, RecordedEvent};
 use domain::model::{EnvironmentId, ProjectId};
-use domain::project::{Project, ProjectEvent};
+use domain::project::{self, Project, ProjectEvent};
 use sqlx::AnyPool;
 use tokio::sync::broadcast;
 
@@ -28,6 +51,9 @@ use crate::Error;
 use crate::runner::Projection;
 
 pub const NAME: &str = "environment_documents";
+
+/// How many project and environment aggregates (together) stay loaded by default.
+pub const DEFAULT_LOADED_AGGREGATES: usize = 256;
 
 /// An environment whose document changed, announced after the change is committed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -55,19 +81,69 @@ pub struct RenderedEnvironment {
     pub position: u64,
 }
 
-/// The aggregates, folded from the log.
-#[derive(Default)]
+/// An aggregate in the bounded set, with when it was last used.
+struct Loaded<A> {
+    state: A,
+    last_used: u64,
+}
+
+/// A project or an environment in the bounded set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Key {
+    Project(ProjectId),
+    Environment(EnvironmentId),
+}
+
+/// The aggregates, folded from the log: the directory and identity overrides all of them,
+/// projects and environments a bounded set of them (see the module's documentation).
 pub struct Folded {
     directory: Directory,
-    projects: HashMap<ProjectId, Project>,
-    environments: HashMap<EnvironmentId, Environment>,
     identities: HashMap<EnvironmentId, BTreeMap<String, IdentityOverrides>>,
     /// Per environment: when and at which position the last event that touched it was recorded.
     last_change: HashMap<EnvironmentId, (i64, u64)>,
+    projects: HashMap<ProjectId, Loaded<Project>>,
+    environments: HashMap<EnvironmentId, Loaded<Environment>>,
+    /// Most projects and environments (together) kept loaded between renders.
+    bound: usize,
+    /// Ticks on every use of a loaded aggregate: the least recently used has the smallest.
+    clock: u64,
+}
+
+impl Default for Folded {
+    fn default() -> Self {
+        Folded::with_bound(DEFAULT_LOADED_AGGREGATES)
+    }
 }
 
 impl Folded {
-    /// Folds one event in; returns the environments whose documents it may change.
+    /// Keeps at most `bound` projects and environments (together) loaded between renders.
+    pub fn with_bound(bound: usize) -> Self {
+        Folded {
+            directory: Directory::default(),
+            identities: HashMap::new(),
+            last_change: HashMap::new(),
+            projects: HashMap::new(),
+            environments: HashMap::new(),
+            bound,
+            clock: 0,
+        }
+    }
+
+    /// Folds an event the read model already reflects (warm-up): only directory and identity
+    /// events, the state kept for ever. Projects and environments are loaded when needed.
+    pub fn warm(&mut self, record: &RecordedEvent) -> Result<(), Error> {
+        let stream = record.stream_id.as_str();
+        if stream == directory::STREAM {
+            self.directory
+                .apply(&DirectoryEvent::from_recorded(record)?);
+        } else if stream.starts_with("identity-") {
+            self.apply_identity(&IdentityEvent::from_recorded(record)?);
+        }
+        Ok(())
+    }
+
+    /// Folds one event in; returns the environments whose documents it may change. An event of
+    /// a project or environment that is not loaded is skipped: loading it later reads it.
     pub fn apply(&mut self, record: &RecordedEvent) -> Result<Vec<EnvironmentId>, Error> {
         let stream = record.stream_id.as_str();
         let touched = if stream == directory::STREAM {
@@ -82,37 +158,27 @@ impl Folded {
             .and_then(|id| id.parse::<ProjectId>().ok())
         {
             let event = ProjectEvent::from_recorded(record)?;
-            self.projects.entry(id).or_default().apply(&event);
-            self.environments
-                .values()
-                .filter(|env| env.project_id == id)
-                .map(|env| env.id)
+            self.clock += 1;
+            if let Some(project) = self.projects.get_mut(&id) {
+                project.state.apply(&event);
+                project.last_used = self.clock;
+            }
+            self.directory
+                .environments
+                .iter()
+                .filter(|(_, (project_id, _))| *project_id == id)
+                .map(|(environment_id, _)| *environment_id)
                 .collect()
         } else if let Some(id) = environment::id_of_stream(stream) {
             let event = EnvironmentEvent::from_recorded(record)?;
-            self.environments.entry(id).or_default().apply(&event);
+            self.clock += 1;
+            if let Some(environment) = self.environments.get_mut(&id) {
+                environment.state.apply(&event);
+                environment.last_used = self.clock;
+            }
             vec![id]
         } else if stream.starts_with("identity-") {
-            let event = IdentityEvent::from_recorded(record)?;
-            let (environment_id, identifier) = match &event {
-                IdentityEvent::IdentityOverrideSet {
-                    environment_id,
-                    identifier,
-                    ..
-                }
-                | IdentityEvent::IdentityOverrideRemoved {
-                    environment_id,
-                    identifier,
-                    ..
-                } => (*environment_id, identifier.clone()),
-            };
-            self.identities
-                .entry(environment_id)
-                .or_default()
-                .entry(identifier)
-                .or_default()
-                .apply(&event);
-            vec![environment_id]
+            vec![self.apply_identity(&IdentityEvent::from_recorded(record)?)]
         } else {
             vec![]
         };
@@ -123,13 +189,112 @@ impl Folded {
         Ok(touched)
     }
 
-    /// The read model of one environment, if it and its project exist.
-    pub fn render(&self, id: EnvironmentId) -> Option<RenderedEnvironment> {
-        let environment = self.environments.get(&id).filter(|e| e.exists)?;
-        let project = self
+    /// Folds an identity override event in; returns its environment.
+    fn apply_identity(&mut self, event: &IdentityEvent) -> EnvironmentId {
+        let (environment_id, identifier) = match event {
+            IdentityEvent::IdentityOverrideSet {
+                environment_id,
+                identifier,
+                ..
+            }
+            | IdentityEvent::IdentityOverrideRemoved {
+                environment_id,
+                identifier,
+                ..
+            } => (*environment_id, identifier),
+        };
+        self.identities
+            .entry(environment_id)
+            .or_default()
+            .entry(identifier.clone())
+            .or_default()
+            .apply(event);
+        environment_id
+    }
+
+    /// Marks the environment used; false if it is not loaded.
+    pub fn use_environment(&mut self, id: EnvironmentId) -> bool {
+        self.clock += 1;
+        self.environments
+            .get_mut(&id)
+            .map(|loaded| loaded.last_used = self.clock)
+            .is_some()
+    }
+
+    /// Marks the project used; false if it is not loaded.
+    pub fn use_project(&mut self, id: ProjectId) -> bool {
+        self.clock += 1;
+        self.projects
+            .get_mut(&id)
+            .map(|loaded| loaded.last_used = self.clock)
+            .is_some()
+    }
+
+    /// Adds an environment loaded from the log: the fold of its stream up to the position the
+    /// projection has applied, and no further.
+    pub fn insert_environment(&mut self, id: EnvironmentId, state: Environment) {
+        self.clock += 1;
+        let last_used = self.clock;
+        self.environments.insert(id, Loaded { state, last_used });
+    }
+
+    /// Adds a project loaded from the log (as [`Folded::insert_environment`]).
+    pub fn insert_project(&mut self, id: ProjectId, state: Project) {
+        self.clock += 1;
+        let last_used = self.clock;
+        self.projects.insert(id, Loaded { state, last_used });
+    }
+
+    /// The project of a loaded environment that exists: what rendering it needs next.
+    pub fn project_of(&self, id: EnvironmentId) -> Option<ProjectId> {
+        self.environments
+            .get(&id)
+            .filter(|loaded| loaded.state.exists)
+            .map(|loaded| loaded.state.project_id)
+    }
+
+    /// How many projects and environments are loaded.
+    pub fn loaded(&self) -> usize {
+        self.projects.len() + self.environments.len()
+    }
+
+    /// Unloads the least recently used projects and environments until at most the bound are
+    /// loaded.
+    pub fn evict(&mut self) {
+        let excess = self.loaded().saturating_sub(self.bound);
+        if excess == 0 {
+            return;
+        }
+        let mut by_age: Vec<(u64, Key)> = self
             .projects
-            .get(&environment.project_id)
-            .filter(|p| p.exists)?;
+            .iter()
+            .map(|(id, loaded)| (loaded.last_used, Key::Project(*id)))
+            .chain(
+                self.environments
+                    .iter()
+                    .map(|(id, loaded)| (loaded.last_used, Key::Environment(*id))),
+            )
+            .collect();
+        by_age.sort_unstable();
+        for (_, key) in by_age.into_iter().take(excess) {
+            match key {
+                Key::Project(id) => self.projects.remove(&id).map(drop),
+                Key::Environment(id) => self.environments.remove(&id).map(drop),
+            };
+        }
+    }
+
+    /// The read model of one environment, if it and its project exist. Its environment and
+    /// project must be loaded (`None` otherwise), and it must have been touched since start.
+    pub fn render(&self, id: EnvironmentId) -> Option<RenderedEnvironment> {
+        let environment = &self.environments.get(&id)?.state;
+        if !environment.exists {
+            return None;
+        }
+        let project = &self.projects.get(&environment.project_id)?.state;
+        if !project.exists {
+            return None;
+        }
         let organisation_name = self
             .directory
             .organisations
@@ -179,20 +344,50 @@ fn rfc3339(micros: i64) -> String {
         .unwrap_or_else(|| "1970-01-01T00:00:00Z".into())
 }
 
-/// The projection: the folded state, and the database its read model lives in.
+/// The projection: the folded state, the log it reloads aggregates from, and the database its
+/// read model lives in.
 pub struct EnvironmentDocuments {
     pool: AnyPool,
+    log: Arc<dyn EventLog>,
     folded: Folded,
     changes: broadcast::Sender<DocumentChanged>,
 }
 
 impl EnvironmentDocuments {
-    pub fn new(pool: AnyPool, changes: broadcast::Sender<DocumentChanged>) -> Self {
+    pub fn new(
+        pool: AnyPool,
+        log: Arc<dyn EventLog>,
+        changes: broadcast::Sender<DocumentChanged>,
+    ) -> Self {
         EnvironmentDocuments {
             pool,
+            log,
             folded: Folded::default(),
             changes,
         }
+    }
+
+    /// Keeps at most `bound` projects and environments (together) loaded between renders,
+    /// instead of [`DEFAULT_LOADED_AGGREGATES`].
+    pub fn with_loaded_aggregates(mut self, bound: usize) -> Self {
+        self.folded.bound = bound;
+        self
+    }
+
+    /// Loads what rendering environment `id` needs (the environment, and its project if the
+    /// environment exists) and is not loaded, as the log stood at `position`.
+    async fn load_for_render(&mut self, id: EnvironmentId, position: u64) -> Result<(), Error> {
+        if !self.folded.use_environment(id) {
+            let state = load(&*self.log, &environment::stream(id), position).await?;
+            self.folded.insert_environment(id, state);
+        }
+        if let Some(project_id) = self.folded.project_of(id)
+            && !self.folded.use_project(project_id)
+        {
+            let state = load(&*self.log, &project::stream(project_id), position).await?;
+            self.folded.insert_project(project_id, state);
+        }
+        Ok(())
     }
 
     /// Forgets the read model, so the next run rebuilds it from position 0.
@@ -226,7 +421,7 @@ impl Projection for EnvironmentDocuments {
 
     fn warm(&mut self, events: &[RecordedEvent]) -> Result<(), Error> {
         for event in events {
-            self.folded.apply(event)?;
+            self.folded.warm(event)?;
         }
         Ok(())
     }
@@ -239,10 +434,13 @@ impl Projection for EnvironmentDocuments {
         for event in events {
             touched.extend(self.folded.apply(event)?);
         }
-        let rendered: Vec<RenderedEnvironment> = touched
-            .iter()
-            .filter_map(|id| self.folded.render(*id))
-            .collect();
+        // One environment at a time: load what it needs, render, unload down to the bound.
+        let mut rendered = Vec::new();
+        for id in touched {
+            self.load_for_render(id, last.position).await?;
+            rendered.extend(self.folded.render(id));
+            self.folded.evict();
+        }
 
         let position = last.position as i64;
         let mut tx = self.pool.begin().await?;
@@ -295,6 +493,18 @@ impl Projection for EnvironmentDocuments {
         }
         Ok(())
     }
+}
+
+/// An aggregate as its stream stood at `position`: the fold of the stream's events up to it, and
+/// none after (the log may already hold later ones the projection has not applied).
+async fn load<A: Aggregate>(log: &dyn EventLog, stream: &str, position: u64) -> Result<A, Error> {
+    let mut state = A::default();
+    for record in log.read_stream(stream, 0).await? {
+        if record.position <= position {
+            state.apply(&A::Event::from_recorded(&record)?);
+        }
+    }
+    Ok(state)
 }
 
 /// One environment's read model as stored.
@@ -363,4 +573,28 @@ pub async fn all(pool: &AnyPool) -> Result<Vec<StoredEnvironment>, Error> {
     .fetch_all(pool)
     .await?;
     Ok(rows.into_iter().map(stored).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn eviction_unloads_the_least_recently_used_down_to_the_bound() {
+        let mut folded = Folded::with_bound(2);
+        folded.insert_environment(1, Environment::default());
+        folded.insert_project(1, Project::default());
+        folded.insert_environment(2, Environment::default());
+        assert!(folded.use_environment(1));
+        folded.evict();
+        assert_eq!(folded.loaded(), 2);
+        assert!(folded.use_environment(1));
+        assert!(folded.use_environment(2));
+        assert!(!folded.use_project(1));
+
+        let mut none = Folded::with_bound(0);
+        none.insert_project(1, Project::default());
+        none.evict();
+        assert_eq!(none.loaded(), 0);
+    }
 }

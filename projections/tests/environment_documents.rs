@@ -1,5 +1,6 @@
 //! The environment-documents projection on both backends: it serves what Flagsmith's SDK computes,
-//! it is rebuilt from position 0 to the same result, and it resumes from its checkpoint.
+//! it is rebuilt from position 0 to the same result, it resumes from its checkpoint, and bounding
+//! the aggregates it keeps loaded (down to one) changes nothing it writes.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -37,11 +38,18 @@ struct Running {
 }
 
 impl Running {
+    /// A projection with the default bound on loaded aggregates.
     async fn start(log: Arc<dyn EventLog>, pool: sqlx::AnyPool) -> Self {
+        Self::start_bounded(log, pool, environment_documents::DEFAULT_LOADED_AGGREGATES).await
+    }
+
+    /// A projection that keeps at most `bound` projects and environments loaded.
+    async fn start_bounded(log: Arc<dyn EventLog>, pool: sqlx::AnyPool, bound: usize) -> Self {
         let (changes, _) = broadcast::channel(1024);
         let (progress_tx, progress) = watch::channel(0);
         let (stop, stop_rx) = watch::channel(false);
-        let projection = EnvironmentDocuments::new(pool, changes);
+        let projection =
+            EnvironmentDocuments::new(pool, log.clone(), changes).with_loaded_aggregates(bound);
         let task = tokio::spawn(async move {
             runner::run(log, projection, progress_tx, stop_rx)
                 .await
@@ -88,6 +96,8 @@ on_both_backends!(
     projected_documents_evaluate_as_flagsmith_does,
     incremental_and_rebuilt_read_models_are_identical,
     a_restarted_projection_resumes_from_its_checkpoint,
+    a_projection_bounded_to_one_aggregate_writes_the_same_read_model,
+    a_restarted_projection_applies_project_changes_after_its_checkpoint,
 );
 
 async fn import_seed(commands: &Commands, n: u32) -> u64 {
@@ -267,4 +277,115 @@ async fn a_restarted_projection_resumes_from_its_checkpoint(db: TestDatabase) {
     rebuilt.stop().await;
     assert_eq!(environment_documents::all(&pool).await.unwrap(), resumed);
     assert!(resumed[0].document.contains("\"renamed\""));
+}
+
+async fn a_projection_bounded_to_one_aggregate_writes_the_same_read_model(db: TestDatabase) {
+    let log = db.event_log().await;
+    let commands = Commands::new(Store::new(log.clone()));
+    let pool = projections::connect(db.url()).await.unwrap();
+    // One loaded aggregate: nearly every batch reloads the environments and projects it renders.
+    let mut running = Running::start_bounded(log.clone(), pool.clone(), 1).await;
+    let first = import_seed(&commands, 3).await;
+    running.caught_up(log.head().await.unwrap()).await;
+    make_changes(&commands, first).await;
+    let second = import_seed(&commands, 4).await;
+    make_changes(&commands, second).await;
+    running.caught_up(log.head().await.unwrap()).await;
+    running.stop().await;
+    let incremental = environment_documents::all(&pool).await.unwrap();
+    assert_eq!(incremental.len(), 2);
+    for environment in &incremental {
+        assert!(environment.document.contains("new_flag"));
+        assert!(environment.document.contains("\"renamed\""));
+    }
+
+    // Rebuilt from position 0 (in batches of many streams), bounded to one and by default.
+    for bound in [1, environment_documents::DEFAULT_LOADED_AGGREGATES] {
+        EnvironmentDocuments::reset(&pool).await.unwrap();
+        assert!(environment_documents::all(&pool).await.unwrap().is_empty());
+        let mut rebuilt = Running::start_bounded(log.clone(), pool.clone(), bound).await;
+        rebuilt.caught_up(log.head().await.unwrap()).await;
+        rebuilt.stop().await;
+        assert_eq!(
+            environment_documents::all(&pool).await.unwrap(),
+            incremental,
+            "rebuilt with at most {bound} loaded aggregates"
+        );
+    }
+}
+
+async fn a_restarted_projection_applies_project_changes_after_its_checkpoint(db: TestDatabase) {
+    let log = db.event_log().await;
+    let commands = Commands::new(Store::new(log.clone()));
+    let pool = projections::connect(db.url()).await.unwrap();
+    let meta = Metadata::actor("test");
+    let environment = import_seed(&commands, 5).await;
+    let project_id = commands
+        .environment(environment)
+        .await
+        .unwrap()
+        .state
+        .project_id;
+    commands
+        .create_environment(&meta, project_id, "second", None)
+        .await
+        .unwrap();
+    let mut running = Running::start(log.clone(), pool.clone()).await;
+    running.caught_up(log.head().await.unwrap()).await;
+    running.stop().await;
+    assert_eq!(environment_documents::all(&pool).await.unwrap().len(), 2);
+
+    // Only project events land while no projection runs: a restarted one has no project or
+    // environment loaded, and must load both environments as they stood at each batch.
+    for (bound, name) in [
+        (1, "new_flag"),
+        (
+            environment_documents::DEFAULT_LOADED_AGGREGATES,
+            "newer_flag",
+        ),
+    ] {
+        let feature: FeatureInput = serde_json::from_value(
+            json!({"name": name, "default_enabled": true, "initial_value": 7}),
+        )
+        .unwrap();
+        commands
+            .create_feature(&meta, project_id, feature)
+            .await
+            .unwrap();
+        let project = commands.project(project_id).await.unwrap();
+        commands
+            .update_project(
+                &meta,
+                project_id,
+                ProjectSettings {
+                    name: format!("renamed for {name}"),
+                    ..project.state.settings.clone()
+                },
+            )
+            .await
+            .unwrap();
+        let head = log.head().await.unwrap();
+        let mut restarted = Running::start_bounded(log.clone(), pool.clone(), bound).await;
+        restarted.caught_up(head).await;
+        restarted.stop().await;
+        let resumed = environment_documents::all(&pool).await.unwrap();
+        assert_eq!(resumed.len(), 2);
+        for environment in &resumed {
+            assert_eq!(environment.position, head, "bound {bound}");
+            assert!(environment.document.contains(name), "bound {bound}");
+            assert!(
+                environment
+                    .document
+                    .contains(&format!("\"renamed for {name}\"")),
+                "bound {bound}"
+            );
+        }
+    }
+    let resumed = environment_documents::all(&pool).await.unwrap();
+
+    EnvironmentDocuments::reset(&pool).await.unwrap();
+    let mut rebuilt = Running::start(log.clone(), pool.clone()).await;
+    rebuilt.caught_up(log.head().await.unwrap()).await;
+    rebuilt.stop().await;
+    assert_eq!(environment_documents::all(&pool).await.unwrap(), resumed);
 }
