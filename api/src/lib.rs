@@ -74,12 +74,12 @@ pub async fn start_with_sdk_cache(
         }
     });
 
-    Ok(http::AppState {
+    Ok(http::AppState::new(http::Services {
         commands: commands(log.clone()),
         log,
         sdk,
         sdk_store: sdk_store::SdkStore::new(pool),
         document_changes,
         projection_progress,
-    })
+    }))
 }

@@ -7,7 +7,8 @@ use clap::Parser;
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = api::config::Cli::parse();
-    api::telemetry::init(cli.log_format);
+    // Flushes the log when main returns.
+    let _log_writer = api::telemetry::init(cli.log_format);
     match api::cli::run(cli).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -11,7 +11,8 @@ pub mod ofrep;
 pub mod openapi;
 pub mod sdk;
 
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, LazyLock};
 use std::time::Instant;
 
 use axum::Router;
@@ -26,9 +27,12 @@ use tokio::sync::{broadcast, watch};
 
 use extract::RequestId;
 
-/// What every handler can reach.
+/// What every handler can reach: one shared [`Services`], so that handing it to a handler is one
+/// reference count, not a copy of each part.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Services>);
+
+pub struct Services {
     pub commands: Commands,
     pub log: Arc<dyn EventLog>,
     /// Projected environments for the SDK endpoints.
@@ -38,6 +42,20 @@ pub struct AppState {
     pub document_changes: broadcast::Sender<DocumentChanged>,
     /// The log position the environment-documents projection has applied.
     pub projection_progress: watch::Receiver<u64>,
+}
+
+impl AppState {
+    pub fn new(services: Services) -> Self {
+        AppState(Arc::new(services))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Services;
+
+    fn deref(&self) -> &Services {
+        &self.0
+    }
 }
 
 pub fn router(state: AppState) -> Router {
@@ -61,6 +79,18 @@ async fn method_not_allowed() -> error::Error {
     error::Error::MethodNotAllowed
 }
 
+/// A new request id: this process's random prefix and a counter, unique without asking the
+/// operating system for randomness on every request.
+fn new_request_id() -> String {
+    static PREFIX: LazyLock<u64> = LazyLock::new(|| uuid::Uuid::new_v4().as_u64_pair().0);
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    format!(
+        "{:016x}-{:08x}",
+        *PREFIX,
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
 /// Gives the request an id, and logs the request when its response is ready.
 async fn request_context(mut request: Request, next: Next) -> Response {
     let started = Instant::now();
@@ -74,12 +104,10 @@ async fn request_context(mut request: Request, next: Next) -> Response {
                 && v.chars()
                     .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
         })
-        .map_or_else(|| uuid::Uuid::new_v4().to_string(), str::to_string);
+        .map_or_else(new_request_id, str::to_string);
     let method = request.method().clone();
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or_else(|| "<unmatched>".to_string(), |p| p.as_str().to_string());
+    let route = request.extensions().get::<MatchedPath>().cloned();
+    let route = route.as_ref().map_or("<unmatched>", MatchedPath::as_str);
     request
         .extensions_mut()
         .insert(RequestId(request_id.clone()));
