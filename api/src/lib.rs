@@ -74,11 +74,14 @@ pub async fn start_with_sdk_cache(
         }
     });
 
+    let sdk_store = sdk_store::SdkStore::open(pool)
+        .await
+        .map_err(|e| format!("cannot read the stored identities: {e}"))?;
     Ok(http::AppState::new(http::Services {
         commands: commands(log.clone()),
         log,
         sdk,
-        sdk_store: sdk_store::SdkStore::new(pool),
+        sdk_store,
         document_changes,
         projection_progress,
     }))

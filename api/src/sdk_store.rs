@@ -1,6 +1,20 @@
 //! SDK-submitted data that is not a flag mutation, so not an event: identities' traits and flag
 //! evaluation counts. Kept in plain tables (`migrations/*/0003_sdk_data.sql`) in the log's
 //! database; they never reach the audit history.
+//!
+//! Most identities SDKs evaluate have no stored traits (transient identities, or identities seen
+//! for the first time), and a database round trip for each would cost more than the evaluation.
+//! So the store knows, in memory, which identities have stored traits ([`KnownIdentities`]: a
+//! 64-bit hash of environment and identifier each, ~16 bytes an identity) and reads only
+//! theirs. The set is loaded when the store opens and grows before each write, so a reader
+//! racing a write either sees the hash and reads the row, or reads as if before the write. A
+//! hash collision costs one needless read, never a wrong answer. Traits stored by another
+//! process on the same database are seen by this one after its restart (one node per database
+//! until the several-nodes work makes the set shared).
+
+use std::collections::HashSet;
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::sync::{Arc, RwLock};
 
 use serde_json::{Map, Value};
 use sqlx::AnyPool;
@@ -10,19 +24,86 @@ pub type Traits = Map<String, Value>;
 #[derive(Clone)]
 pub struct SdkStore {
     pool: AnyPool,
+    known: Arc<KnownIdentities>,
+}
+
+/// The identities that have stored traits, as hashes of (environment, identifier).
+#[derive(Default)]
+pub struct KnownIdentities(RwLock<HashSet<u64>>);
+
+impl KnownIdentities {
+    fn key(environment_id: u64, identifier: &str) -> u64 {
+        // SipHash with fixed keys: the same hash in every process and run.
+        let mut hasher = DefaultHasher::new();
+        (environment_id, identifier).hash(&mut hasher);
+        hasher.finish()
+    }
+
+    /// False only if the identity certainly has no stored traits.
+    fn may_have(&self, environment_id: u64, identifier: &str) -> bool {
+        let key = Self::key(environment_id, identifier);
+        // A poisoned lock (a panic while adding) still holds a valid set.
+        let set = self
+            .0
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        set.contains(&key)
+    }
+
+    fn add(&self, environment_id: u64, identifier: &str) {
+        let key = Self::key(environment_id, identifier);
+        let mut set = self
+            .0
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        set.insert(key);
+    }
+
+    pub fn len(&self) -> usize {
+        self.0
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
 }
 
 impl SdkStore {
-    pub fn new(pool: AnyPool) -> Self {
-        SdkStore { pool }
+    /// The store on `pool`, knowing which identities have stored traits (one scan of their
+    /// keys).
+    pub async fn open(pool: AnyPool) -> sqlx::Result<Self> {
+        let known = KnownIdentities::default();
+        let rows: Vec<(i64, String)> =
+            sqlx::query_as("SELECT environment_id, identifier FROM identity_traits")
+                .fetch_all(&pool)
+                .await?;
+        for (environment_id, identifier) in rows {
+            known.add(environment_id as u64, &identifier);
+        }
+        Ok(SdkStore {
+            pool,
+            known: Arc::new(known),
+        })
+    }
+
+    /// The identities this store knows to have stored traits.
+    pub fn known_identities(&self) -> &KnownIdentities {
+        &self.known
     }
 
     pub fn pool(&self) -> &AnyPool {
         &self.pool
     }
 
-    /// The traits stored for an identity (empty when it has none).
+    /// The traits stored for an identity (empty when it has none, without asking the database
+    /// when it is known to have none).
     pub async fn traits(&self, environment_id: u64, identifier: &str) -> sqlx::Result<Traits> {
+        if !self.known.may_have(environment_id, identifier) {
+            return Ok(Traits::new());
+        }
         let stored: Option<String> = sqlx::query_scalar(
             "SELECT traits FROM identity_traits WHERE environment_id = $1 AND identifier = $2",
         )
@@ -43,6 +124,8 @@ impl SdkStore {
         traits: &Traits,
     ) -> sqlx::Result<()> {
         let text = serde_json::to_string(traits).unwrap_or_else(|_| "{}".into());
+        // Known before it is written: see the module's documentation.
+        self.known.add(environment_id, identifier);
         sqlx::query(
             "INSERT INTO identity_traits (environment_id, identifier, traits, updated_at_micros) \
              VALUES ($1, $2, $3, $4) ON CONFLICT (environment_id, identifier) \

@@ -382,6 +382,15 @@ async fn malformed_json_is_a_bad_request(backend: Backend) {
                 .expect_error(400, "bad_request", None);
         }
     }
+    // A well-formed body followed by anything else is refused whole: nothing is created.
+    let before = server.events().await.len();
+    server
+        .request(reqwest::Method::POST, "/api/v1/organisations/")
+        .raw_json("{\"name\": \"o\"} {\"name\": \"p\"}")
+        .send()
+        .await
+        .expect_error(400, "bad_request", Some("body"));
+    assert_eq!(server.events().await.len(), before);
     server
         .request(
             reqwest::Method::PUT,

@@ -213,6 +213,32 @@ async fn stored_traits_decide_later_evaluations(backend: Backend) {
         head,
         "identifying appends nothing to the log: traits are not events"
     );
+
+    // A store opened anew on the database, as after a restart, knows which identities have
+    // stored traits (alice alone: bob was only read) and reads theirs.
+    let environment = server
+        .state
+        .sdk
+        .by_client_key(KEY)
+        .await
+        .unwrap()
+        .unwrap()
+        .environment_id;
+    let reopened = api::sdk_store::SdkStore::open(server.state.sdk_store.pool().clone())
+        .await
+        .unwrap();
+    assert_eq!(reopened.known_identities().len(), 1);
+    assert_eq!(
+        Value::Object(reopened.traits(environment, "alice").await.unwrap()),
+        json!({"age": 30})
+    );
+    assert!(
+        reopened
+            .traits(environment, "bob")
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }
 
 async fn transient_identities_and_traits_are_not_stored(backend: Backend) {

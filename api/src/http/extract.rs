@@ -39,19 +39,30 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
 }
 
 /// Parses JSON, naming the path of the first field that does not fit.
+///
+/// Well-formed bodies are parsed once, without tracking paths; only a body that fails is parsed
+/// again to find where.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T> {
+    let error = match serde_json::from_slice(bytes) {
+        Ok(value) => return Ok(value),
+        Err(error) => error,
+    };
     let mut deserializer = serde_json::Deserializer::from_slice(bytes);
-    serde_path_to_error::deserialize(&mut deserializer).map_err(|e| {
-        let path = e.path().to_string();
-        let field = if path == "." {
+    let (field, message) = match serde_path_to_error::deserialize::<_, T>(&mut deserializer) {
+        Err(e) => {
+            let path = e.path().to_string();
+            (path, e.into_inner().to_string())
+        }
+        // Only what follows the value is wrong (e.g. trailing characters).
+        Ok(_) => (".".to_string(), error.to_string()),
+    };
+    Err(Error::BadRequest {
+        field: Some(if field == "." {
             "body".to_string()
         } else {
-            path
-        };
-        Error::BadRequest {
-            field: Some(field),
-            message: e.into_inner().to_string(),
-        }
+            field
+        }),
+        message,
     })
 }
 
