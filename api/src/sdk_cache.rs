@@ -34,10 +34,11 @@ pub struct CachedEnvironment {
     pub flags: Bytes,
     /// The body of `GET /api/v1/environment-document/`.
     pub document_bytes: Bytes,
-    /// What listing the flags needs of the document.
+    /// What listing the flags needs of the document, and where each default flag is in `flags`.
     pub listing: FlagListing,
-    /// The document's evaluation context (segments and identity overrides included).
-    pub context: EvaluationContext,
+    /// The document's evaluation context (segments and identity overrides included), shared
+    /// with `listing`.
+    pub context: Arc<EvaluationContext>,
 }
 
 /// The cache's default bound on the bytes its entries hold (an estimate: see
@@ -47,16 +48,16 @@ pub const DEFAULT_MAX_BYTES: u64 = 256 * 1024 * 1024;
 impl CachedEnvironment {
     fn from_stored(stored: StoredEnvironment) -> Option<Self> {
         let document: EnvironmentDocument = serde_json::from_str(&stored.document).ok()?;
-        let context = document.to_evaluation_context();
+        let context = Arc::new(document.to_evaluation_context());
         Some(CachedEnvironment {
             environment_id: stored.environment_id,
             position: stored.position,
             etag: format!("\"{}-{}\"", stored.environment_id, stored.position),
             client_key: stored.client_key,
             updated_at_micros: stored.updated_at_micros,
+            listing: FlagListing::of(&document, context.clone(), stored.flags.as_bytes()),
             flags: Bytes::from(stored.flags),
             document_bytes: Bytes::from(stored.document),
-            listing: FlagListing::of(&document),
             context,
         })
     }

@@ -5,10 +5,14 @@
 //! ids, feature-state keys, multivariate value ids), so local evaluation in an SDK and remote
 //! evaluation in flaglog put every identity in the same bucket.
 
+use std::ops::Range;
+use std::sync::Arc;
+
 use serde::Serialize;
 use serde_json::Value;
 
 use crate::environment::Environment;
+use crate::evaluation::{Evaluation, EvaluationContext, FeatureContext, Flag, evaluation};
 use crate::flagsmith::{
     self, EnvironmentDocument, FeatureSegment, IdentityOverride, MultivariateFeatureOption,
     MultivariateFeatureStateValue, Organisation,
@@ -237,25 +241,25 @@ impl<'a> ApiFlag<'a> {
     }
 }
 
-/// The flags of an evaluation result as SDK endpoints list them: in the order of `features`
-/// (the document's feature order), without disabled flags when `hide_disabled`.
+/// The flags of an evaluation as SDK endpoints list them: in the order of `features` (the
+/// document's feature order), without disabled flags when `hide_disabled`.
 pub fn api_flags_of<'a>(
     environment_id: u64,
     hide_disabled: bool,
     features: impl IntoIterator<Item = FeatureRef<'a>>,
-    result: &'a crate::evaluation::EvaluationResult,
+    evaluation: &Evaluation<'a>,
 ) -> Vec<ApiFlag<'a>> {
     features
         .into_iter()
         .filter_map(|feature| {
-            let flag = result.flags.get(feature.name)?;
-            if hide_disabled && !flag.enabled {
+            let flag = evaluation.flag(feature.name)?;
+            if hide_disabled && !flag.enabled() {
                 return None;
             }
             Some(ApiFlag::new(
                 feature,
-                flag.enabled,
-                &flag.value,
+                flag.enabled(),
+                flag.value,
                 environment_id,
             ))
         })
@@ -270,14 +274,22 @@ pub fn hides_disabled_flags(document: &EnvironmentDocument) -> bool {
 }
 
 /// What listing an environment's flags needs of its document, without the rest of it: the
-/// features in document order and whether disabled flags are hidden. Servers keep this next to
-/// the evaluation context instead of the parsed document.
+/// features in document order, whether disabled flags are hidden, and where each feature's flag
+/// sits in the environment's pre-serialised flags body. Servers keep this next to the
+/// evaluation context and the body instead of the parsed document.
+///
+/// Most flags of an identity are the environment's own: no segment override and no
+/// multivariate split touched them. [`FlagListing::write_flags`] copies those from the body
+/// instead of serialising them again. Of a flag that differs, only `enabled` and the value
+/// depend on the identity: the rest of it (the feature, the ids) is copied from the body too.
 #[derive(Debug, Clone, PartialEq)]
 pub struct FlagListing {
     pub environment_id: u64,
     pub hide_disabled: bool,
     /// In document order.
     pub features: Vec<ListedFeature>,
+    /// The evaluation context the features' indices point into.
+    context: Arc<EvaluationContext>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -285,11 +297,56 @@ pub struct ListedFeature {
     pub id: i64,
     pub name: String,
     pub feature_type: String,
+    /// Where the feature is in the evaluation context's features.
+    context_index: Option<usize>,
+    /// Where the feature's flag is in the flags body (absent when it is hidden there).
+    written: Option<Written>,
+}
+
+/// Where one feature's flag is in the flags body: all of it, and the parts of it that do not
+/// depend on the flag's state, so that a flag with another state is written around them.
+#[derive(Debug, Clone, PartialEq)]
+struct Written {
+    whole: Range<u32>,
+    /// `"environment":…,"feature_state_value":`, between `{"enabled":B,` and the value, and
+    /// what follows the value (`,"id":…}`); absent if the flag's bytes are not in that shape.
+    around_value: Option<(Range<u32>, Range<u32>)>,
+}
+
+/// What [`FlagListing::write_flags`] did with the flags it wrote.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FlagsWritten {
+    /// Copied whole from the flags body.
+    pub copied: usize,
+    /// Written with a state of their own around parts copied from the flags body.
+    pub around_copied: usize,
+    /// Serialised from scratch.
+    pub serialised: usize,
+}
+
+/// The start of a flag's JSON, which holds its `enabled`.
+fn enabled_head(enabled: bool) -> &'static [u8] {
+    if enabled {
+        b"{\"enabled\":true,"
+    } else {
+        b"{\"enabled\":false,"
+    }
+}
+
+fn slice<'a>(body: &'a [u8], range: &Range<u32>) -> &'a [u8] {
+    &body[range.start as usize..range.end as usize]
 }
 
 impl FlagListing {
-    pub fn of(document: &EnvironmentDocument) -> Self {
-        FlagListing {
+    /// The listing of `document`, whose evaluation context is `context` and whose flags body
+    /// (`GET /api/v1/flags/`, as [`api_flags`] writes it) is `flags_body`. A body that is not
+    /// that document's leaves every flag to be serialised, never copied wrongly.
+    pub fn of(
+        document: &EnvironmentDocument,
+        context: Arc<EvaluationContext>,
+        flags_body: &[u8],
+    ) -> Self {
+        let mut listing = FlagListing {
             environment_id: document.id as u64,
             hide_disabled: hides_disabled_flags(document),
             features: document
@@ -301,17 +358,188 @@ impl FlagListing {
                         id: feature.id,
                         name: feature.name.to_owned(),
                         feature_type: feature.feature_type.to_owned(),
+                        context_index: context.features.get_index_of(feature.name),
+                        written: None,
                     }
                 })
                 .collect(),
+            context,
+        };
+        if let Some(written) = listing.find_written(&listing.context, flags_body) {
+            for (feature, written) in listing.features.iter_mut().zip(written) {
+                feature.written = written;
+            }
         }
+        listing
+    }
+
+    /// Where each listed feature's flag is in `flags_body` ([`environment_flags_body`]: every
+    /// feature in its default state), found by serialising the features' default flags one by
+    /// one and checking each against the body; `None` if the body is not theirs.
+    fn find_written(
+        &self,
+        context: &EvaluationContext,
+        flags_body: &[u8],
+    ) -> Option<Vec<Option<Written>>> {
+        u32::try_from(flags_body.len()).ok()?;
+        let mut found = Vec::with_capacity(self.features.len());
+        let mut offset = 1;
+        let mut scratch = Vec::new();
+        for listed in &self.features {
+            let Some((_, feature)) = self.feature_of(listed, context) else {
+                found.push(None);
+                continue;
+            };
+            if self.hide_disabled && !feature.enabled {
+                found.push(None);
+                continue;
+            }
+            scratch.clear();
+            let flag = self.api_flag(listed, feature.enabled, &feature.value);
+            serde_json::to_writer(&mut scratch, &flag).ok()?;
+            let end = offset + scratch.len();
+            if flags_body.get(offset..end)? != scratch.as_slice() {
+                return None;
+            }
+            let around_value =
+                self.around_value(listed, feature, &scratch)
+                    .map(|(middle, tail)| {
+                        let at =
+                            |r: Range<usize>| (offset + r.start) as u32..(offset + r.end) as u32;
+                        (at(middle), at(tail))
+                    });
+            found.push(Some(Written {
+                whole: offset as u32..end as u32,
+                around_value,
+            }));
+            offset = end + 1;
+        }
+        (flags_body.first() == Some(&b'[') && offset.max(2) == flags_body.len()).then_some(found)
+    }
+
+    /// In the bytes of a feature's default flag, the parts before and after the value (after
+    /// the `enabled` head), if the flag is `head + middle + value + tail`; found by writing the
+    /// flag with a marker for a value.
+    fn around_value(
+        &self,
+        listed: &ListedFeature,
+        feature: &FeatureContext,
+        flag: &[u8],
+    ) -> Option<(Range<usize>, Range<usize>)> {
+        let marker = Value::String("\u{0}".into());
+        let marked = serde_json::to_vec(&self.api_flag(listed, feature.enabled, &marker)).ok()?;
+        let marker_bytes = serde_json::to_vec(&marker).ok()?;
+        let at = marked
+            .windows(marker_bytes.len())
+            .rposition(|w| w == marker_bytes.as_slice())?;
+        let tail = &marked[at + marker_bytes.len()..];
+        let value = serde_json::to_vec(&feature.value).ok()?;
+        let head = enabled_head(feature.enabled);
+        let middle_end = flag.len().checked_sub(tail.len() + value.len())?;
+        let rebuilt = [head, &marked[head.len()..at], &value, tail].concat();
+        (rebuilt == flag && marked.starts_with(head) && head.len() <= middle_end)
+            .then_some((head.len()..middle_end, flag.len() - tail.len()..flag.len()))
+    }
+
+    /// The evaluation context this listing was made with.
+    pub fn context(&self) -> &Arc<EvaluationContext> {
+        &self.context
+    }
+
+    /// A listed feature in a context: its index and its default state. In the listing's own
+    /// context the index it recorded is right; in another, the feature is found by name.
+    fn feature_of<'a>(
+        &self,
+        listed: &ListedFeature,
+        context: &'a EvaluationContext,
+    ) -> Option<(usize, &'a FeatureContext)> {
+        if std::ptr::eq(context, Arc::as_ptr(&self.context)) {
+            let i = listed.context_index?;
+            return Some((i, context.features.get_index(i)?.1));
+        }
+        let (i, _, feature) = context.features.get_full(&listed.name)?;
+        Some((i, feature))
+    }
+
+    /// The flag of a listed feature in an evaluation, with the feature's default state.
+    fn flag_of<'e, 'a>(
+        &self,
+        listed: &ListedFeature,
+        evaluation: &'e Evaluation<'a>,
+    ) -> Option<(&'e Flag<'a>, &'a FeatureContext)> {
+        let (i, feature) = self.feature_of(listed, evaluation.context())?;
+        Some((evaluation.flags.get(i)?, feature))
+    }
+
+    fn api_flag<'a>(
+        &'a self,
+        listed: &'a ListedFeature,
+        enabled: bool,
+        value: &'a Value,
+    ) -> ApiFlag<'a> {
+        ApiFlag::new(
+            FeatureRef {
+                id: listed.id,
+                name: &listed.name,
+                feature_type: &listed.feature_type,
+            },
+            enabled,
+            value,
+            self.environment_id,
+        )
+    }
+
+    /// Appends the JSON array of the evaluation's flags to `out`: the bytes
+    /// `serde_json::to_vec(&listing.api_flags(evaluation))` writes. Flags in their
+    /// environment-wide state are copied from `flags_body`, the body this listing was made with,
+    /// and the others are written around parts copied from it.
+    pub fn write_flags(
+        &self,
+        evaluation: &Evaluation<'_>,
+        flags_body: &[u8],
+        out: &mut Vec<u8>,
+    ) -> serde_json::Result<FlagsWritten> {
+        let mut counts = FlagsWritten::default();
+        let mut first = true;
+        out.push(b'[');
+        for listed in &self.features {
+            let Some((flag, feature)) = self.flag_of(listed, evaluation) else {
+                continue;
+            };
+            if self.hide_disabled && !flag.enabled() {
+                continue;
+            }
+            if !std::mem::take(&mut first) {
+                out.push(b',');
+            }
+            match &listed.written {
+                Some(written) if flag.is_default_state_of(feature) => {
+                    out.extend_from_slice(slice(flags_body, &written.whole));
+                    counts.copied += 1;
+                }
+                Some(Written {
+                    around_value: Some((middle, tail)),
+                    ..
+                }) => {
+                    out.extend_from_slice(enabled_head(flag.enabled()));
+                    out.extend_from_slice(slice(flags_body, middle));
+                    serde_json::to_writer(&mut *out, flag.value)?;
+                    out.extend_from_slice(slice(flags_body, tail));
+                    counts.around_copied += 1;
+                }
+                _ => {
+                    let flag = self.api_flag(listed, flag.enabled(), flag.value);
+                    serde_json::to_writer(&mut *out, &flag)?;
+                    counts.serialised += 1;
+                }
+            }
+        }
+        out.push(b']');
+        Ok(counts)
     }
 
     /// [`api_flags_of`] with these features and setting.
-    pub fn api_flags<'a>(
-        &'a self,
-        result: &'a crate::evaluation::EvaluationResult,
-    ) -> Vec<ApiFlag<'a>> {
+    pub fn api_flags<'a>(&'a self, evaluation: &Evaluation<'a>) -> Vec<ApiFlag<'a>> {
         api_flags_of(
             self.environment_id,
             self.hide_disabled,
@@ -320,7 +548,7 @@ impl FlagListing {
                 name: &feature.name,
                 feature_type: &feature.feature_type,
             }),
-            result,
+            evaluation,
         )
     }
 
@@ -335,10 +563,20 @@ impl FlagListing {
     }
 }
 
+/// The body of `GET /api/v1/flags/`: every feature of the document in its environment-wide
+/// state (no identity, no segments), listed as SDK endpoints list flags.
+pub fn environment_flags_body(document: &EnvironmentDocument) -> Vec<u8> {
+    let mut context = document.to_evaluation_context();
+    context.segments.clear();
+    context.identity = None;
+    let flags = api_flags(document, &evaluation(&context, None));
+    serde_json::to_vec(&flags).unwrap_or_else(|_| b"[]".to_vec())
+}
+
 /// [`api_flags_of`] with the document's features and setting.
 pub fn api_flags<'a>(
     document: &'a EnvironmentDocument,
-    result: &'a crate::evaluation::EvaluationResult,
+    evaluation: &Evaluation<'a>,
 ) -> Vec<ApiFlag<'a>> {
     api_flags_of(
         document.id as u64,
@@ -347,24 +585,24 @@ pub fn api_flags<'a>(
             .feature_states
             .iter()
             .map(|state| FeatureRef::of(&state.feature)),
-        result,
+        evaluation,
     )
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::evaluation::{EvaluationResult, evaluate_for_identity};
+    use crate::evaluation::evaluation;
     use crate::flagsmith::identity_context;
 
     /// How flags were written before [`ApiFlag`]: through `serde_json::Value`.
-    fn value_tree_flags(document: &EnvironmentDocument, result: &EvaluationResult) -> Vec<Value> {
+    fn value_tree_flags(document: &EnvironmentDocument, result: &Evaluation<'_>) -> Vec<Value> {
         document
             .feature_states
             .iter()
             .filter_map(|state| {
-                let flag = result.flags.get(&state.feature.name)?;
-                if hides_disabled_flags(document) && !flag.enabled {
+                let flag = result.flag(&state.feature.name)?;
+                if hides_disabled_flags(document) && !flag.enabled() {
                     return None;
                 }
                 Some(serde_json::json!({
@@ -375,7 +613,7 @@ mod tests {
                         "type": state.feature.feature_type.as_deref().unwrap_or("STANDARD"),
                     },
                     "feature_state_value": flag.value,
-                    "enabled": flag.enabled,
+                    "enabled": flag.enabled(),
                     "environment": document.id as u64,
                     "identity": null,
                     "feature_segment": null,
@@ -384,13 +622,16 @@ mod tests {
             .collect()
     }
 
-    /// The direct serialisation writes the same bytes as the `Value` tree did, on every
-    /// conformance seed, without identity and for each of its identities (traits included).
+    /// On every conformance seed, without identity and for each of its identities (traits
+    /// included), with and without hidden disabled flags: the direct serialisation writes the
+    /// bytes the `Value` tree did, and so does the listing, which copies the flags an identity
+    /// shares with the environment from the flags body.
     #[test]
     fn api_flags_serialise_as_the_value_tree_did() {
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("../../shared/reference/flagsmith/conformance/documents");
         let mut compared = 0;
+        let mut counts = FlagsWritten::default();
         for n in 1..=8 {
             let path = dir.join(format!("seed-{n}.json"));
             let text = std::fs::read_to_string(&path)
@@ -400,7 +641,9 @@ mod tests {
                 serde_json::from_value(seed["environment_document"].clone()).unwrap();
             for hide in [None, Some(true)] {
                 document.hide_disabled_flags = hide;
-                let context = document.to_evaluation_context();
+                let context = Arc::new(document.to_evaluation_context());
+                let flags_body = environment_flags_body(&document);
+                let listing = FlagListing::of(&document, context.clone(), &flags_body);
                 let mut identities = vec![None];
                 for identity in seed["identities"].as_array().unwrap() {
                     let traits = identity["traits"].as_object().cloned().unwrap_or_default();
@@ -408,19 +651,85 @@ mod tests {
                     identities.push(Some(identity_context(identifier, traits)));
                 }
                 for identity in &identities {
-                    let result = evaluate_for_identity(&context, identity.as_ref());
+                    let result = evaluation(&context, identity.as_ref());
                     let direct = serde_json::to_string(&api_flags(&document, &result)).unwrap();
                     let tree =
                         serde_json::to_string(&value_tree_flags(&document, &result)).unwrap();
                     assert_eq!(direct, tree, "seed {n}");
-                    let listed =
-                        serde_json::to_string(&FlagListing::of(&document).api_flags(&result))
-                            .unwrap();
+                    let listed = serde_json::to_string(&listing.api_flags(&result)).unwrap();
                     assert_eq!(listed, tree, "seed {n}");
+                    let mut out = Vec::new();
+                    let written = listing.write_flags(&result, &flags_body, &mut out).unwrap();
+                    assert_eq!(
+                        written.copied + written.around_copied + written.serialised,
+                        serde_json::from_slice::<Vec<Value>>(&out).unwrap().len()
+                    );
+                    counts.copied += written.copied;
+                    counts.around_copied += written.around_copied;
+                    counts.serialised += written.serialised;
+                    assert_eq!(String::from_utf8(out).unwrap(), tree, "seed {n}");
                     compared += 1;
                 }
             }
         }
         assert_eq!(compared, 8 * 2 * 61);
+        // Most flags are copied; overrides and splits are written around copied parts; only
+        // flags hidden in the environment's body (disabled there) are serialised from scratch.
+        assert!(counts.copied > counts.around_copied, "{counts:?}");
+        assert!(
+            counts.around_copied > 0 && counts.serialised > 0,
+            "{counts:?}"
+        );
+    }
+
+    /// A body that is not the listing's own is never copied from.
+    #[test]
+    fn a_foreign_flags_body_is_not_copied_from() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../shared/reference/flagsmith/conformance/documents");
+        let text = std::fs::read_to_string(dir.join("seed-1.json")).unwrap();
+        let seed: Value = serde_json::from_str(&text).unwrap();
+        let document: EnvironmentDocument =
+            serde_json::from_value(seed["environment_document"].clone()).unwrap();
+        let context = Arc::new(document.to_evaluation_context());
+        let identity = &seed["identities"][0];
+        let who = identity_context(
+            identity["identifier"].as_str().unwrap(),
+            identity["traits"].as_object().cloned().unwrap_or_default(),
+        );
+        let result = evaluation(&context, Some(&who));
+        let want = serde_json::to_string(&api_flags(&document, &result)).unwrap();
+        let body = environment_flags_body(&document);
+        let mut foreign = body.clone();
+        foreign.insert(1, b' ');
+        for flags_body in [foreign, b"[]".to_vec(), Vec::new()] {
+            let listing = FlagListing::of(&document, context.clone(), &flags_body);
+            let mut out = Vec::new();
+            let written = listing.write_flags(&result, &flags_body, &mut out).unwrap();
+            assert_eq!(written.copied + written.around_copied, 0);
+            assert!(String::from_utf8(out).unwrap() == want);
+        }
+        let listing = FlagListing::of(&document, context.clone(), &body);
+        let mut out = Vec::new();
+        assert!(
+            listing
+                .write_flags(&result, &body, &mut out)
+                .unwrap()
+                .copied
+                > 0
+        );
+        assert!(String::from_utf8(out).unwrap() == want);
+        // An equal context that is not the listing's own: features are found by name.
+        let copy = document.to_evaluation_context();
+        let result = evaluation(&copy, Some(&who));
+        let mut out = Vec::new();
+        assert!(
+            listing
+                .write_flags(&result, &body, &mut out)
+                .unwrap()
+                .copied
+                > 0
+        );
+        assert!(String::from_utf8(out).unwrap() == want);
     }
 }

@@ -16,9 +16,9 @@ use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::Value;
 
 use crate::evaluation::{
-    ConditionOperator, EnvironmentContext, EvaluationContext, FeatureContext, FeatureValue,
-    IdentityContext, Priority, RuleType, SegmentCondition as ContextCondition, SegmentContext,
-    SegmentRule as ContextRule,
+    ConditionOperator, ContextMap, EnvironmentContext, EvaluationContext, FeatureContext,
+    FeatureValue, IdentityContext, Priority, RuleType, SegmentCondition as ContextCondition,
+    SegmentContext, SegmentRule as ContextRule,
 };
 
 /// An environment document.
@@ -238,7 +238,7 @@ impl EnvironmentDocument {
             })
             .collect();
 
-        let mut segments: indexmap::IndexMap<String, SegmentContext> = self
+        let mut segments: ContextMap<SegmentContext> = self
             .project
             .segments
             .iter()

@@ -37,9 +37,8 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use domain::aggregate::{Aggregate, DomainEvent};
 use domain::directory::{self, Directory, DirectoryEvent};
-use domain::document::{DocumentSource, api_flags, render};
+use domain::document::{DocumentSource, environment_flags_body, render};
 use domain::environment::{self, Environment, EnvironmentEvent};
-use domain::evaluation::evaluate;
 use domain::identity::{IdentityEvent, IdentityOverrides};
 use domain::log::{EventLog, RecordedEvent};
 use domain::model::{EnvironmentId, ProjectId};
@@ -312,11 +311,7 @@ impl Folded {
         });
 
         // What /api/v1/flags/ serves: the environment's flags, without identity or segments.
-        let mut context = document.to_evaluation_context();
-        context.segments.clear();
-        context.identity = None;
-        let result = evaluate(&context);
-        let flags = api_flags(&document, &result);
+        let flags = String::from_utf8(environment_flags_body(&document)).ok()?;
 
         Some(RenderedEnvironment {
             environment_id: id,
@@ -327,7 +322,7 @@ impl Folded {
                 .map(|k| k.key_hash.clone())
                 .collect(),
             document: serde_json::to_string(&document).ok()?,
-            flags: serde_json::to_string(&flags).ok()?,
+            flags,
             updated_at_micros,
             position,
         })

@@ -18,9 +18,8 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use domain::document::ApiFlag;
 use domain::environment::SERVER_SIDE_KEY_PREFIX;
-use domain::evaluation::evaluate_for_identity;
+use domain::evaluation::evaluation;
 use domain::flagsmith::identity_context;
 use domain::identity::MAX_IDENTIFIER_LEN;
 use futures_util::Stream;
@@ -189,28 +188,30 @@ pub async fn identify(
         }
     }
     let env = environment(&state, &headers, Keys::ClientOrServer).await?;
-    let stored = state
+    let mut traits = state
         .sdk_store
         .traits(env.environment_id, &body.identifier)
         .await
         .map_err(|e| Error::Internal(e.to_string()))?;
-    let mut traits = stored.clone();
-    let mut to_store = stored;
-    for t in &body.traits {
+    // What is stored afterwards: the stored traits with the request's non-transient ones.
+    let mut to_store = (!body.transient).then(|| traits.clone());
+    for t in body.traits {
         // A null value removes the trait, as in Flagsmith.
-        for target in [&mut traits, &mut to_store] {
-            if t.trait_value.is_null() {
-                target.remove(&t.trait_key);
+        if t.trait_value.is_null() {
+            traits.remove(&t.trait_key);
+            if let Some(to_store) = &mut to_store {
+                to_store.remove(&t.trait_key);
             }
+            continue;
         }
-        if !t.trait_value.is_null() {
-            traits.insert(t.trait_key.clone(), t.trait_value.clone());
-            if !t.transient {
-                to_store.insert(t.trait_key.clone(), t.trait_value.clone());
-            }
+        if let Some(to_store) = &mut to_store
+            && !t.transient
+        {
+            to_store.insert(t.trait_key.clone(), t.trait_value.clone());
         }
+        traits.insert(t.trait_key, t.trait_value);
     }
-    if !body.transient {
+    if let Some(to_store) = to_store {
         state
             .sdk_store
             .store_traits(env.environment_id, &body.identifier, &to_store)
@@ -236,47 +237,43 @@ pub async fn identity(
     identity_response(&env, &query.identifier, traits)
 }
 
-/// The body of both identities endpoints (fields in alphabetical order, as the `Value` tree it
-/// replaced wrote them).
-#[derive(Serialize)]
-struct IdentityResponse<'a> {
-    flags: Vec<ApiFlag<'a>>,
-    identifier: &'a str,
-    traits: Vec<TraitRef<'a>>,
-}
-
 #[derive(Serialize)]
 struct TraitRef<'a> {
     trait_key: &'a str,
     trait_value: &'a Value,
 }
 
-/// The identity's flags, serialised once straight from the evaluation result.
+/// The identity's flags, written straight from the evaluation: the body of both identities
+/// endpoints, `{"flags": [...], "identifier": ..., "traits": [...]}` (fields in alphabetical
+/// order, as the `Value` tree it replaced wrote them). Flags the identity shares with the
+/// environment are copied from the environment's pre-serialised flags body.
 fn identity_response(
     env: &CachedEnvironment,
     identifier: &str,
     traits: Map<String, Value>,
 ) -> Result<Response> {
-    let who = identity_context(
-        identifier,
-        traits
-            .iter()
-            .map(|(key, value)| (key.clone(), value.clone())),
-    );
-    let result = evaluate_for_identity(&env.context, Some(&who));
-    let body = IdentityResponse {
-        flags: env.listing.api_flags(&result),
-        identifier,
-        traits: traits
-            .iter()
-            .map(|(key, value)| TraitRef {
-                trait_key: key,
-                trait_value: value,
-            })
-            .collect(),
-    };
+    let who = identity_context(identifier, traits);
+    let result = evaluation(&env.context, Some(&who));
+    let traits: Vec<TraitRef<'_>> = who
+        .traits
+        .iter()
+        .map(|(key, value)| TraitRef {
+            trait_key: key,
+            trait_value: value,
+        })
+        .collect();
     let mut bytes = Vec::with_capacity(env.flags.len() + identifier.len() + 64 * traits.len() + 64);
-    serde_json::to_writer(&mut bytes, &body).map_err(|e| Error::Internal(e.to_string()))?;
+    let written = (|| {
+        bytes.extend_from_slice(b"{\"flags\":");
+        env.listing.write_flags(&result, &env.flags, &mut bytes)?;
+        bytes.extend_from_slice(b",\"identifier\":");
+        serde_json::to_writer(&mut bytes, identifier)?;
+        bytes.extend_from_slice(b",\"traits\":");
+        serde_json::to_writer(&mut bytes, &traits)?;
+        bytes.push(b'}');
+        serde_json::Result::Ok(())
+    })();
+    written.map_err(|e| Error::Internal(e.to_string()))?;
     let mut response = Response::new(Body::from(bytes));
     response.headers_mut().insert(
         header::CONTENT_TYPE,

@@ -16,6 +16,10 @@ use serde_json::Value;
 
 use super::python::cmp_int_float;
 
+/// The maps of a context: insertion-ordered, hashed with foldhash (every evaluation looks up
+/// features, segments and traits by name; SipHash made those lookups a tenth of its time).
+pub type ContextMap<V> = IndexMap<String, V, foldhash::fast::RandomState>;
+
 /// The input of one evaluation.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EvaluationContext {
@@ -26,10 +30,10 @@ pub struct EvaluationContext {
     pub identity: Option<IdentityContext>,
     /// Segments by key, in evaluation order.
     #[serde(default, deserialize_with = "null_as_default")]
-    pub segments: IndexMap<String, SegmentContext>,
+    pub segments: ContextMap<SegmentContext>,
     /// Features by name.
     #[serde(default, deserialize_with = "null_as_default")]
-    pub features: IndexMap<String, FeatureContext>,
+    pub features: ContextMap<FeatureContext>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -48,7 +52,7 @@ pub struct IdentityContext {
     pub key: Option<String>,
     /// Trait values: strings, numbers, booleans or null (null reads as "not set").
     #[serde(default, deserialize_with = "null_as_default")]
-    pub traits: IndexMap<String, Value>,
+    pub traits: ContextMap<Value>,
 }
 
 /// A feature's default state, or a segment's override of it.

@@ -15,25 +15,25 @@ use indexmap::IndexMap;
 use serde_json::Value;
 
 use super::context::{
-    ConditionOperator, EvaluationContext, FeatureContext, IdentityContext, RuleType,
+    ConditionOperator, EvaluationContext, FeatureContext, FeatureValue, IdentityContext, RuleType,
     SegmentCondition, SegmentContext, SegmentRule,
 };
 use super::hashing::hashed_percentage;
 use super::jsonpath::{Query, Segment, Selector, slice_indices};
 use super::operators::{cast_float, is_in, matches};
 use super::python::{
-    ContextValue, number_str, owned_scalar_to_context_value, scalar_to_context_value,
-    string_to_context_value, to_context_value,
+    ContextValue, owned_scalar_to_context_value, scalar_to_context_value, string_to_context_value,
+    to_context_value,
 };
-use super::result::{EvaluationResult, FlagResult, Reason, SegmentResult, targeting_match_reason};
+use super::result::{Evaluation, Flag, Reason};
 
 /// The override a feature gets from a matched segment, with that segment's name.
 type Override<'a> = (&'a FeatureContext, &'a str);
 
-pub(crate) fn run(
-    context: &EvaluationContext,
-    identity: Option<&IdentityContext>,
-) -> EvaluationResult {
+pub(crate) fn run<'a>(
+    context: &'a EvaluationContext,
+    identity: Option<&'a IdentityContext>,
+) -> Evaluation<'a> {
     let mut evaluator = Evaluator::new(context, identity);
     let (segments, overrides) = evaluator.evaluate_segments();
     let mut flags = evaluator.evaluate_features(&overrides);
@@ -43,16 +43,22 @@ pub(crate) fn run(
         // unlike the single pass above.
         let lazy = std::mem::take(&mut evaluator.lazy);
         for (name, flag) in lazy.resolved {
-            flags.insert(name.to_owned(), flag);
+            if let Some(i) = context.features.get_index_of(name) {
+                flags[i] = flag;
+            }
         }
         for name in lazy.cyclic {
-            if let Some(flag) = flags.get_mut(name) {
-                flag.reason = Reason::CircularDependency.to_reason_string();
+            if let Some(i) = context.features.get_index_of(name) {
+                flags[i].reason = Reason::CircularDependency;
             }
         }
     }
 
-    EvaluationResult { flags, segments }
+    Evaluation {
+        context,
+        flags,
+        segments,
+    }
 }
 
 /// State of `$.flags` for one evaluation: the flags resolved so far and the bookkeeping that
@@ -62,7 +68,7 @@ struct LazyFlags<'a> {
     /// Set the first time a condition reads a flag.
     used: bool,
     /// Resolved flags, in resolution order.
-    resolved: IndexMap<&'a str, FlagResult>,
+    resolved: IndexMap<&'a str, Flag<'a>>,
     /// Flags found to be part of a dependency cycle.
     cyclic: HashSet<&'a str>,
     /// Incremented whenever a cycle is cut; a segment evaluation that saw it change rests on an
@@ -92,7 +98,7 @@ enum Node<'a> {
     Features,
     Segments,
     Flags,
-    Flag(FlagResult),
+    Flag(Flag<'a>),
     Str(&'a str),
     Json(Cow<'a, Value>),
 }
@@ -125,10 +131,11 @@ impl<'a> Evaluator<'a> {
         }
     }
 
-    fn evaluate_segments(&mut self) -> (Vec<SegmentResult>, HashMap<&'a str, Override<'a>>) {
+    /// The matched segments, and the winning override of each feature (by feature index).
+    fn evaluate_segments(&mut self) -> (Vec<&'a SegmentContext>, Vec<Option<Override<'a>>>) {
         let mut results = Vec::new();
-        let mut overrides: HashMap<&'a str, Override<'a>> = HashMap::new();
         let context = self.context;
+        let mut overrides: Vec<Option<Override<'a>>> = vec![None; context.features.len()];
         for segment in context.segments.values() {
             let hits = self.lazy.cycle_hits;
             let matched = self.in_segment(segment);
@@ -136,79 +143,84 @@ impl<'a> Evaluator<'a> {
                 // A verdict reached by cutting a cycle is neither a match nor a non-match.
                 continue;
             }
-            results.push(SegmentResult {
-                name: segment.name.clone(),
-                metadata: segment.metadata.as_ref().filter(|m| is_truthy(m)).cloned(),
-            });
+            results.push(segment);
             for candidate in &segment.overrides {
-                let incumbent = overrides.get(candidate.name.as_str()).map(|(fc, _)| *fc);
-                if wins_over(candidate, incumbent) {
-                    overrides.insert(&candidate.name, (candidate, &segment.name));
+                // An override of a feature the context does not have applies to nothing.
+                let Some(i) = context.features.get_index_of(candidate.name.as_str()) else {
+                    continue;
+                };
+                if wins_over(candidate, overrides[i].map(|(fc, _)| fc)) {
+                    overrides[i] = Some((candidate, &segment.name));
                 }
             }
         }
         (results, overrides)
     }
 
-    fn evaluate_features(
-        &self,
-        overrides: &HashMap<&'a str, Override<'a>>,
-    ) -> IndexMap<String, FlagResult> {
-        let targeted: HashSet<&str> = self
-            .context
-            .segments
-            .values()
-            .flat_map(|segment| segment.overrides.iter().map(|o| o.name.as_str()))
-            .collect();
-        let mut flags = IndexMap::with_capacity(self.context.features.len());
-        for feature in self.context.features.values() {
-            let flag = match overrides.get(feature.name.as_str()) {
-                Some((feature_override, segment_name)) => {
-                    self.flag_result(feature_override, FlagReason::TargetingMatch(segment_name))
+    fn evaluate_features(&self, overrides: &[Option<Override<'a>>]) -> Vec<Flag<'a>> {
+        let context = self.context;
+        // Whether any segment overrides each feature (by feature index).
+        let mut targeted = vec![false; context.features.len()];
+        for segment in context.segments.values() {
+            for candidate in &segment.overrides {
+                if let Some(i) = context.features.get_index_of(candidate.name.as_str()) {
+                    targeted[i] = true;
                 }
-                None => self.flag_result(feature, fallback_reason(&feature.name, &targeted)),
-            };
-            flags.insert(feature.name.clone(), flag);
+            }
         }
-        flags
+        context
+            .features
+            .values()
+            .zip(overrides.iter().zip(targeted))
+            .map(|(feature, (winner, targeted))| match winner {
+                Some((feature_override, segment_name)) => {
+                    self.flag_result(feature_override, Reason::TargetingMatch(segment_name))
+                }
+                None if targeted => self.flag_result(feature, Reason::Default),
+                None => self.flag_result(feature, Reason::Static),
+            })
+            .collect()
     }
 
-    fn flag_result(&self, feature: &FeatureContext, reason: FlagReason<'_>) -> FlagResult {
-        let mut split = None;
+    fn flag_result(&self, feature: &'a FeatureContext, mut reason: Reason<'a>) -> Flag<'a> {
         let mut value = &feature.value;
         let mut variant = None;
         if let Some(identity_key) = self.identity_key.as_deref()
             && !feature.variants.is_empty()
         {
-            variant = Some("control".to_owned());
+            variant = Some("control");
             let percentage = hashed_percentage(&[&feature.key, identity_key]);
-            let mut ordered: Vec<_> = feature.variants.iter().collect();
-            // Stable, like Python's `sorted`: equal priorities keep their order.
-            ordered.sort_by(|a, b| a.priority.numeric_cmp(&b.priority));
+            let in_order = |a: &FeatureValue, b: &FeatureValue| {
+                a.priority.numeric_cmp(&b.priority) != std::cmp::Ordering::Greater
+            };
+            let sorted: Vec<&FeatureValue>;
+            let ordered: &mut dyn Iterator<Item = &FeatureValue> =
+                if feature.variants.is_sorted_by(in_order) {
+                    &mut feature.variants.iter()
+                } else {
+                    let mut by_priority: Vec<_> = feature.variants.iter().collect();
+                    // Stable, like Python's `sorted`: equal priorities keep their order.
+                    by_priority.sort_by(|a, b| a.priority.numeric_cmp(&b.priority));
+                    sorted = by_priority;
+                    &mut sorted.iter().copied()
+                };
             let mut start = 0.0;
             for candidate in ordered {
                 let limit = candidate.weight.as_f64().unwrap_or(f64::NAN) + start;
                 if start <= percentage && percentage < limit {
-                    split = Some(Reason::Split {
-                        weight: number_str(&candidate.weight),
-                    });
+                    reason = Reason::Split(&candidate.weight);
                     value = &candidate.value;
-                    variant = candidate.key.clone();
+                    variant = candidate.key.as_deref();
                     break;
                 }
                 start = limit;
             }
         }
-        FlagResult {
-            name: feature.name.clone(),
-            enabled: feature.enabled,
-            value: value.clone(),
-            reason: match split {
-                Some(split) => split.to_reason_string(),
-                None => reason.to_reason_string(),
-            },
+        Flag {
+            source: feature,
+            value,
+            reason,
             variant,
-            metadata: feature.metadata.as_ref().filter(|m| is_truthy(m)).cloned(),
         }
     }
 
@@ -430,17 +442,19 @@ impl<'a> Evaluator<'a> {
                 None => Node::Json(Cow::Owned(Value::Null)),
             }),
             Node::Flag(flag) => match name {
-                "name" => Some(Node::Json(Cow::Owned(Value::String(flag.name.clone())))),
-                "enabled" => Some(Node::Json(Cow::Owned(Value::Bool(flag.enabled)))),
-                "value" => Some(Node::Json(Cow::Owned(flag.value.clone()))),
-                "reason" => Some(Node::Json(Cow::Owned(Value::String(flag.reason.clone())))),
+                "name" => Some(json_string(flag.name())),
+                "enabled" => Some(Node::Json(Cow::Owned(Value::Bool(flag.enabled())))),
+                "value" => Some(Node::Json(Cow::Borrowed(flag.value))),
+                "reason" => Some(Node::Json(Cow::Owned(Value::String(
+                    flag.reason.to_string(),
+                )))),
                 "variant" => Some(Node::Json(Cow::Owned(
-                    flag.variant.clone().map_or(Value::Null, Value::String),
+                    flag.variant
+                        .map_or(Value::Null, |v| Value::String(v.to_owned())),
                 ))),
                 "metadata" => flag
-                    .metadata
-                    .clone()
-                    .map(|metadata| Node::Json(Cow::Owned(metadata))),
+                    .metadata()
+                    .map(|metadata| Node::Json(Cow::Borrowed(metadata))),
                 _ => None,
             },
             Node::Json(value) => match value {
@@ -506,20 +520,22 @@ impl<'a> Evaluator<'a> {
                 .lazy
                 .resolved
                 .values()
-                .map(|flag| Node::Flag(flag.clone()))
+                .copied()
+                .map(Node::Flag)
                 .collect(),
             Node::Flag(flag) => {
                 let mut children = vec![
-                    Node::Json(Cow::Owned(Value::Bool(flag.enabled))),
-                    Node::Json(Cow::Owned(Value::String(flag.name.clone()))),
-                    Node::Json(Cow::Owned(Value::String(flag.reason.clone()))),
-                    Node::Json(Cow::Owned(flag.value.clone())),
+                    Node::Json(Cow::Owned(Value::Bool(flag.enabled()))),
+                    json_string(flag.name()),
+                    Node::Json(Cow::Owned(Value::String(flag.reason.to_string()))),
+                    Node::Json(Cow::Borrowed(flag.value)),
                     Node::Json(Cow::Owned(
-                        flag.variant.clone().map_or(Value::Null, Value::String),
+                        flag.variant
+                            .map_or(Value::Null, |v| Value::String(v.to_owned())),
                     )),
                 ];
-                if let Some(metadata) = &flag.metadata {
-                    children.push(Node::Json(Cow::Owned(metadata.clone())));
+                if let Some(metadata) = flag.metadata() {
+                    children.push(Node::Json(Cow::Borrowed(metadata)));
                 }
                 children
             }
@@ -544,13 +560,13 @@ impl<'a> Evaluator<'a> {
     }
 
     /// `$.flags.NAME`: the flag's result, resolving it on first read.
-    fn read_flag(&mut self, name: &str) -> Option<FlagResult> {
+    fn read_flag(&mut self, name: &str) -> Option<Flag<'a>> {
         if let Some(flag) = self.lazy.resolved.get(name) {
-            return Some(flag.clone());
+            return Some(*flag);
         }
         self.lazy.used = true;
         self.resolve_feature(name);
-        self.lazy.resolved.get(name).cloned()
+        self.lazy.resolved.get(name).copied()
     }
 
     fn resolve_feature(&mut self, name: &str) {
@@ -576,13 +592,13 @@ impl<'a> Evaluator<'a> {
         }
         let flag = match feature_override {
             Some((feature_override, segment_name)) => {
-                self.flag_result(feature_override, FlagReason::TargetingMatch(segment_name))
+                self.flag_result(feature_override, Reason::TargetingMatch(segment_name))
             }
             None => {
                 let reason = if self.segments_by_feature().contains_key(name) {
-                    FlagReason::Default
+                    Reason::Default
                 } else {
-                    FlagReason::Static
+                    Reason::Static
                 };
                 self.flag_result(feature, reason)
             }
@@ -675,44 +691,9 @@ fn wins_over(candidate: &FeatureContext, incumbent: Option<&FeatureContext>) -> 
     }
 }
 
-/// `DEFAULT` when some segment overrides the feature (and none applied), `STATIC` otherwise.
-fn fallback_reason(name: &str, targeted: &HashSet<&str>) -> FlagReason<'static> {
-    if targeted.contains(name) {
-        FlagReason::Default
-    } else {
-        FlagReason::Static
-    }
-}
-
-/// The reason a flag has its value before any multivariate split: [`Reason`] with the segment
-/// name borrowed, so that it is written once, into the result's reason string.
-#[derive(Clone, Copy)]
-enum FlagReason<'s> {
-    Static,
-    Default,
-    TargetingMatch(&'s str),
-}
-
-impl FlagReason<'_> {
-    fn to_reason_string(self) -> String {
-        match self {
-            FlagReason::Static => Reason::Static.to_reason_string(),
-            FlagReason::Default => Reason::Default.to_reason_string(),
-            FlagReason::TargetingMatch(segment) => targeting_match_reason(segment),
-        }
-    }
-}
-
-/// Python truthiness, which decides whether metadata is carried to a result.
-fn is_truthy(value: &Value) -> bool {
-    match value {
-        Value::Null => false,
-        Value::Bool(b) => *b,
-        Value::Number(n) => n.as_f64().is_some_and(|f| f != 0.0),
-        Value::String(s) => !s.is_empty(),
-        Value::Array(items) => !items.is_empty(),
-        Value::Object(map) => !map.is_empty(),
-    }
+/// A string node computed from a flag (a JSON string, as Flagsmith's mapping yields it).
+fn json_string<'a>(s: &str) -> Node<'a> {
+    Node::Json(Cow::Owned(Value::String(s.to_owned())))
 }
 
 fn to_json_node<'a, T: serde::Serialize>(item: &T) -> Node<'a> {

@@ -48,17 +48,18 @@ mod result;
 mod semver;
 
 pub use context::{
-    ConditionOperator, EnvironmentContext, EvaluationContext, FeatureContext, FeatureValue,
-    IdentityContext, Priority, RuleType, SegmentCondition, SegmentContext, SegmentRule,
+    ConditionOperator, ContextMap, EnvironmentContext, EvaluationContext, FeatureContext,
+    FeatureValue, IdentityContext, Priority, RuleType, SegmentCondition, SegmentContext,
+    SegmentRule,
 };
 pub use hashing::hashed_percentage;
 pub use operators::regex_compiles;
 pub(crate) use python::py_eq as python_eq;
-pub use result::{EvaluationResult, FlagResult, Reason, SegmentResult};
+pub use result::{Evaluation, EvaluationResult, Flag, FlagResult, Reason, SegmentResult};
 
 /// Evaluates every feature of the context for the context's identity (if any).
 pub fn evaluate(context: &EvaluationContext) -> EvaluationResult {
-    engine::run(context, context.identity.as_ref())
+    engine::run(context, context.identity.as_ref()).to_result()
 }
 
 /// Evaluates the context as if its identity were `identity` (the context's own is ignored).
@@ -69,5 +70,15 @@ pub fn evaluate_for_identity(
     context: &EvaluationContext,
     identity: Option<&IdentityContext>,
 ) -> EvaluationResult {
+    engine::run(context, identity).to_result()
+}
+
+/// [`evaluate_for_identity`], borrowed from the context instead of copied out of it: what a
+/// server serialises straight into a response. Its [`Evaluation::to_result`] is exactly
+/// [`evaluate_for_identity`]'s result.
+pub fn evaluation<'a>(
+    context: &'a EvaluationContext,
+    identity: Option<&'a IdentityContext>,
+) -> Evaluation<'a> {
     engine::run(context, identity)
 }
