@@ -5,6 +5,7 @@
 //! ids, feature-state keys, multivariate value ids), so local evaluation in an SDK and remote
 //! evaluation in flaglog put every identity in the same bucket.
 
+use std::borrow::Cow;
 use std::ops::Range;
 use std::sync::Arc;
 
@@ -292,11 +293,12 @@ pub struct FlagListing {
     context: Arc<EvaluationContext>,
 }
 
+/// A feature as the listing keeps it; its name is the one of its context feature.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ListedFeature {
     pub id: i64,
-    pub name: String,
-    pub feature_type: String,
+    /// Borrowed for Flagsmith's two types: no heap for the usual case.
+    pub feature_type: Cow<'static, str>,
     /// Where the feature is in the evaluation context's features.
     context_index: Option<usize>,
     /// Where the feature's flag is in the flags body (absent when it is hidden there).
@@ -356,8 +358,11 @@ impl FlagListing {
                     let feature = FeatureRef::of(&state.feature);
                     ListedFeature {
                         id: feature.id,
-                        name: feature.name.to_owned(),
-                        feature_type: feature.feature_type.to_owned(),
+                        feature_type: match feature.feature_type {
+                            "STANDARD" => Cow::Borrowed("STANDARD"),
+                            "MULTIVARIATE" => Cow::Borrowed("MULTIVARIATE"),
+                            other => Cow::Owned(other.to_owned()),
+                        },
                         context_index: context.features.get_index_of(feature.name),
                         written: None,
                     }
@@ -395,7 +400,7 @@ impl FlagListing {
                 continue;
             }
             scratch.clear();
-            let flag = self.api_flag(listed, feature.enabled, &feature.value);
+            let flag = self.api_flag(listed, feature.enabled, &feature.value)?;
             serde_json::to_writer(&mut scratch, &flag).ok()?;
             let end = offset + scratch.len();
             if flags_body.get(offset..end)? != scratch.as_slice() {
@@ -427,7 +432,7 @@ impl FlagListing {
         flag: &[u8],
     ) -> Option<(Range<usize>, Range<usize>)> {
         let marker = Value::String("\u{0}".into());
-        let marked = serde_json::to_vec(&self.api_flag(listed, feature.enabled, &marker)).ok()?;
+        let marked = serde_json::to_vec(&self.api_flag(listed, feature.enabled, &marker)?).ok()?;
         let marker_bytes = serde_json::to_vec(&marker).ok()?;
         let at = marked
             .windows(marker_bytes.len())
@@ -446,6 +451,12 @@ impl FlagListing {
         &self.context
     }
 
+    /// A listed feature's name (none if its document feature is not in the context).
+    fn name_of(&self, listed: &ListedFeature) -> Option<&str> {
+        let (name, _) = self.context.features.get_index(listed.context_index?)?;
+        Some(name)
+    }
+
     /// A listed feature in a context: its index and its default state. In the listing's own
     /// context the index it recorded is right; in another, the feature is found by name.
     fn feature_of<'a>(
@@ -457,7 +468,7 @@ impl FlagListing {
             let i = listed.context_index?;
             return Some((i, context.features.get_index(i)?.1));
         }
-        let (i, _, feature) = context.features.get_full(&listed.name)?;
+        let (i, _, feature) = context.features.get_full(self.name_of(listed)?)?;
         Some((i, feature))
     }
 
@@ -471,22 +482,26 @@ impl FlagListing {
         Some((evaluation.flags.get(i)?, feature))
     }
 
+    fn feature_ref<'a>(&'a self, listed: &'a ListedFeature) -> Option<FeatureRef<'a>> {
+        Some(FeatureRef {
+            id: listed.id,
+            name: self.name_of(listed)?,
+            feature_type: &listed.feature_type,
+        })
+    }
+
     fn api_flag<'a>(
         &'a self,
         listed: &'a ListedFeature,
         enabled: bool,
         value: &'a Value,
-    ) -> ApiFlag<'a> {
-        ApiFlag::new(
-            FeatureRef {
-                id: listed.id,
-                name: &listed.name,
-                feature_type: &listed.feature_type,
-            },
+    ) -> Option<ApiFlag<'a>> {
+        Some(ApiFlag::new(
+            self.feature_ref(listed)?,
             enabled,
             value,
             self.environment_id,
-        )
+        ))
     }
 
     /// Appends the JSON array of the evaluation's flags to `out`: the bytes
@@ -509,6 +524,9 @@ impl FlagListing {
             if self.hide_disabled && !flag.enabled() {
                 continue;
             }
+            let Some(feature_ref) = self.feature_ref(listed) else {
+                continue;
+            };
             if !std::mem::take(&mut first) {
                 out.push(b',');
             }
@@ -528,7 +546,8 @@ impl FlagListing {
                     counts.around_copied += 1;
                 }
                 _ => {
-                    let flag = self.api_flag(listed, flag.enabled(), flag.value);
+                    let flag =
+                        ApiFlag::new(feature_ref, flag.enabled(), flag.value, self.environment_id);
                     serde_json::to_writer(&mut *out, &flag)?;
                     counts.serialised += 1;
                 }
@@ -543,22 +562,23 @@ impl FlagListing {
         api_flags_of(
             self.environment_id,
             self.hide_disabled,
-            self.features.iter().map(|feature| FeatureRef {
-                id: feature.id,
-                name: &feature.name,
-                feature_type: &feature.feature_type,
-            }),
+            self.features
+                .iter()
+                .filter_map(|listed| self.feature_ref(listed)),
             evaluation,
         )
     }
 
-    /// Roughly the heap bytes this listing holds.
+    /// Roughly the heap bytes this listing holds (its context apart).
     pub fn heap_size(&self) -> usize {
         self.features.capacity() * std::mem::size_of::<ListedFeature>()
             + self
                 .features
                 .iter()
-                .map(|f| f.name.capacity() + f.feature_type.capacity())
+                .map(|f| match &f.feature_type {
+                    Cow::Owned(owned) => owned.capacity(),
+                    Cow::Borrowed(_) => 0,
+                })
                 .sum::<usize>()
     }
 }

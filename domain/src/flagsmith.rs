@@ -21,6 +21,11 @@ use crate::evaluation::{
     SegmentContext, SegmentRule as ContextRule,
 };
 
+/// At most how many bytes of heap [`EnvironmentDocument::to_evaluation_context`] holds per byte
+/// of the document's JSON text; servers weigh their caches of contexts by it
+/// (`domain/tests/context_memory.rs` checks it on the conformance documents).
+pub const CONTEXT_BYTES_PER_DOCUMENT_BYTE: f64 = 2.0;
+
 /// An environment document.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EnvironmentDocument {
@@ -249,7 +254,7 @@ impl EnvironmentDocument {
                     name: segment.name.clone(),
                     rules: segment.rules.iter().map(context_rule).collect(),
                     overrides: segment.feature_states.iter().map(feature_context).collect(),
-                    metadata: Some(serde_json::json!({"id": segment.id, "source": "api"})),
+                    metadata: Some(serde_json::json!({"id": segment.id, "source": "api"}).into()),
                 };
                 (key, context)
             })
@@ -318,7 +323,7 @@ fn feature_context(state: &FeatureState) -> FeatureContext {
             .as_ref()
             .and_then(|segment| segment.priority)
             .map(|priority| priority as f64),
-        metadata: Some(serde_json::json!({"id": state.feature.id})),
+        metadata: Some(serde_json::json!({"id": state.feature.id}).into()),
     }
 }
 
@@ -429,10 +434,10 @@ fn identity_override_segments(overrides: &[IdentityOverride]) -> Vec<SegmentCont
                     value: state.feature_state_value.clone(),
                     variants: Vec::new(),
                     priority: Some(f64::NEG_INFINITY),
-                    metadata: Some(serde_json::json!({"id": state.feature.id})),
+                    metadata: Some(serde_json::json!({"id": state.feature.id}).into()),
                 })
                 .collect(),
-            metadata: Some(serde_json::json!({"source": IDENTITY_OVERRIDES_SEGMENT_NAME})),
+            metadata: Some(serde_json::json!({"source": IDENTITY_OVERRIDES_SEGMENT_NAME}).into()),
         })
         .collect()
 }

@@ -17,6 +17,9 @@ use indexmap::IndexMap;
 use serde::Deserialize;
 use serde_json::Value;
 
+mod reference;
+use reference::reference_dir;
+
 /// One seed file, read straight from the text (not through a `Value`, whose maps are sorted)
 /// so that trait order survives.
 #[derive(Deserialize)]
@@ -32,26 +35,6 @@ struct SeedIdentity {
     #[serde(default)]
     traits: IndexMap<String, Value>,
     result: Value,
-}
-
-/// The conformance folder: `FLAGLOG_REFERENCE_DIR`, or `shared/` beside the repository. Missing
-/// data fails the test: a conformance suite that silently skips proves nothing.
-fn reference_dir() -> PathBuf {
-    let dir = std::env::var_os("FLAGLOG_REFERENCE_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(concat!(
-                env!("CARGO_MANIFEST_DIR"),
-                "/../../shared/reference/flagsmith"
-            ))
-        });
-    assert!(
-        dir.join("conformance").is_dir(),
-        "Flagsmith conformance data not found at {} (set FLAGLOG_REFERENCE_DIR to the folder \
-         holding conformance/)",
-        dir.display()
-    );
-    dir
 }
 
 fn read_json(path: &PathBuf) -> Value {

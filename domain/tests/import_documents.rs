@@ -1,52 +1,15 @@
 //! Importing each conformance document keeps every id evaluation hashes on, and every feature
 //! state, segment override and identity override the document holds.
 
-use std::path::PathBuf;
-
 use domain::aggregate::Aggregate;
 use domain::directory::Directory;
 use domain::environment::Environment;
-use domain::flagsmith::EnvironmentDocument;
 use domain::identity::IdentityOverrides;
 use domain::import::plan;
 use domain::model::FeatureStateKey;
 use domain::project::Project;
-use serde_json::Value;
-
-fn reference_dir() -> PathBuf {
-    std::env::var_os("FLAGLOG_REFERENCE_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(concat!(
-                env!("CARGO_MANIFEST_DIR"),
-                "/../../shared/reference/flagsmith"
-            ))
-        })
-}
-
-fn documents() -> Vec<(String, EnvironmentDocument)> {
-    let dir = reference_dir().join("conformance");
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir.join("documents"))
-        .unwrap_or_else(|e| panic!("conformance documents missing under {}: {e}", dir.display()))
-        .map(|entry| entry.unwrap().path())
-        .collect();
-    files.sort();
-    files.push(dir.join("legacy-document.json"));
-    files
-        .into_iter()
-        .map(|path| {
-            let mut value: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
-            let wrapper = if value.get("environment_document").is_some() {
-                "environment_document"
-            } else {
-                "environment"
-            };
-            let document = value[wrapper].take();
-            let name = path.file_name().unwrap().to_string_lossy().into_owned();
-            (name, serde_json::from_value(document).unwrap())
-        })
-        .collect()
-}
+mod reference;
+use reference::documents;
 
 fn key_of(state: &domain::flagsmith::FeatureState) -> FeatureStateKey {
     FeatureStateKey {

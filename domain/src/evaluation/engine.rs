@@ -454,7 +454,7 @@ impl<'a> Evaluator<'a> {
                 ))),
                 "metadata" => flag
                     .metadata()
-                    .map(|metadata| Node::Json(Cow::Borrowed(metadata))),
+                    .map(|metadata| Node::Json(Cow::Owned(metadata))),
                 _ => None,
             },
             Node::Json(value) => match value {
@@ -535,7 +535,7 @@ impl<'a> Evaluator<'a> {
                     )),
                 ];
                 if let Some(metadata) = flag.metadata() {
-                    children.push(Node::Json(Cow::Borrowed(metadata)));
+                    children.push(Node::Json(Cow::Owned(metadata)));
                 }
                 children
             }

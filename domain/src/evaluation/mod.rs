@@ -49,7 +49,7 @@ mod semver;
 
 pub use context::{
     ConditionOperator, ContextMap, EnvironmentContext, EvaluationContext, FeatureContext,
-    FeatureValue, IdentityContext, Priority, RuleType, SegmentCondition, SegmentContext,
+    FeatureValue, IdentityContext, Metadata, Priority, RuleType, SegmentCondition, SegmentContext,
     SegmentRule,
 };
 pub use hashing::hashed_percentage;

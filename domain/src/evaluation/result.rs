@@ -9,7 +9,7 @@ use indexmap::IndexMap;
 use serde::{Deserialize, Serialize};
 use serde_json::{Number, Value};
 
-use super::context::{EvaluationContext, FeatureContext, SegmentContext};
+use super::context::{EvaluationContext, FeatureContext, Metadata, SegmentContext};
 use super::python::number_str;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -93,8 +93,8 @@ impl<'a> Flag<'a> {
     }
 
     /// The metadata carried to the result: `source`'s, when Python would call it truthy.
-    pub fn metadata(&self) -> Option<&'a Value> {
-        self.source.metadata.as_ref().filter(|m| is_truthy(m))
+    pub fn metadata(&self) -> Option<Value> {
+        truthy_metadata(self.source.metadata.as_ref())
     }
 
     /// Whether the flag is enabled and valued as `feature`'s own default state (no segment
@@ -111,7 +111,7 @@ impl<'a> Flag<'a> {
             value: self.value.clone(),
             reason: self.reason.to_string(),
             variant: self.variant.map(str::to_owned),
-            metadata: self.metadata().cloned(),
+            metadata: self.metadata(),
         }
     }
 }
@@ -150,11 +150,16 @@ impl<'a> Evaluation<'a> {
                 .iter()
                 .map(|segment| SegmentResult {
                     name: segment.name.clone(),
-                    metadata: segment.metadata.as_ref().filter(|m| is_truthy(m)).cloned(),
+                    metadata: truthy_metadata(segment.metadata.as_ref()),
                 })
                 .collect(),
         }
     }
+}
+
+/// Metadata as a result carries it: when Python would call it truthy.
+fn truthy_metadata(metadata: Option<&Metadata>) -> Option<Value> {
+    metadata.map(Metadata::to_value).filter(is_truthy)
 }
 
 /// Python truthiness, which decides whether metadata is carried to a result.
