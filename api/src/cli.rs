@@ -5,20 +5,21 @@ use domain::log::Metadata;
 use tokio::net::TcpListener;
 
 use crate::config::{AdminCommand, Cli, Command};
+use crate::sdk_cache::CacheBounds;
 use crate::{commands, http, open_log, start_with_sdk_cache};
 
 pub async fn run(cli: Cli) -> Result<(), String> {
     if let Command::Serve {
         bind,
         sdk_cache_mib,
+        evaluation_cache_mib,
     } = cli.command
     {
-        return serve(
-            &cli.database_url,
-            bind,
-            sdk_cache_mib.saturating_mul(1024 * 1024),
-        )
-        .await;
+        let bounds = CacheBounds {
+            environments: sdk_cache_mib.saturating_mul(1024 * 1024),
+            evaluables: evaluation_cache_mib.saturating_mul(1024 * 1024),
+        };
+        return serve(&cli.database_url, bind, bounds).await;
     }
     let log = open_log(&cli.database_url)
         .await
@@ -75,9 +76,9 @@ pub async fn run(cli: Cli) -> Result<(), String> {
 async fn serve(
     database_url: &str,
     bind: std::net::SocketAddr,
-    sdk_cache_bytes: u64,
+    bounds: CacheBounds,
 ) -> Result<(), String> {
-    let state = start_with_sdk_cache(database_url, sdk_cache_bytes).await?;
+    let state = start_with_sdk_cache(database_url, bounds).await?;
     let has_users = !state
         .commands
         .directory()

@@ -44,10 +44,14 @@ pub enum Command {
         /// Address to listen on.
         #[arg(long, env = "FLAGLOG_BIND", default_value = "127.0.0.1:8000")]
         bind: SocketAddr,
-        /// Memory the SDK cache may hold, in MiB (an estimate per environment: its flags body,
-        /// its document and its evaluation context).
+        /// Memory the SDK cache of flags bodies and documents may hold, in MiB (an estimate).
         #[arg(long, env = "FLAGLOG_SDK_CACHE_MIB", default_value_t = 256)]
         sdk_cache_mib: u64,
+        /// Memory the cache of evaluation contexts (for identities and OFREP) may hold, in MiB
+        /// (an estimate); an environment whose context was evicted rebuilds it on its next
+        /// identity request.
+        #[arg(long, env = "FLAGLOG_EVALUATION_CACHE_MIB", default_value_t = 64)]
+        evaluation_cache_mib: u64,
     },
     /// Applies the database schema and exits.
     Migrate,

@@ -31,13 +31,13 @@ pub fn commands(log: Arc<dyn EventLog>) -> Commands {
 /// Everything the server needs, running: the log, the write side, the environment-documents
 /// projection (in the background, woken by the log) and the SDK cache it keeps fresh.
 pub async fn start(database_url: &str) -> Result<http::AppState, String> {
-    start_with_sdk_cache(database_url, sdk_cache::DEFAULT_MAX_BYTES).await
+    start_with_sdk_cache(database_url, sdk_cache::CacheBounds::default()).await
 }
 
-/// [`start`], with the SDK cache bounded to about `sdk_cache_bytes`.
+/// [`start`], with the SDK cache's tiers bounded to about `bounds`.
 pub async fn start_with_sdk_cache(
     database_url: &str,
-    sdk_cache_bytes: u64,
+    bounds: sdk_cache::CacheBounds,
 ) -> Result<http::AppState, String> {
     let log = open_log(database_url)
         .await
@@ -58,10 +58,7 @@ pub async fn start_with_sdk_cache(
         )
     });
 
-    let sdk = Arc::new(sdk_cache::EnvironmentCache::with_max_bytes(
-        pool.clone(),
-        sdk_cache_bytes,
-    ));
+    let sdk = Arc::new(sdk_cache::EnvironmentCache::new(pool.clone(), bounds));
     let mut changes = document_changes.subscribe();
     let cache = sdk.clone();
     tokio::spawn(async move {

@@ -1,9 +1,16 @@
-//! The SDK read path's cache: each environment's projected read model, pre-serialised, keyed by
-//! client key, with the evaluation context identity requests evaluate and the little of the
-//! document their answers list (features in order, and whether disabled flags are hidden).
+//! The SDK read path's cache of each environment's projected read model, in two bounded tiers
+//! keyed by client key:
 //!
-//! The cache is bounded by an estimate of the bytes its entries hold
-//! ([`DEFAULT_MAX_BYTES`] unless configured), not by a count of environments.
+//! - [`CachedEnvironment`]: the pre-serialised flags body (and, for local-evaluation SDKs, the
+//!   document), what `GET /api/v1/flags/` and `/environment-document/` serve. Small (the flags
+//!   of 200 features are ~35 KB), so every environment in use fits.
+//! - [`Evaluable`]: the evaluation context and flag listing that identities and OFREP
+//!   evaluate. Several times larger (a context holds up to
+//!   [`CONTEXT_BYTES_PER_DOCUMENT_BYTE`] bytes per byte of document), so it has a bound of its
+//!   own; one evicted is rebuilt from the projected row on the next identity request.
+//!
+//! Each tier is bounded by an estimate of the bytes its entries hold, not by a count of
+//! environments ([`CacheBounds`]).
 //!
 //! Entries are dropped when the projection announces that an environment's document changed.
 //! A request that read the old row just before the change and inserts it just after would leave
@@ -17,11 +24,12 @@ use std::sync::{Arc, Mutex};
 use axum::body::Bytes;
 use domain::document::FlagListing;
 use domain::evaluation::EvaluationContext;
-use domain::flagsmith::EnvironmentDocument;
+use domain::flagsmith::{CONTEXT_BYTES_PER_DOCUMENT_BYTE, EnvironmentDocument};
+use moka::future::Cache;
 use projections::environment_documents::{self, DocumentChanged, StoredEnvironment};
 use sqlx::AnyPool;
 
-/// One environment as the SDK endpoints serve it.
+/// One environment as the flags and document endpoints serve it.
 pub struct CachedEnvironment {
     pub environment_id: u64,
     /// The log position this version reflects.
@@ -32,71 +40,123 @@ pub struct CachedEnvironment {
     pub etag: String,
     /// The body of `GET /api/v1/flags/`.
     pub flags: Bytes,
-    /// The body of `GET /api/v1/environment-document/`.
-    pub document_bytes: Bytes,
-    /// What listing the flags needs of the document, and where each default flag is in `flags`.
-    pub listing: FlagListing,
-    /// The document's evaluation context (segments and identity overrides included), shared
-    /// with `listing`.
-    pub context: Arc<EvaluationContext>,
+    /// The body of `GET /api/v1/environment-document/`, kept only in entries made for a
+    /// server-side key (local-evaluation SDKs); client-side SDKs never download it.
+    pub document_bytes: Option<Bytes>,
 }
 
-/// The cache's default bound on the bytes its entries hold (an estimate: see
-/// [`CachedEnvironment::weight`]).
-pub const DEFAULT_MAX_BYTES: u64 = 256 * 1024 * 1024;
-
 impl CachedEnvironment {
+    /// The entry of a stored read model; with the document's text if `with_document`.
+    fn from_stored(stored: StoredEnvironment, with_document: bool) -> Self {
+        CachedEnvironment {
+            environment_id: stored.environment_id,
+            position: stored.position,
+            etag: etag(&stored),
+            client_key: stored.client_key,
+            updated_at_micros: stored.updated_at_micros,
+            flags: Bytes::from(stored.flags),
+            document_bytes: with_document.then(|| Bytes::from(stored.document)),
+        }
+    }
+
+    /// Roughly the bytes this entry holds.
+    pub fn weight(&self) -> u64 {
+        let document = self.document_bytes.as_ref().map_or(0, Bytes::len);
+        let held = std::mem::size_of::<Self>()
+            + self.flags.len()
+            + document
+            + self.client_key.len()
+            + self.etag.len();
+        held as u64
+    }
+}
+
+/// What evaluating an environment for an identity needs: its evaluation context (segments and
+/// identity overrides included) and the listing that writes the evaluated flags, with the flags
+/// body the listing copies from, all of one version.
+pub struct Evaluable {
+    /// The log position this version reflects.
+    pub position: u64,
+    pub context: Arc<EvaluationContext>,
+    pub listing: FlagListing,
+    /// The flags body `listing` was made with.
+    pub flags: Bytes,
+    /// The length of the document's text, which the context's size follows.
+    document_len: usize,
+}
+
+impl Evaluable {
     fn from_stored(stored: StoredEnvironment) -> Option<Self> {
         let document: EnvironmentDocument = serde_json::from_str(&stored.document).ok()?;
         let context = Arc::new(document.to_evaluation_context());
-        Some(CachedEnvironment {
-            environment_id: stored.environment_id,
+        Some(Evaluable {
             position: stored.position,
-            etag: format!("\"{}-{}\"", stored.environment_id, stored.position),
-            client_key: stored.client_key,
-            updated_at_micros: stored.updated_at_micros,
             listing: FlagListing::of(&document, context.clone(), stored.flags.as_bytes()),
-            flags: Bytes::from(stored.flags),
-            document_bytes: Bytes::from(stored.document),
             context,
+            document_len: stored.document.len(),
+            flags: Bytes::from(stored.flags),
         })
     }
 
-    /// Roughly the bytes this entry holds: both bodies, the listing, and the evaluation context,
-    /// counted as 3.5 times the document's text (the context holds the document's features,
-    /// segments and overrides parsed; measured at 3.2–3.3 times on the conformance seeds).
+    /// Roughly the bytes this entry holds: the context, counted as
+    /// [`CONTEXT_BYTES_PER_DOCUMENT_BYTE`] times its document's text, the listing and the
+    /// flags body (usually shared with the environment's [`CachedEnvironment`], but not always).
     pub fn weight(&self) -> u64 {
-        let text = self.flags.len() + self.document_bytes.len() + self.client_key.len();
-        let context = self.document_bytes.len() * 7 / 2;
-        (std::mem::size_of::<Self>() + text + context + self.listing.heap_size()) as u64
+        let context = (self.document_len as f64 * CONTEXT_BYTES_PER_DOCUMENT_BYTE) as usize;
+        (std::mem::size_of::<Self>() + context + self.listing.heap_size() + self.flags.len()) as u64
+    }
+}
+
+fn etag(stored: &StoredEnvironment) -> String {
+    format!("\"{}-{}\"", stored.environment_id, stored.position)
+}
+
+/// How many bytes (estimated) each tier may hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CacheBounds {
+    /// Flags bodies and documents ([`CachedEnvironment`]).
+    pub environments: u64,
+    /// Evaluation contexts and listings ([`Evaluable`]).
+    pub evaluables: u64,
+}
+
+impl Default for CacheBounds {
+    /// 256 MiB of bodies (~7,000 environments of 200 features), 64 MiB of contexts (~250 of
+    /// them).
+    fn default() -> Self {
+        CacheBounds {
+            environments: 256 * 1024 * 1024,
+            evaluables: 64 * 1024 * 1024,
+        }
     }
 }
 
 pub struct EnvironmentCache {
     pool: AnyPool,
-    by_client_key: moka::future::Cache<String, Arc<CachedEnvironment>>,
+    environments: Cache<String, Arc<CachedEnvironment>>,
+    evaluables: Cache<String, Arc<Evaluable>>,
     /// SHA-256 of a server-side key → its environment's client key (keys are never reassigned).
-    server_keys: moka::future::Cache<String, String>,
+    server_keys: Cache<String, String>,
     generations: Mutex<HashMap<String, u64>>,
 }
 
 impl EnvironmentCache {
-    /// A cache bounded to [`DEFAULT_MAX_BYTES`].
-    pub fn new(pool: AnyPool) -> Self {
-        Self::with_max_bytes(pool, DEFAULT_MAX_BYTES)
-    }
-
-    /// A cache whose entries hold at most about `max_bytes` (see [`CachedEnvironment::weight`]).
-    pub fn with_max_bytes(pool: AnyPool, max_bytes: u64) -> Self {
+    pub fn new(pool: AnyPool, bounds: CacheBounds) -> Self {
         EnvironmentCache {
             pool,
-            by_client_key: moka::future::Cache::builder()
-                .max_capacity(max_bytes)
+            environments: Cache::builder()
+                .max_capacity(bounds.environments)
                 .weigher(|_key: &String, entry: &Arc<CachedEnvironment>| {
                     u32::try_from(entry.weight()).unwrap_or(u32::MAX)
                 })
                 .build(),
-            server_keys: moka::future::Cache::builder().max_capacity(100_000).build(),
+            evaluables: Cache::builder()
+                .max_capacity(bounds.evaluables)
+                .weigher(|_key: &String, entry: &Arc<Evaluable>| {
+                    u32::try_from(entry.weight()).unwrap_or(u32::MAX)
+                })
+                .build(),
+            server_keys: Cache::builder().max_capacity(100_000).build(),
             generations: Mutex::new(HashMap::new()),
         }
     }
@@ -108,28 +168,53 @@ impl EnvironmentCache {
             .and_then(|g| g.get(client_key).copied())
     }
 
-    async fn cache(&self, stored: StoredEnvironment) -> Option<Arc<CachedEnvironment>> {
-        let entry = Arc::new(CachedEnvironment::from_stored(stored)?);
+    /// Whether an entry of `position` for `client_key` is older than an announced change: then
+    /// it must not stay cached.
+    fn is_stale(&self, client_key: &str, position: u64) -> bool {
+        self.newest_announced(client_key)
+            .is_some_and(|newest| newest > position)
+    }
+
+    async fn cache(
+        &self,
+        stored: StoredEnvironment,
+        with_document: bool,
+    ) -> Arc<CachedEnvironment> {
+        let entry = Arc::new(CachedEnvironment::from_stored(stored, with_document));
         let key = entry.client_key.clone();
-        self.by_client_key.insert(key.clone(), entry.clone()).await;
-        if self
-            .newest_announced(&key)
-            .is_some_and(|newest| newest > entry.position)
-        {
-            self.by_client_key.invalidate(&key).await;
+        self.environments.insert(key.clone(), entry.clone()).await;
+        if self.is_stale(&key, entry.position) {
+            self.environments.invalidate(&key).await;
         }
-        Some(entry)
+        entry
     }
 
     pub async fn by_client_key(
         &self,
         client_key: &str,
     ) -> Result<Option<Arc<CachedEnvironment>>, projections::Error> {
-        if let Some(entry) = self.by_client_key.get(client_key).await {
+        if let Some(entry) = self.environments.get(client_key).await {
             return Ok(Some(entry));
         }
         match environment_documents::by_client_key(&self.pool, client_key).await? {
-            Some(stored) => Ok(self.cache(stored).await),
+            Some(stored) => Ok(Some(self.cache(stored, false).await)),
+            None => Ok(None),
+        }
+    }
+
+    /// The environment with the document's text (for local-evaluation SDKs): an entry without
+    /// it is replaced by one made with it, so that its weight counts it.
+    async fn with_document(
+        &self,
+        client_key: &str,
+    ) -> Result<Option<Arc<CachedEnvironment>>, projections::Error> {
+        if let Some(entry) = self.environments.get(client_key).await
+            && entry.document_bytes.is_some()
+        {
+            return Ok(Some(entry));
+        }
+        match environment_documents::by_client_key(&self.pool, client_key).await? {
+            Some(stored) => Ok(Some(self.cache(stored, true).await)),
             None => Ok(None),
         }
     }
@@ -139,17 +224,46 @@ impl EnvironmentCache {
         key_hash: &str,
     ) -> Result<Option<Arc<CachedEnvironment>>, projections::Error> {
         if let Some(client_key) = self.server_keys.get(key_hash).await {
-            return self.by_client_key(&client_key).await;
+            return self.with_document(&client_key).await;
         }
         match environment_documents::by_server_key_hash(&self.pool, key_hash).await? {
             Some(stored) => {
                 self.server_keys
                     .insert(key_hash.to_string(), stored.client_key.clone())
                     .await;
-                Ok(self.cache(stored).await)
+                Ok(Some(self.cache(stored, true).await))
             }
             None => Ok(None),
         }
+    }
+
+    /// What evaluating `env` for an identity needs, of its version or a newer one (a newer row
+    /// means `env` itself is about to be dropped). `None` if the environment is gone or its
+    /// document does not parse.
+    pub async fn evaluable(
+        &self,
+        env: &CachedEnvironment,
+    ) -> Result<Option<Arc<Evaluable>>, projections::Error> {
+        if let Some(entry) = self.evaluables.get(&env.client_key).await
+            && entry.position >= env.position
+        {
+            return Ok(Some(entry));
+        }
+        let Some(stored) =
+            environment_documents::by_client_key(&self.pool, &env.client_key).await?
+        else {
+            return Ok(None);
+        };
+        let Some(entry) = Evaluable::from_stored(stored).map(Arc::new) else {
+            return Ok(None);
+        };
+        self.evaluables
+            .insert(env.client_key.clone(), entry.clone())
+            .await;
+        if self.is_stale(&env.client_key, entry.position) {
+            self.evaluables.invalidate(&env.client_key).await;
+        }
+        Ok(Some(entry))
     }
 
     /// Drops what a projection change made stale.
@@ -158,11 +272,13 @@ impl EnvironmentCache {
             let newest = generations.entry(change.client_key.clone()).or_default();
             *newest = (*newest).max(change.position);
         }
-        self.by_client_key.invalidate(&change.client_key).await;
+        self.environments.invalidate(&change.client_key).await;
+        self.evaluables.invalidate(&change.client_key).await;
     }
 
     /// Drops everything (when announcements were missed).
     pub fn clear(&self) {
-        self.by_client_key.invalidate_all();
+        self.environments.invalidate_all();
+        self.evaluables.invalidate_all();
     }
 }

@@ -8,6 +8,8 @@ Usage:
                                                   imports COUNT documents from gen_documents.py
                                                   (made in memory); prints one client key a line
   sdk_client.py touch BASE_URL KEYS_FILE          GET /api/v1/flags/ once per key (each must be 200)
+  sdk_client.py identify BASE_URL KEYS_FILE       POST /api/v1/identities/ (a transient identity
+                                                  with traits) once per key (each must be 200)
   sdk_client.py lag BASE_URL TOKEN KEY TRIALS     toggles a feature TRIALS times; prints
                                                   "LAG <median ms> <max ms> <median ms> <max ms>
                                                   <timeouts>": from the PUT's answer, then from
@@ -74,6 +76,28 @@ def touch(base_url, keys_file):
             time.sleep(0.01)
 
 
+def identify(base_url, keys_file):
+    client = Client(base_url)
+    with open(keys_file) as f:
+        keys = [line.strip() for line in f if line.strip()]
+    body = json.dumps({
+        "identifier": "memory-probe",
+        "transient": True,
+        "traits": [
+            {"trait_key": "plan", "trait_value": "pro"},
+            {"trait_key": "age", "trait_value": 30},
+            {"trait_key": "country", "trait_value": "de"},
+        ],
+    })
+    headers = {"Content-Type": "application/json"}
+    for key in keys:
+        status, _, reply = client.request(
+            "POST", "/api/v1/identities/", body, {**headers, "X-Environment-Key": key}
+        )
+        if status != 200:
+            die(f"identities of {key}: {status} {reply[:300]!r}")
+
+
 def lag(base_url, token, key, trials):
     client = Client(base_url)
     sdk = {"X-Environment-Key": key}
@@ -137,7 +161,12 @@ def lag(base_url, token, key, trials):
 
 
 def main():
-    commands = {"import": (import_documents, 6), "touch": (touch, 2), "lag": (lag, 4)}
+    commands = {
+        "import": (import_documents, 6),
+        "touch": (touch, 2),
+        "identify": (identify, 2),
+        "lag": (lag, 4),
+    }
     args = sys.argv[1:]
     if not args or args[0] not in commands or len(args) - 1 != commands[args[0]][1]:
         sys.exit(__doc__)

@@ -7,14 +7,22 @@ use serde_json::{Value, json};
 
 use crate::{
     SEEDS, Sdk, SdkCall, api_flags, assert_same_flags, engine_flags, import, seed, start,
-    trait_list,
+    start_without_cached_contexts, trait_list,
 };
 
 async fn identities_of_every_seed_document_match_flagsmiths_engine(backend: Backend) {
-    let server = start(backend).await;
+    seed_identities_match_flagsmiths_engine(&start(backend).await).await;
+}
+
+/// The same when no evaluation context stays cached (each is rebuilt from the read model).
+async fn identities_match_flagsmiths_engine_without_cached_contexts(backend: Backend) {
+    seed_identities_match_flagsmiths_engine(&start_without_cached_contexts(backend).await).await;
+}
+
+async fn seed_identities_match_flagsmiths_engine(server: &Sdk) {
     for n in 1..=SEEDS {
         let seed = seed(n);
-        let imported = import(&server, &seed["environment_document"]).await;
+        let imported = import(server, &seed["environment_document"]).await;
         let identities = seed["identities"].as_array().unwrap();
         assert_eq!(identities.len(), 60, "seed {n}");
         for (i, identity) in identities.iter().enumerate() {
@@ -296,8 +304,66 @@ async fn transient_identities_and_traits_are_not_stored(backend: Backend) {
     );
 }
 
+/// Once `/api/v1/flags/` shows a change, identities show it too, though the environment's
+/// evaluation context was cached before it.
+async fn identities_see_a_change_as_soon_as_flags_do(backend: Backend) {
+    let server = gold_segment(backend).await;
+    let nobody = json!({"identifier": "nobody"});
+    assert_eq!(identify(&server, nobody.clone()).await.0, plain());
+
+    let flags = server
+        .get("/api/v1/flags/")
+        .environment_key(KEY)
+        .send()
+        .await
+        .expect_status(200);
+    let banner = flags.body[0]["feature"]["id"].as_u64().unwrap();
+    server
+        .put(
+            &format!("/api/v1/environments/{KEY}/featurestates/{banner}/"),
+            json!({"enabled": true, "feature_state_value": "changed"}),
+        )
+        .send()
+        .await
+        .expect_status(200);
+    let changed = json!({"enabled": true, "value": "changed"});
+    let deadline = tokio::time::Instant::now() + crate::PROJECTION_DEADLINE;
+    loop {
+        let reply = server
+            .get("/api/v1/flags/")
+            .environment_key(KEY)
+            .send()
+            .await
+            .expect_status(200);
+        if banner_of_flags(&reply.body) == changed {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the change never showed"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    assert_eq!(identify(&server, nobody).await.0, changed);
+    // The segment's override still wins for its members.
+    let gold = json!({"trait_key": "plan", "trait_value": "gold"});
+    assert_eq!(
+        identify(&server, json!({"identifier": "g", "traits": [gold]}))
+            .await
+            .0,
+        shiny()
+    );
+}
+
+fn banner_of_flags(flags: &Value) -> Value {
+    let (enabled, value) = api_flags(flags).get("banner").cloned().unwrap();
+    json!({"enabled": enabled, "value": value})
+}
+
 on_both_backends!(
     identities_of_every_seed_document_match_flagsmiths_engine,
+    identities_see_a_change_as_soon_as_flags_do,
+    identities_match_flagsmiths_engine_without_cached_contexts,
     stored_traits_decide_later_evaluations,
     transient_identities_and_traits_are_not_stored,
 );

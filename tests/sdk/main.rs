@@ -77,6 +77,17 @@ pub async fn start(backend: Backend) -> Sdk {
     Sdk { server, state }
 }
 
+/// [`start`], keeping no evaluation context cached: every identity request rebuilds its
+/// environment's from the projected read model.
+pub async fn start_without_cached_contexts(backend: Backend) -> Sdk {
+    let bounds = api::sdk_cache::CacheBounds {
+        evaluables: 0,
+        ..Default::default()
+    };
+    let (server, state) = Server::start_with_cache(backend, bounds).await;
+    Sdk { server, state }
+}
+
 impl Sdk {
     /// Waits until the environment-documents projection has applied everything in the log, so
     /// the SDK endpoints know about what the test set up. (Tests of how fast a change shows

@@ -520,8 +520,16 @@ impl Server {
     /// running state behind it, for what the HTTP API does not show (the SDK store's analytics
     /// counts, stored traits).
     pub async fn start_with_state(backend: Backend) -> (Server, api::http::AppState) {
+        Self::start_with_cache(backend, api::sdk_cache::CacheBounds::default()).await
+    }
+
+    /// [`Server::start_with_state`], with the SDK cache's tiers bounded to `bounds`.
+    pub async fn start_with_cache(
+        backend: Backend,
+        bounds: api::sdk_cache::CacheBounds,
+    ) -> (Server, api::http::AppState) {
         let db = database(backend).await;
-        let state = api::start(db.url())
+        let state = api::start_with_sdk_cache(db.url(), bounds)
             .await
             .unwrap_or_else(|e| panic!("starting flaglog on {}: {e}", db.url()));
         let kept = state.clone();

@@ -93,7 +93,7 @@ use serde::Serialize;
 use serde_json::{Map, Value, json};
 
 use crate::http::AppState;
-use crate::sdk_cache::CachedEnvironment;
+use crate::sdk_cache::{CachedEnvironment, Evaluable};
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -202,6 +202,16 @@ fn environment_key(headers: &HeaderMap) -> Option<&str> {
 }
 
 /// The environment the request's key names: a client key or a server-side key.
+/// What evaluating the environment needs, from the cache or rebuilt from its read model.
+async fn evaluable(state: &AppState, env: &CachedEnvironment) -> Result<Arc<Evaluable>> {
+    state
+        .sdk
+        .evaluable(env)
+        .await
+        .map_err(Failure::internal)?
+        .ok_or_else(|| Failure::internal("the environment's document cannot be evaluated"))
+}
+
 async fn environment(state: &AppState, headers: &HeaderMap) -> Result<Arc<CachedEnvironment>> {
     let key = environment_key(headers).ok_or_else(|| {
         Failure::unauthorized(
@@ -288,7 +298,7 @@ impl Subject {
         Ok(subject)
     }
 
-    fn evaluate(&self, env: &CachedEnvironment) -> EvaluationResult {
+    fn evaluate(&self, env: &Evaluable) -> EvaluationResult {
         let identity = self
             .identifier
             .as_deref()
@@ -403,7 +413,7 @@ fn json_object(text: &str) -> Option<Value> {
 
 /// The flags a client may see: all, or only the enabled ones when the project hides the others.
 fn visible<'a>(
-    env: &CachedEnvironment,
+    env: &Evaluable,
     result: &'a EvaluationResult,
 ) -> impl Iterator<Item = &'a FlagResult> {
     let hide_disabled = env.listing.hide_disabled;
@@ -449,8 +459,9 @@ async fn evaluate_one(
 ) -> Result<Evaluation> {
     let env = environment(state, headers).await?;
     let subject = Subject::from_body(&read_body(body)?, headers.get(header::CONTENT_TYPE))?;
-    let result = subject.evaluate(&env);
-    let flag = visible(&env, &result)
+    let evaluable = evaluable(state, &env).await?;
+    let result = subject.evaluate(&evaluable);
+    let flag = visible(&evaluable, &result)
         .find(|flag| flag.name == key)
         .ok_or_else(|| {
             Failure::new(
@@ -492,8 +503,9 @@ async fn evaluate_all(
     if not_modified(headers, &etag) {
         return Ok((StatusCode::NOT_MODIFIED, [(header::ETAG, etag_header)]).into_response());
     }
-    let result = subject.evaluate(&env);
-    let flags: Vec<Evaluation> = visible(&env, &result).map(translate).collect();
+    let evaluable = evaluable(state, &env).await?;
+    let result = subject.evaluate(&evaluable);
+    let flags: Vec<Evaluation> = visible(&evaluable, &result).map(translate).collect();
     let body = serde_json::to_vec(&json!({ "flags": flags })).map_err(Failure::internal)?;
     let mut response = Response::new(Body::from(body));
     let response_headers = response.headers_mut();

@@ -30,7 +30,7 @@ use tokio::sync::broadcast;
 use crate::http::AppState;
 use crate::http::error::{Error, Result};
 use crate::http::extract::{JsonBody, Path, Query};
-use crate::sdk_cache::CachedEnvironment;
+use crate::sdk_cache::{CachedEnvironment, Evaluable};
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -77,6 +77,16 @@ async fn environment(
     found
         .map_err(|e| Error::Internal(e.to_string()))?
         .ok_or_else(|| Error::Unauthorized("the environment key is not valid".into()))
+}
+
+/// What evaluating the environment needs (its context and listing), from the cache or rebuilt.
+async fn evaluable(state: &AppState, env: &CachedEnvironment) -> Result<Arc<Evaluable>> {
+    state
+        .sdk
+        .evaluable(env)
+        .await
+        .map_err(|e| Error::Internal(e.to_string()))?
+        .ok_or_else(|| Error::Internal("the environment's document cannot be evaluated".into()))
 }
 
 fn not_modified(headers: &HeaderMap, etag: &str) -> bool {
@@ -218,7 +228,7 @@ pub async fn identify(
             .await
             .map_err(|e| Error::Internal(e.to_string()))?;
     }
-    identity_response(&env, &body.identifier, traits)
+    identity_response(&state, &env, &body.identifier, traits).await
 }
 
 /// `GET /api/v1/identities/?identifier=`: the identity's flags with its stored traits.
@@ -234,7 +244,7 @@ pub async fn identity(
         .traits(env.environment_id, &query.identifier)
         .await
         .map_err(|e| Error::Internal(e.to_string()))?;
-    identity_response(&env, &query.identifier, traits)
+    identity_response(&state, &env, &query.identifier, traits).await
 }
 
 #[derive(Serialize)]
@@ -247,11 +257,13 @@ struct TraitRef<'a> {
 /// endpoints, `{"flags": [...], "identifier": ..., "traits": [...]}` (fields in alphabetical
 /// order, as the `Value` tree it replaced wrote them). Flags the identity shares with the
 /// environment are copied from the environment's pre-serialised flags body.
-fn identity_response(
+async fn identity_response(
+    state: &AppState,
     env: &CachedEnvironment,
     identifier: &str,
     traits: Map<String, Value>,
 ) -> Result<Response> {
+    let env = evaluable(state, env).await?;
     let who = identity_context(identifier, traits);
     let result = evaluation(&env.context, Some(&who));
     let traits: Vec<TraitRef<'_>> = who
@@ -288,7 +300,12 @@ pub async fn environment_document(
     headers: HeaderMap,
 ) -> Result<Response> {
     let env = environment(&state, &headers, Keys::ServerOnly).await?;
-    Ok(cached_json(&headers, &env.etag, env.document_bytes.clone()))
+    // Entries found through a server-side key carry the document.
+    let document = env
+        .document_bytes
+        .clone()
+        .ok_or_else(|| Error::Internal("the cached environment has no document".into()))?;
+    Ok(cached_json(&headers, &env.etag, document))
 }
 
 /// `POST /api/v1/analytics/flags/`: `{"feature name": evaluation count, ...}` from SDKs.
