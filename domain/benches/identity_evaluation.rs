@@ -1,9 +1,10 @@
-//! One identity evaluation: the work behind every `POST /api/v1/identities/`, on a conformance
-//! document (40 features, 26 segments with every operator, identity overrides, flag
+//! One identity evaluation: the work behind every `POST /api/v1/identities/` (a borrowed
+//! `Evaluation`) and every OFREP request (the owned `EvaluationResult` made from it), on a
+//! conformance document (40 features, 26 segments with every operator, identity overrides, flag
 //! dependencies), with the evaluation context built once per document as the server does.
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use domain::evaluation::evaluate_for_identity;
+use domain::evaluation::{evaluate_for_identity, evaluation};
 use domain::flagsmith::{EnvironmentDocument, identity_context};
 use serde_json::Value;
 
@@ -32,6 +33,12 @@ fn identity_evaluation(c: &mut Criterion) {
     let (document, traits) = seed_document();
     let context = document.to_evaluation_context();
     c.bench_function("evaluate one identity (40 features, 26 segments)", |b| {
+        b.iter(|| {
+            let who = identity_context("bench-user", traits.clone());
+            std::hint::black_box(evaluation(&context, Some(&who)).flags.len())
+        })
+    });
+    c.bench_function("evaluate one identity into an owned result", |b| {
         b.iter(|| {
             let who = identity_context("bench-user", traits.clone());
             std::hint::black_box(evaluate_for_identity(&context, Some(&who)))

@@ -729,27 +729,15 @@ mod tests {
             assert_eq!(written.copied + written.around_copied, 0);
             assert!(String::from_utf8(out).unwrap() == want);
         }
+        // The listing's own body copies, in its own context and in an equal one that is not its
+        // own (where features are found by name).
         let listing = FlagListing::of(&document, context.clone(), &body);
-        let mut out = Vec::new();
-        assert!(
-            listing
-                .write_flags(&result, &body, &mut out)
-                .unwrap()
-                .copied
-                > 0
-        );
-        assert!(String::from_utf8(out).unwrap() == want);
-        // An equal context that is not the listing's own: features are found by name.
         let copy = document.to_evaluation_context();
-        let result = evaluation(&copy, Some(&who));
-        let mut out = Vec::new();
-        assert!(
-            listing
-                .write_flags(&result, &body, &mut out)
-                .unwrap()
-                .copied
-                > 0
-        );
-        assert!(String::from_utf8(out).unwrap() == want);
+        for result in [result, evaluation(&copy, Some(&who))] {
+            let mut out = Vec::new();
+            let written = listing.write_flags(&result, &body, &mut out).unwrap();
+            assert!(written.copied > 0);
+            assert!(String::from_utf8(out).unwrap() == want);
+        }
     }
 }

@@ -311,13 +311,7 @@ async fn identities_see_a_change_as_soon_as_flags_do(backend: Backend) {
     let nobody = json!({"identifier": "nobody"});
     assert_eq!(identify(&server, nobody.clone()).await.0, plain());
 
-    let flags = server
-        .get("/api/v1/flags/")
-        .environment_key(KEY)
-        .send()
-        .await
-        .expect_status(200);
-    let banner = flags.body[0]["feature"]["id"].as_u64().unwrap();
+    let banner = flags(&server).await[0]["feature"]["id"].as_u64().unwrap();
     server
         .put(
             &format!("/api/v1/environments/{KEY}/featurestates/{banner}/"),
@@ -328,16 +322,7 @@ async fn identities_see_a_change_as_soon_as_flags_do(backend: Backend) {
         .expect_status(200);
     let changed = json!({"enabled": true, "value": "changed"});
     let deadline = tokio::time::Instant::now() + crate::PROJECTION_DEADLINE;
-    loop {
-        let reply = server
-            .get("/api/v1/flags/")
-            .environment_key(KEY)
-            .send()
-            .await
-            .expect_status(200);
-        if banner_of_flags(&reply.body) == changed {
-            break;
-        }
+    while banner_of_flags(&flags(&server).await) != changed {
         assert!(
             tokio::time::Instant::now() < deadline,
             "the change never showed"
@@ -353,6 +338,16 @@ async fn identities_see_a_change_as_soon_as_flags_do(backend: Backend) {
             .0,
         shiny()
     );
+}
+
+async fn flags(server: &Sdk) -> Value {
+    server
+        .get("/api/v1/flags/")
+        .environment_key(KEY)
+        .send()
+        .await
+        .expect_status(200)
+        .body
 }
 
 fn banner_of_flags(flags: &Value) -> Value {

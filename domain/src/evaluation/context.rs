@@ -16,27 +16,43 @@ use serde_json::Value;
 
 use super::python::cmp_int_float;
 
-/// Metadata carried untouched from a feature or segment to its result: any JSON value, kept as
-/// its compact JSON text. A servers keeps a context per environment with metadata on every
-/// feature, override and segment, and `{"id": 7}` held as a `serde_json::Map` costs ~600 bytes
-/// of heap (a B-tree node); as text it costs a dozen. Results, which are rare next to contexts,
-/// get it back as a [`Value`].
+/// Metadata carried untouched from a feature or segment to its result: any JSON value, kept
+/// compactly. A server keeps a context per environment with metadata on every feature, override
+/// and segment, and `{"id": 7}` held as a `serde_json::Map` costs ~600 bytes of heap (a B-tree
+/// node). The feature shape `{"id": <integer>}` is kept as the integer, anything else as its
+/// compact JSON text; results, which are rare next to contexts, get a [`Value`] back.
 #[derive(Clone, PartialEq, Eq)]
-pub struct Metadata(Box<str>);
+pub struct Metadata(MetadataRepr);
+
+#[derive(Clone, PartialEq, Eq)]
+enum MetadataRepr {
+    /// `{"id": <integer>}`, what every feature carries.
+    Id(i64),
+    /// Any other value, as its compact JSON text.
+    Json(Box<str>),
+}
 
 impl Metadata {
     pub fn new(value: &Value) -> Self {
-        Metadata(value.to_string().into_boxed_str())
+        if let Value::Object(map) = value
+            && map.len() == 1
+            && let Some(id) = map.get("id").and_then(Value::as_i64)
+        {
+            return Metadata(MetadataRepr::Id(id));
+        }
+        Metadata(MetadataRepr::Json(value.to_string().into_boxed_str()))
     }
 
     pub fn to_value(&self) -> Value {
-        // The text was written from a Value, so it parses.
-        serde_json::from_str(&self.0).unwrap_or(Value::Null)
-    }
-
-    /// The JSON text.
-    pub fn as_str(&self) -> &str {
-        &self.0
+        match &self.0 {
+            MetadataRepr::Id(id) => {
+                let mut map = serde_json::Map::new();
+                map.insert("id".to_owned(), Value::from(*id));
+                Value::Object(map)
+            }
+            // The text was written from a Value, so it parses.
+            MetadataRepr::Json(text) => serde_json::from_str(text).unwrap_or(Value::Null),
+        }
     }
 }
 
@@ -48,7 +64,7 @@ impl From<Value> for Metadata {
 
 impl fmt::Debug for Metadata {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        write!(f, "{}", self.to_value())
     }
 }
 
@@ -61,6 +77,37 @@ impl Serialize for Metadata {
 impl<'de> Deserialize<'de> for Metadata {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         Value::deserialize(deserializer).map(|value| Metadata::new(&value))
+    }
+}
+
+#[cfg(test)]
+mod metadata_tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn metadata_gives_back_the_value_it_was_made_of() {
+        for value in [
+            json!({"id": 7}),
+            json!({"id": -7}),
+            json!({"id": 7.5}),
+            json!({"id": "7"}),
+            json!({"id": 7, "source": "api"}),
+            json!({}),
+            json!(null),
+            json!([1, {"a": "b"}]),
+            json!("text"),
+        ] {
+            let metadata = Metadata::new(&value);
+            assert_eq!(metadata.to_value(), value);
+            let through_json: Metadata =
+                serde_json::from_str(&serde_json::to_string(&metadata).unwrap()).unwrap();
+            assert_eq!(through_json, metadata);
+        }
+        assert!(matches!(
+            Metadata::new(&json!({"id": 7})).0,
+            MetadataRepr::Id(7)
+        ));
     }
 }
 
