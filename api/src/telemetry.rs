@@ -6,7 +6,7 @@
 //! system call of its own, and the thread flushes whenever it has caught up, so lines still
 //! appear at once. Nothing is dropped: when the thread falls behind, loggers wait.
 
-use std::io::{BufWriter, Stderr};
+use std::io::{BufWriter, IsTerminal, Stderr};
 
 use tracing_appender::non_blocking::{NonBlockingBuilder, WorkerGuard};
 use tracing_subscriber::EnvFilter;
@@ -23,6 +23,9 @@ pub fn init(format: LogFormat) -> WorkerGuard {
         .finish(stderr);
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        // Colours only on a terminal: escape codes in a log file are noise to whoever reads it,
+        // and writing them was a quarter of the cost of each request's line.
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(writer);
     let result = match format {
         LogFormat::Text => builder.try_init(),

@@ -398,6 +398,18 @@ async fn admin_create_prints_a_token_that_authenticates_against_serve(db: TestDa
         )
         .await;
     assert_eq!(status, 409);
+
+    // Text logs written to a pipe, not a terminal, carry no colour codes.
+    let deadline = Instant::now() + COMMAND_TIMEOUT;
+    while !served.stderr().contains("/api/v1/users/config/init/") {
+        assert!(
+            Instant::now() < deadline,
+            "no log line of the last request: {}",
+            served.stderr()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(!served.stderr().contains('\u{1b}'), "{}", served.stderr());
 }
 
 async fn admin_create_with_a_taken_email_fails_saying_why(db: TestDatabase) {
