@@ -22,6 +22,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use axum::body::Bytes;
+use axum::http::HeaderValue;
 use domain::document::FlagListing;
 use domain::evaluation::EvaluationContext;
 use domain::flagsmith::{CONTEXT_BYTES_PER_DOCUMENT_BYTE, EnvironmentDocument};
@@ -38,6 +39,8 @@ pub struct CachedEnvironment {
     pub updated_at_micros: i64,
     /// Changes whenever the document does.
     pub etag: String,
+    /// `etag` as a header value, made once.
+    pub etag_header: HeaderValue,
     /// The body of `GET /api/v1/flags/`.
     pub flags: Bytes,
     /// The body of `GET /api/v1/environment-document/`, kept only in entries made for a
@@ -48,10 +51,13 @@ pub struct CachedEnvironment {
 impl CachedEnvironment {
     /// The entry of a stored read model; with the document's text if `with_document`.
     fn from_stored(stored: StoredEnvironment, with_document: bool) -> Self {
+        let etag = etag(&stored);
         CachedEnvironment {
             environment_id: stored.environment_id,
             position: stored.position,
-            etag: etag(&stored),
+            // Quotes, digits and a dash: always a valid header value.
+            etag_header: HeaderValue::from_str(&etag).unwrap_or(HeaderValue::from_static("\"\"")),
+            etag,
             client_key: stored.client_key,
             updated_at_micros: stored.updated_at_micros,
             flags: Bytes::from(stored.flags),
