@@ -190,30 +190,10 @@ impl<'a> Evaluator<'a> {
         {
             variant = Some("control");
             let percentage = hashed_percentage(&[&feature.key, identity_key]);
-            let in_order = |a: &FeatureValue, b: &FeatureValue| {
-                a.priority.numeric_cmp(&b.priority) != std::cmp::Ordering::Greater
-            };
-            let sorted: Vec<&FeatureValue>;
-            let ordered: &mut dyn Iterator<Item = &FeatureValue> =
-                if feature.variants.is_sorted_by(in_order) {
-                    &mut feature.variants.iter()
-                } else {
-                    let mut by_priority: Vec<_> = feature.variants.iter().collect();
-                    // Stable, like Python's `sorted`: equal priorities keep their order.
-                    by_priority.sort_by(|a, b| a.priority.numeric_cmp(&b.priority));
-                    sorted = by_priority;
-                    &mut sorted.iter().copied()
-                };
-            let mut start = 0.0;
-            for candidate in ordered {
-                let limit = candidate.weight.as_f64().unwrap_or(f64::NAN) + start;
-                if start <= percentage && percentage < limit {
-                    reason = Reason::Split(&candidate.weight);
-                    value = &candidate.value;
-                    variant = candidate.key.as_deref();
-                    break;
-                }
-                start = limit;
+            if let Some(chosen) = chosen_variant(&feature.variants, percentage) {
+                reason = Reason::Split(&chosen.weight);
+                value = &chosen.value;
+                variant = chosen.key.as_deref();
             }
         }
         Flag {
@@ -664,6 +644,36 @@ impl<'a> Evaluator<'a> {
         self.lazy.segment_matches.insert(key, matched);
         matched
     }
+}
+
+/// The multivariate value whose band of weights holds `percentage`, walking the values in
+/// ascending priority (stably, like Python's `sorted`: equal priorities keep their order); `None`
+/// leaves the identity with the control value. Values are usually stored in priority order
+/// already, and then nothing is sorted.
+fn chosen_variant(variants: &[FeatureValue], percentage: f64) -> Option<&FeatureValue> {
+    fn choose<'v>(
+        ordered: impl Iterator<Item = &'v FeatureValue>,
+        percentage: f64,
+    ) -> Option<&'v FeatureValue> {
+        let mut start = 0.0;
+        for candidate in ordered {
+            let limit = candidate.weight.as_f64().unwrap_or(f64::NAN) + start;
+            if start <= percentage && percentage < limit {
+                return Some(candidate);
+            }
+            start = limit;
+        }
+        None
+    }
+    let in_order = |a: &FeatureValue, b: &FeatureValue| {
+        a.priority.numeric_cmp(&b.priority) != std::cmp::Ordering::Greater
+    };
+    if variants.is_sorted_by(in_order) {
+        return choose(variants.iter(), percentage);
+    }
+    let mut by_priority: Vec<&FeatureValue> = variants.iter().collect();
+    by_priority.sort_by(|a, b| a.priority.numeric_cmp(&b.priority));
+    choose(by_priority.into_iter(), percentage)
 }
 
 /// Applies a rule's quantifier to items, short-circuiting as Python's `all`/`any` do.
