@@ -92,21 +92,28 @@ pub struct Evaluable {
 }
 
 impl Evaluable {
-    fn from_stored(stored: StoredEnvironment) -> Option<Self> {
+    /// The entry of a stored read model, asked for by `env`: when the row is `env`'s version it
+    /// shares `env`'s flags body instead of holding a second copy.
+    fn from_stored(stored: StoredEnvironment, env: &CachedEnvironment) -> Option<Self> {
         let document: EnvironmentDocument = serde_json::from_str(&stored.document).ok()?;
         let context = Arc::new(document.to_evaluation_context());
+        let flags = if stored.position == env.position && stored.flags.as_bytes() == env.flags {
+            env.flags.clone()
+        } else {
+            Bytes::from(stored.flags)
+        };
         Some(Evaluable {
             position: stored.position,
-            listing: FlagListing::of(&document, context.clone(), stored.flags.as_bytes()),
+            listing: FlagListing::of(&document, context.clone(), &flags),
             context,
             document_len: stored.document.len(),
-            flags: Bytes::from(stored.flags),
+            flags,
         })
     }
 
     /// Roughly the bytes this entry holds: the context, counted as
     /// [`CONTEXT_BYTES_PER_DOCUMENT_BYTE`] times its document's text, the listing and the
-    /// flags body (usually shared with the environment's [`CachedEnvironment`], but not always).
+    /// flags body (counted though it is usually the environment entry's own: erring high).
     pub fn weight(&self) -> u64 {
         let context = (self.document_len as f64 * CONTEXT_BYTES_PER_DOCUMENT_BYTE) as usize;
         (std::mem::size_of::<Self>() + context + self.listing.heap_size() + self.flags.len()) as u64
@@ -260,7 +267,7 @@ impl EnvironmentCache {
         else {
             return Ok(None);
         };
-        let Some(entry) = Evaluable::from_stored(stored).map(Arc::new) else {
+        let Some(entry) = Evaluable::from_stored(stored, env).map(Arc::new) else {
             return Ok(None);
         };
         self.evaluables
