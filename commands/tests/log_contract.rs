@@ -191,6 +191,8 @@ contract!(
     appends_after_reopening_continue_the_chain,
     expectations_see_appends_made_through_another_instance,
     tailing_reader_never_skips_an_event_under_concurrent_writers,
+    expectations_on_streams_not_written_are_checked_and_write_nothing,
+    a_write_decided_on_a_read_stream_is_ordered_before_any_change_to_it,
 );
 
 async fn append_then_read_stream_round_trips_events_and_metadata(h: Harness) {
@@ -469,6 +471,17 @@ async fn invalid_appends_are_refused_and_write_nothing(h: Harness) {
             ],
         ),
         (
+            "only expectations",
+            vec![StreamAppend::expect("a", ExpectedVersion::NoStream)],
+        ),
+        (
+            "an expectation of any version",
+            vec![
+                to("a", ExpectedVersion::Any, events(1)),
+                StreamAppend::expect("b", ExpectedVersion::Any),
+            ],
+        ),
+        (
             "the same stream twice",
             vec![
                 to("a", ExpectedVersion::Any, events(1)),
@@ -488,6 +501,140 @@ async fn invalid_appends_are_refused_and_write_nothing(h: Harness) {
         );
     }
     assert_eq!(h.log.head().await.unwrap(), 0);
+}
+
+async fn expectations_on_streams_not_written_are_checked_and_write_nothing(h: Harness) {
+    h.append(vec![to("project-7", ExpectedVersion::NoStream, events(2))])
+        .await;
+
+    let appended = h
+        .append(vec![
+            to("environment-1", ExpectedVersion::NoStream, events(1)),
+            StreamAppend::expect("project-7", ExpectedVersion::Exact(2)),
+        ])
+        .await;
+    assert_eq!(
+        appended,
+        Appended {
+            last_position: 3,
+            stream_versions: vec![("environment-1".into(), 1)],
+        }
+    );
+    assert_eq!(h.log.read_stream("project-7", 0).await.unwrap().len(), 2);
+
+    h.append(vec![to("project-7", ExpectedVersion::Exact(2), events(1))])
+        .await;
+    let stale = h
+        .log
+        .append(
+            vec![
+                to("environment-2", ExpectedVersion::NoStream, events(1)),
+                StreamAppend::expect("project-7", ExpectedVersion::Exact(2)),
+            ],
+            metadata(),
+        )
+        .await;
+    assert!(
+        matches!(&stale, Err(LogError::Conflict { stream_id, actual: 3, .. }) if stream_id == "project-7"),
+        "{stale:?}"
+    );
+    let no_stream = h
+        .log
+        .append(
+            vec![
+                to("environment-2", ExpectedVersion::NoStream, events(1)),
+                StreamAppend::expect("project-7", ExpectedVersion::NoStream),
+            ],
+            metadata(),
+        )
+        .await;
+    assert!(
+        matches!(no_stream, Err(LogError::Conflict { .. })),
+        "{no_stream:?}"
+    );
+    assert!(
+        h.log
+            .read_stream("environment-2", 0)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(h.log.head().await.unwrap(), 4);
+
+    // A stream that must not exist yet, and does not.
+    h.append(vec![
+        to("environment-2", ExpectedVersion::NoStream, events(1)),
+        StreamAppend::expect("segment-9", ExpectedVersion::NoStream),
+    ])
+    .await;
+    assert!(h.log.read_stream("segment-9", 0).await.unwrap().is_empty());
+    assert_eq!(h.log.head().await.unwrap(), 5);
+}
+
+/// Many rounds of two appends released together: one changes `project`, the other writes
+/// `environment` having read `project` at the same version. Both may succeed, but only in that
+/// order of the log: a write decided on a read stream never lands after a change to it.
+async fn a_write_decided_on_a_read_stream_is_ordered_before_any_change_to_it(h: Harness) {
+    h.append(vec![to("project", ExpectedVersion::NoStream, events(1))])
+        .await;
+    let mut refused = 0;
+    for round in 0..40u64 {
+        let version = round + 1;
+        let barrier = Arc::new(tokio::sync::Barrier::new(2));
+        let (log_a, log_b) = (h.log.clone(), h.log.clone());
+        let (barrier_a, barrier_b) = (barrier.clone(), barrier.clone());
+        let change = tokio::spawn(async move {
+            barrier_a.wait().await;
+            log_a
+                .append(
+                    vec![to("project", ExpectedVersion::Exact(version), events(1))],
+                    metadata(),
+                )
+                .await
+        });
+        let reader = tokio::spawn(async move {
+            barrier_b.wait().await;
+            log_b
+                .append(
+                    vec![
+                        to(
+                            &format!("environment-{round}"),
+                            ExpectedVersion::NoStream,
+                            events(1),
+                        ),
+                        StreamAppend::expect("project", ExpectedVersion::Exact(version)),
+                    ],
+                    metadata(),
+                )
+                .await
+        });
+        let change = change
+            .await
+            .unwrap()
+            .expect("the change itself never conflicts");
+        match reader.await.unwrap() {
+            Ok(read) => assert!(
+                read.last_position < change.last_position,
+                "round {round}: the write decided on project v{version} landed after it moved"
+            ),
+            Err(LogError::Conflict { stream_id, .. }) => {
+                assert_eq!(stream_id, "project");
+                refused += 1;
+                let env = h
+                    .log
+                    .read_stream(&format!("environment-{round}"), 0)
+                    .await
+                    .unwrap();
+                assert!(env.is_empty(), "round {round}: a refused append wrote");
+            }
+            Err(other) => panic!("round {round}: {other}"),
+        }
+    }
+    assert_eq!(
+        h.log.read_stream("project", 0).await.unwrap().len(),
+        41,
+        "{refused} refused"
+    );
 }
 
 /// Payloads whose JSON a careless store would change: floats, big integers, unicode, escapes,

@@ -83,12 +83,32 @@ impl ExpectedVersion {
     }
 }
 
-/// Events for one stream, as part of an append.
+/// Events for one stream, as part of an append; or, with no events, an expectation on a stream
+/// the append reads but does not write (see [`StreamAppend::expect`]).
 #[derive(Debug, Clone, PartialEq)]
 pub struct StreamAppend {
     pub stream_id: String,
     pub expected: ExpectedVersion,
     pub events: Vec<NewEvent>,
+}
+
+impl StreamAppend {
+    /// "`stream_id` must still be at `expected`; append nothing to it." Checked under the same
+    /// lock as the streams written, so a decision that read another aggregate is refused with
+    /// [`LogError::Conflict`] if that aggregate moved meanwhile. This is how a rule that spans
+    /// aggregates (an override names a segment that exists) holds under concurrency.
+    pub fn expect(stream_id: impl Into<String>, expected: ExpectedVersion) -> Self {
+        StreamAppend {
+            stream_id: stream_id.into(),
+            expected,
+            events: Vec::new(),
+        }
+    }
+
+    /// Whether this entry only states an expectation and writes nothing.
+    pub fn is_expectation(&self) -> bool {
+        self.events.is_empty()
+    }
 }
 
 /// An event as stored in the log.
@@ -229,7 +249,8 @@ pub fn verify_chain(prev: [u8; 32], events: &[RecordedEvent]) -> Result<[u8; 32]
 pub struct Appended {
     /// Position of the last event written.
     pub last_position: u64,
-    /// The new version of each stream written, in the order of the request.
+    /// The new version of each stream written (not of those only expected), in the order of the
+    /// request.
     pub stream_versions: Vec<(String, u64)>,
 }
 
@@ -253,7 +274,8 @@ pub enum LogError {
 #[async_trait]
 pub trait EventLog: Send + Sync + 'static {
     /// Appends events to several streams atomically: either every stream's expected version holds
-    /// and all events are written, contiguous in position, or nothing is written.
+    /// (those only expected, [`StreamAppend::expect`], included) and all events are written,
+    /// contiguous in position, or nothing is written.
     async fn append(
         &self,
         appends: Vec<StreamAppend>,

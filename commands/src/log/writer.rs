@@ -32,8 +32,8 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use domain::log::{
-    Appended, CanonicalEvent, LogError, Metadata, StreamAppend, canonical_bytes, canonical_json,
-    chain_hash,
+    Appended, CanonicalEvent, ExpectedVersion, LogError, Metadata, StreamAppend, canonical_bytes,
+    canonical_json, chain_hash,
 };
 use tokio::sync::{mpsc, oneshot, watch};
 
@@ -119,18 +119,18 @@ pub(crate) trait BatchStore: Send + 'static {
 
 /// Refuses appends the log can never accept, before they reach the writer.
 pub(crate) fn validate(appends: &[StreamAppend]) -> Result<(), LogError> {
-    if appends.is_empty() {
+    if appends.iter().all(StreamAppend::is_expectation) {
         return Err(LogError::Invalid(
-            "an append needs at least one stream".into(),
+            "an append needs at least one stream with events".into(),
         ));
     }
     for (i, append) in appends.iter().enumerate() {
         if append.stream_id.is_empty() {
             return Err(LogError::Invalid("stream id must not be empty".into()));
         }
-        if append.events.is_empty() {
+        if append.is_expectation() && append.expected == ExpectedVersion::Any {
             return Err(LogError::Invalid(format!(
-                "stream {} has no events to append",
+                "stream {} has no events and expects any version: that expects nothing",
                 append.stream_id
             )));
         }
@@ -199,7 +199,7 @@ pub(crate) fn plan(
 
         let mut payloads = request.payload_json.iter();
         let mut stream_versions = Vec::with_capacity(request.appends.len());
-        for append in &request.appends {
+        for append in request.appends.iter().filter(|a| !a.is_expectation()) {
             let stored = versions.get(&append.stream_id).copied().unwrap_or(0);
             let version = written.entry(append.stream_id.as_str()).or_insert(stored);
             for event in &append.events {
@@ -443,7 +443,7 @@ async fn run<S: BatchStore>(mut store: S, mut requests: mpsc::Receiver<Request>,
 #[cfg(test)]
 mod tests {
     use super::*;
-    use domain::log::{ExpectedVersion, NewEvent, verify_chain};
+    use domain::log::{NewEvent, verify_chain};
     use serde_json::json;
 
     fn event(n: u64) -> NewEvent {
@@ -544,6 +544,41 @@ mod tests {
     }
 
     #[test]
+    fn expectations_are_checked_against_earlier_requests_of_the_batch_and_write_nothing() {
+        let versions = HashMap::from([("project".to_string(), 5)]);
+        let batch = vec![
+            // Reads the project at 5 and writes the environment.
+            request(vec![
+                to("env", ExpectedVersion::NoStream, 1),
+                StreamAppend::expect("project", ExpectedVersion::Exact(5)),
+            ])
+            .0,
+            // Moves the project to 6.
+            request(vec![to("project", ExpectedVersion::Exact(5), 1)]).0,
+            // Decided on the project at 5: refused, although the stored version is 5.
+            request(vec![
+                to("other", ExpectedVersion::NoStream, 1),
+                StreamAppend::expect("project", ExpectedVersion::Exact(5)),
+            ])
+            .0,
+        ];
+        let plan = plan(Head::GENESIS, &versions, &batch, 10);
+        let first = plan.outcomes[0].as_ref().unwrap();
+        assert_eq!(first.stream_versions, vec![("env".to_string(), 1)]);
+        assert!(plan.outcomes[1].is_ok());
+        assert!(matches!(
+            &plan.outcomes[2],
+            Err(LogError::Conflict { stream_id, actual: 6, .. }) if stream_id == "project"
+        ));
+        let layout: Vec<_> = plan
+            .rows
+            .iter()
+            .map(|r| (r.position, r.stream_id.as_str(), r.version))
+            .collect();
+        assert_eq!(layout, vec![(1, "env", 1), (2, "project", 6)]);
+    }
+
+    #[test]
     fn planned_rows_continue_the_chain_from_the_head() {
         let first = plan(
             Head::GENESIS,
@@ -580,6 +615,25 @@ mod tests {
             validate(&[to("a", ExpectedVersion::Any, 0)]),
             Err(LogError::Invalid(_))
         ));
+        // Expectations alone write nothing; an expectation must name a version.
+        assert!(matches!(
+            validate(&[StreamAppend::expect("a", ExpectedVersion::Exact(1))]),
+            Err(LogError::Invalid(_))
+        ));
+        assert!(matches!(
+            validate(&[
+                to("a", ExpectedVersion::Any, 1),
+                StreamAppend::expect("b", ExpectedVersion::Any)
+            ]),
+            Err(LogError::Invalid(_))
+        ));
+        assert!(
+            validate(&[
+                to("a", ExpectedVersion::Any, 1),
+                StreamAppend::expect("b", ExpectedVersion::NoStream)
+            ])
+            .is_ok()
+        );
         assert!(matches!(
             validate(&[
                 to("a", ExpectedVersion::Any, 1),
