@@ -139,26 +139,30 @@ impl Aggregate for Environment {
 
 /// A multivariate allocation as given in a command.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AllocationInput {
     pub multivariate_feature_option: OptionId,
     pub percentage_allocation: f64,
     /// Kept from an imported document (Flagsmith's `id` / `mv_fs_value_uuid`).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id: Option<u64>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub uuid: Option<String>,
 }
 
 /// A feature state as given in a command. `key` is set only by the importer.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct FeatureStateInput {
     pub enabled: bool,
     #[serde(default)]
     pub feature_state_value: Value,
     /// `None` keeps the current allocations.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub multivariate_feature_state_values: Option<Vec<AllocationInput>>,
-    #[serde(default)]
+    /// The hashing key of an imported feature state; flaglog derives its own otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>))]
     pub key: Option<FeatureStateKey>,
 }
 

@@ -134,31 +134,34 @@ impl Aggregate for Project {
 
 /// A multivariate option as given in a command: `id` only when importing or keeping an option.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct OptionInput {
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id: Option<OptionId>,
     pub value: Value,
     #[serde(default)]
     pub default_percentage_allocation: f64,
     /// Reported as the flag's `variant` when chosen.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key: Option<String>,
 }
 
 /// The definition of a feature as given in a command. `id` is set only by the importer, which
 /// keeps the ids evaluation hashes on.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct FeatureInput {
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id: Option<FeatureId>,
     pub name: String,
     #[serde(rename = "type", default)]
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub feature_type: FeatureType,
     #[serde(default)]
     pub default_enabled: bool,
     #[serde(default)]
     pub initial_value: Value,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
     #[serde(default)]
     pub tags: Vec<String>,
@@ -169,26 +172,31 @@ pub struct FeatureInput {
 /// Changes to a feature; `None` keeps what is there. The name cannot change: SDKs and code
 /// refer to features by name.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct FeatureChanges {
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub default_enabled: Option<bool>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub initial_value: Option<Value>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tags: Option<Vec<String>>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub multivariate_options: Option<Vec<OptionInput>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SegmentInput {
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id: Option<SegmentId>,
     pub name: String,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
+    /// Flagsmith's segment rules: `[{"type": "ALL"|"ANY"|"NONE", "conditions": [{"operator",
+    /// "property_", "value"}], "rules": [...]}]`.
+    #[cfg_attr(feature = "openapi", schema(value_type = Vec<Object>))]
     pub rules: Vec<SegmentRule>,
 }
 

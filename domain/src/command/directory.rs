@@ -1,0 +1,114 @@
+//! Commands on the directory: organisations, users, and the creation of projects and
+//! environments (the directory reserves the id and keys; the new entity's stream starts in the
+//! same atomic append).
+
+use serde::{Deserialize, Serialize};
+
+use crate::directory::{Directory, DirectoryEvent};
+use crate::environment::{Environment, EnvironmentEvent};
+use crate::error::{Error, Result};
+use crate::model::{EnvironmentId, OrganisationId, ProjectId};
+use crate::project::{Project, ProjectEvent, ProjectSettings};
+
+#[derive(
+    Debug, Clone, PartialEq, Serialize, Deserialize, strum::VariantNames, strum::IntoStaticStr,
+)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(tag = "type", rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
+pub enum DirectoryCommand {
+    CreateOrganisation {
+        name: String,
+    },
+    /// A user with a first API token. Only hashes travel in the command: `password_hash` (PHC
+    /// string) and `token_hash` (hex SHA-256 of a token the caller shows once). `only_if_first`
+    /// refuses once any user exists (the unauthenticated bootstrap).
+    CreateUser {
+        email: String,
+        is_admin: bool,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        password_hash: Option<String>,
+        token_hash: String,
+        #[serde(default)]
+        only_if_first: bool,
+    },
+    CreateProject {
+        organisation_id: OrganisationId,
+        #[cfg_attr(feature = "openapi", schema(value_type = Object))]
+        settings: ProjectSettings,
+    },
+    CreateEnvironment {
+        project_id: ProjectId,
+        name: String,
+        client_key: String,
+    },
+}
+
+/// What a directory command appends: to the directory, and to the stream of the project or
+/// environment it creates.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct DirectoryDecision {
+    pub directory: Vec<DirectoryEvent>,
+    pub project: Option<(ProjectId, Vec<ProjectEvent>)>,
+    pub environment: Option<(EnvironmentId, Vec<EnvironmentEvent>)>,
+}
+
+/// Decides a directory command. It reads nothing but the directory.
+pub fn decide(directory: &Directory, command: &DirectoryCommand) -> Result<DirectoryDecision> {
+    match command {
+        DirectoryCommand::CreateOrganisation { name } => Ok(DirectoryDecision {
+            directory: directory.create_organisation(name)?.1,
+            ..DirectoryDecision::default()
+        }),
+        DirectoryCommand::CreateUser {
+            email,
+            is_admin,
+            password_hash,
+            token_hash,
+            only_if_first,
+        } => {
+            if *only_if_first && !directory.users.is_empty() {
+                return Err(Error::conflict("email", "flaglog already has a user"));
+            }
+            let (_, mut events) = directory.create_user(
+                email,
+                *is_admin,
+                password_hash.clone(),
+                token_hash.clone(),
+            )?;
+            if directory.organisations.is_empty() {
+                // The first user gets an organisation to put projects in, as in Flagsmith.
+                events.extend(directory.create_organisation("Default organisation")?.1);
+            }
+            Ok(DirectoryDecision {
+                directory: events,
+                ..DirectoryDecision::default()
+            })
+        }
+        DirectoryCommand::CreateProject {
+            organisation_id,
+            settings,
+        } => {
+            let (id, events) = directory.register_project(*organisation_id)?;
+            let project = Project::create(id, *organisation_id, settings.clone())?;
+            Ok(DirectoryDecision {
+                directory: events,
+                project: Some((id, project)),
+                environment: None,
+            })
+        }
+        DirectoryCommand::CreateEnvironment {
+            project_id,
+            name,
+            client_key,
+        } => {
+            let (id, events) = directory.register_environment(*project_id, client_key)?;
+            let environment = Environment::create(id, *project_id, name, client_key)?;
+            Ok(DirectoryDecision {
+                directory: events,
+                project: None,
+                environment: Some((id, environment)),
+            })
+        }
+    }
+}
