@@ -1,47 +1,101 @@
-//! The command handlers: one method per mutation. Each loads the aggregates it needs, lets
-//! `domain` decide, and appends the events with the versions it loaded as expectations.
+//! The write side's one entry point: [`Commands::execute`] takes a [`Command`] (a value, see
+//! `domain::command`), loads the aggregate it is about and the facts its decision reads from other
+//! aggregates, lets `domain` decide, and appends the events expecting the versions it loaded: the
+//! aggregate's own, and those of the aggregates it read (`StreamAppend::expect`).
 //!
 //! Commands on the same aggregate within this process take turns (a striped lock keyed by the
 //! aggregate's stream), so they never decide on the same version and conflict: each decides on
-//! what the previous one wrote. Between processes (several nodes on one database) the log's
-//! optimistic concurrency still catches a stale decision; the command is then decided again on
-//! the new state, with a short backoff. So two creations of *different* features in one project
-//! both go through, while two creations of the *same* name end with one success and one refusal
-//! from the domain (a 409), with nothing half-written, because every append is atomic.
+//! what the previous one wrote. Between aggregates, and between processes, the log's optimistic
+//! concurrency catches a stale decision; the command is then decided again on the new state, with
+//! a short backoff. So two creations of *different* features in one project both go through, two
+//! creations of the *same* name end with one success and one refusal (a 409), and a segment
+//! override racing the segment's deletion either lands before the deletion (which is then refused:
+//! the segment is in use) or is refused itself (the segment is gone), with nothing half-written.
 
 use std::future::Future;
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
-use domain::Error as DomainError;
-use domain::directory::{self, Directory, UserEntry};
-use domain::environment::{self, Environment, FeatureStateInput};
+use domain::command::{
+    Command, DirectoryCommand, EnvironmentCommand, EnvironmentFacts, IdentityCommand,
+    IdentityFacts, ProjectCommand, ProjectFacts,
+};
+use domain::directory::{self, Directory, DirectoryEvent, UserEntry};
+use domain::environment::{self, Environment};
 use domain::identity::{self, IdentityOverrides};
 use domain::log::{LogError, Metadata, StreamAppend};
-use domain::model::{
-    EnvironmentId, Feature, FeatureId, OrganisationId, ProjectId, SegmentId, UserId,
-};
-use domain::project::{self, FeatureChanges, FeatureInput, Project, ProjectSettings, SegmentInput};
+use domain::model::{EnvironmentId, Feature, ProjectId, SegmentId, UserId};
+use domain::project::{self, Project, ProjectEvent};
+use serde::Serialize;
 
 use crate::error::{Error, Result};
 use crate::secrets;
 use crate::store::{Loaded, Store};
 
-/// How often a command is decided again after another node changed its streams.
+/// How often a command is decided again after another writer changed what it read.
 const MAX_ATTEMPTS: usize = 10;
 /// Locks serialising commands per aggregate within the process (by hash of the stream id).
 const STRIPES: usize = 256;
 
-/// One decision: what to append and what to answer once it is appended.
-pub struct Decision<T> {
-    pub appends: Vec<StreamAppend>,
-    pub outcome: T,
+/// What executing a command did.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Executed {
+    /// The log position of the last event appended; `None` when the command changed nothing.
+    pub position: Option<u64>,
+    /// What the command created, if it created something.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub created: Option<Created>,
 }
 
-impl<T> Decision<T> {
-    pub fn new(appends: Vec<StreamAppend>, outcome: T) -> Self {
-        Decision { appends, outcome }
+/// Something a command created, as its caller needs to know it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Created {
+    Organisation {
+        id: u64,
+    },
+    User {
+        id: UserId,
+    },
+    Project {
+        id: ProjectId,
+    },
+    Environment {
+        id: EnvironmentId,
+        client_key: String,
+    },
+    Feature {
+        feature: Feature,
+    },
+    Segment {
+        id: SegmentId,
+    },
+}
+
+impl Executed {
+    /// The id of what the command created; an error if it created nothing (a command that
+    /// creates always does, or is refused).
+    pub fn created_id(&self) -> Result<u64> {
+        match &self.created {
+            Some(
+                Created::Organisation { id }
+                | Created::User { id }
+                | Created::Project { id }
+                | Created::Environment { id, .. }
+                | Created::Segment { id },
+            ) => Ok(*id),
+            Some(Created::Feature { feature }) => Ok(feature.id),
+            None => Err(Error::Storage("the command created nothing".into())),
+        }
     }
+}
+
+/// One decision: the appends that write, the expectations on streams only read, and what to
+/// answer once it is appended.
+pub(crate) struct Decision<T> {
+    pub writes: Vec<StreamAppend>,
+    pub expectations: Vec<StreamAppend>,
+    pub outcome: T,
 }
 
 /// A new user and the API token to give them (shown once; only its hash is stored).
@@ -49,12 +103,6 @@ impl<T> Decision<T> {
 pub struct NewUser {
     pub id: UserId,
     pub token: String,
-}
-
-#[derive(Debug, Clone)]
-pub struct NewEnvironment {
-    pub id: EnvironmentId,
-    pub client_key: String,
 }
 
 #[derive(Clone)]
@@ -71,24 +119,77 @@ impl Commands {
         }
     }
 
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Executes `command` on behalf of `metadata`'s actor.
+    pub async fn execute(&self, metadata: &Metadata, command: &Command) -> Result<Executed> {
+        let (created, position) = match command {
+            Command::Directory(c) => {
+                self.run(metadata, directory::STREAM, || self.decide_directory(c))
+                    .await
+            }
+            Command::Project(c) => {
+                let stream = project::stream(c.project_id());
+                self.run(metadata, &stream, || self.decide_project(c)).await
+            }
+            Command::Environment(c) => {
+                let stream = environment::stream(c.environment_id());
+                self.run(metadata, &stream, || self.decide_environment(c))
+                    .await
+            }
+            Command::Identity(c) => {
+                identity::validate_identifier(c.identifier())?;
+                let stream = identity::stream(c.environment_id(), c.identifier());
+                self.run(metadata, &stream, || self.decide_identity(c))
+                    .await
+            }
+        }?;
+        Ok(Executed { position, created })
+    }
+
+    /// Creates a user with a first API token (generated here, returned once). `only_if_first`
+    /// refuses (409) once any user exists: that is how the unauthenticated bootstrap stays safe.
+    pub async fn create_user(
+        &self,
+        metadata: &Metadata,
+        email: &str,
+        password: Option<&str>,
+        is_admin: bool,
+        only_if_first: bool,
+    ) -> Result<NewUser> {
+        let token = secrets::new_token();
+        let command = DirectoryCommand::CreateUser {
+            email: email.to_string(),
+            is_admin,
+            password_hash: password.map(secrets::hash_password).transpose()?,
+            token_hash: secrets::sha256_hex(&token),
+            only_if_first,
+        };
+        let id = self
+            .execute(metadata, &command.into())
+            .await?
+            .created_id()?;
+        Ok(NewUser { id, token })
+    }
+
     fn stripe(&self, stream_id: &str) -> &tokio::sync::Mutex<()> {
         let mut hasher = std::collections::hash_map::DefaultHasher::new();
         stream_id.hash(&mut hasher);
         &self.stripes[(hasher.finish() as usize) % self.stripes.len()]
     }
 
-    pub fn store(&self) -> &Store {
-        &self.store
-    }
-
     /// Decides with `decide` and appends, taking turns with other commands on the aggregate
     /// whose stream is `aggregate`, and deciding again on a version conflict.
-    pub async fn run<T, F, Fut>(
+    /// Returns the decision's outcome and the position of the last event appended (`None` when
+    /// it appended nothing).
+    pub(crate) async fn run<T, F, Fut>(
         &self,
         metadata: &Metadata,
         aggregate: &str,
         mut decide: F,
-    ) -> Result<T>
+    ) -> Result<(T, Option<u64>)>
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<Decision<T>>>,
@@ -97,7 +198,8 @@ impl Commands {
         let mut last_conflict = None;
         for attempt in 0..MAX_ATTEMPTS {
             if attempt > 0 {
-                // Another node wrote meanwhile: give it room, with jitter so retries spread.
+                // Another writer moved what this command read: give it room, with jitter so
+                // retries spread.
                 let jitter = u64::from(uuid::Uuid::new_v4().as_bytes()[0]) % 5;
                 tokio::time::sleep(std::time::Duration::from_millis(
                     (attempt as u64) * 2 + jitter,
@@ -105,16 +207,21 @@ impl Commands {
                 .await;
             }
             let decision = decide().await?;
-            let appends: Vec<StreamAppend> = decision
-                .appends
+            let mut appends: Vec<StreamAppend> = decision
+                .writes
                 .into_iter()
                 .filter(|a| !a.events.is_empty())
                 .collect();
             if appends.is_empty() {
-                return Ok(decision.outcome);
+                return Ok((decision.outcome, None));
+            }
+            for expectation in decision.expectations {
+                if !appends.iter().any(|a| a.stream_id == expectation.stream_id) {
+                    appends.push(expectation);
+                }
             }
             match self.store.log().append(appends, metadata.clone()).await {
-                Ok(_) => return Ok(decision.outcome),
+                Ok(appended) => return Ok((decision.outcome, Some(appended.last_position))),
                 Err(conflict @ LogError::Conflict { .. }) => last_conflict = Some(conflict),
                 Err(other) => return Err(other.into()),
             }
@@ -122,6 +229,117 @@ impl Commands {
         Err(Error::Conflict(
             last_conflict.map_or_else(String::new, |c| c.to_string()),
         ))
+    }
+
+    async fn decide_directory(
+        &self,
+        command: &DirectoryCommand,
+    ) -> Result<Decision<Option<Created>>> {
+        let dir = self.directory().await?;
+        let decided = domain::command::directory::decide(&dir.state, command)?;
+        let created = decided.directory.iter().find_map(|event| match event {
+            DirectoryEvent::OrganisationCreated { id, .. } => {
+                Some(Created::Organisation { id: *id })
+            }
+            DirectoryEvent::UserCreated { id, .. } => Some(Created::User { id: *id }),
+            DirectoryEvent::ProjectRegistered { id, .. } => Some(Created::Project { id: *id }),
+            DirectoryEvent::EnvironmentRegistered { id, client_key, .. } => {
+                Some(Created::Environment {
+                    id: *id,
+                    client_key: client_key.clone(),
+                })
+            }
+            DirectoryEvent::ApiTokenIssued { .. } => None,
+        });
+        let mut writes = vec![dir.append(&decided.directory)?];
+        if let Some((id, events)) = &decided.project {
+            let new: Loaded<Project> = self.store.load(&project::stream(*id)).await?;
+            writes.push(new.append(events)?);
+        }
+        if let Some((id, events)) = &decided.environment {
+            let new: Loaded<Environment> = self.store.load(&environment::stream(*id)).await?;
+            writes.push(new.append(events)?);
+        }
+        Ok(Decision {
+            writes,
+            expectations: vec![],
+            outcome: created,
+        })
+    }
+
+    async fn decide_project(&self, command: &ProjectCommand) -> Result<Decision<Option<Created>>> {
+        let project = self.project(command.project_id()).await?;
+        // The environments that may use what the command removes. A project's list of
+        // environments is read from the directory without an expectation: an environment
+        // created meanwhile uses nothing yet.
+        let environments = if command.reads_environments() {
+            self.environments_of(command.project_id()).await?
+        } else {
+            vec![]
+        };
+        let states: Vec<Environment> = environments.iter().map(|e| e.state.clone()).collect();
+        let facts = ProjectFacts {
+            environments: &states,
+        };
+        let events = domain::command::project::decide(&project.state, command, &facts)?;
+        let created = events.iter().find_map(|event| match event {
+            ProjectEvent::FeatureCreated { feature } => Some(Created::Feature {
+                feature: feature.clone(),
+            }),
+            ProjectEvent::SegmentCreated { segment } => Some(Created::Segment { id: segment.id }),
+            _ => None,
+        });
+        Ok(Decision {
+            writes: vec![project.append(&events)?],
+            expectations: environments.iter().map(Loaded::expectation).collect(),
+            outcome: created,
+        })
+    }
+
+    async fn decide_environment(
+        &self,
+        command: &EnvironmentCommand,
+    ) -> Result<Decision<Option<Created>>> {
+        let env = self.environment(command.environment_id()).await?;
+        let project = self.project(env.state.project_id).await?;
+        let facts = EnvironmentFacts {
+            project: &project.state,
+        };
+        let events = domain::command::environment::decide(&env.state, command, &facts)?;
+        Ok(Decision {
+            writes: vec![env.append(&events)?],
+            expectations: if command.reads_project() {
+                vec![project.expectation()]
+            } else {
+                vec![]
+            },
+            outcome: None,
+        })
+    }
+
+    async fn decide_identity(
+        &self,
+        command: &IdentityCommand,
+    ) -> Result<Decision<Option<Created>>> {
+        let env = self.environment(command.environment_id()).await?;
+        let project = self.project(env.state.project_id).await?;
+        let overrides = self
+            .identity_overrides(command.environment_id(), command.identifier())
+            .await?;
+        let facts = IdentityFacts {
+            environment: &env.state,
+            project: &project.state,
+        };
+        let events = domain::command::identity::decide(&overrides.state, command, &facts)?;
+        Ok(Decision {
+            writes: vec![overrides.append(&events)?],
+            expectations: if command.reads_project() {
+                vec![project.expectation()]
+            } else {
+                vec![]
+            },
+            outcome: None,
+        })
     }
 
     pub async fn directory(&self) -> Result<Loaded<Directory>> {
@@ -138,6 +356,18 @@ impl Commands {
         let loaded: Loaded<Environment> = self.store.load(&environment::stream(id)).await?;
         loaded.state.require_exists(id)?;
         Ok(loaded)
+    }
+
+    /// Every environment of a project, as the directory lists them.
+    pub async fn environments_of(&self, project_id: ProjectId) -> Result<Vec<Loaded<Environment>>> {
+        let directory = self.directory().await?;
+        let mut environments = Vec::new();
+        for (id, (project, _)) in &directory.state.environments {
+            if *project == project_id {
+                environments.push(self.environment(*id).await?);
+            }
+        }
+        Ok(environments)
     }
 
     pub async fn identity_overrides(
@@ -157,343 +387,5 @@ impl Commands {
             .state
             .user_for_token_hash(&secrets::sha256_hex(token))
             .cloned())
-    }
-
-    pub async fn create_organisation(
-        &self,
-        metadata: &Metadata,
-        name: &str,
-    ) -> Result<OrganisationId> {
-        self.run(metadata, directory::STREAM, || async {
-            let dir = self.directory().await?;
-            let (id, events) = dir.state.create_organisation(name)?;
-            Ok(Decision::new(vec![dir.append(&events)?], id))
-        })
-        .await
-    }
-
-    /// Creates a user with a first API token. `only_if_first` refuses (409) once any user exists:
-    /// that is how the unauthenticated bootstrap endpoint stays safe.
-    pub async fn create_user(
-        &self,
-        metadata: &Metadata,
-        email: &str,
-        password: Option<&str>,
-        is_admin: bool,
-        only_if_first: bool,
-    ) -> Result<NewUser> {
-        let password_hash = password.map(secrets::hash_password).transpose()?;
-        let token = secrets::new_token();
-        let token_hash = secrets::sha256_hex(&token);
-        self.run(metadata, directory::STREAM, || async {
-            let dir = self.directory().await?;
-            if only_if_first && !dir.state.users.is_empty() {
-                return Err(DomainError::conflict("email", "flaglog already has a user").into());
-            }
-            let (id, mut events) = dir.state.create_user(
-                email,
-                is_admin,
-                password_hash.clone(),
-                token_hash.clone(),
-            )?;
-            if dir.state.organisations.is_empty() {
-                // The first user gets an organisation to put projects in, as in Flagsmith.
-                let (_, org_events) = dir.state.create_organisation("Default organisation")?;
-                events.extend(org_events);
-            }
-            Ok(Decision::new(
-                vec![dir.append(&events)?],
-                NewUser {
-                    id,
-                    token: token.clone(),
-                },
-            ))
-        })
-        .await
-    }
-
-    pub async fn create_project(
-        &self,
-        metadata: &Metadata,
-        organisation_id: OrganisationId,
-        settings: ProjectSettings,
-    ) -> Result<ProjectId> {
-        self.run(metadata, directory::STREAM, || async {
-            let dir = self.directory().await?;
-            let (id, dir_events) = dir.state.register_project(organisation_id)?;
-            let project_events = Project::create(id, organisation_id, settings.clone())?;
-            let project: Loaded<Project> = self.store.load(&project::stream(id)).await?;
-            Ok(Decision::new(
-                vec![dir.append(&dir_events)?, project.append(&project_events)?],
-                id,
-            ))
-        })
-        .await
-    }
-
-    pub async fn update_project(
-        &self,
-        metadata: &Metadata,
-        id: ProjectId,
-        settings: ProjectSettings,
-    ) -> Result<()> {
-        self.run(metadata, &project::stream(id), || async {
-            let project = self.project(id).await?;
-            let events = project.state.update(settings.clone())?;
-            Ok(Decision::new(vec![project.append(&events)?], ()))
-        })
-        .await
-    }
-
-    pub async fn create_environment(
-        &self,
-        metadata: &Metadata,
-        project_id: ProjectId,
-        name: &str,
-        client_key: Option<&str>,
-    ) -> Result<NewEnvironment> {
-        let client_key = client_key.map_or_else(secrets::new_client_key, str::to_string);
-        self.run(metadata, directory::STREAM, || async {
-            let dir = self.directory().await?;
-            let (id, dir_events) = dir.state.register_environment(project_id, &client_key)?;
-            let env_events = Environment::create(id, project_id, name, &client_key)?;
-            let env: Loaded<Environment> = self.store.load(&environment::stream(id)).await?;
-            Ok(Decision::new(
-                vec![dir.append(&dir_events)?, env.append(&env_events)?],
-                NewEnvironment {
-                    id,
-                    client_key: client_key.clone(),
-                },
-            ))
-        })
-        .await
-    }
-
-    pub async fn rename_environment(
-        &self,
-        metadata: &Metadata,
-        id: EnvironmentId,
-        name: &str,
-    ) -> Result<()> {
-        self.run(metadata, &environment::stream(id), || async {
-            let env = self.environment(id).await?;
-            let events = env.state.rename(name)?;
-            Ok(Decision::new(vec![env.append(&events)?], ()))
-        })
-        .await
-    }
-
-    /// Issues a server-side key (`ser.…`) and returns it: it is shown this once.
-    pub async fn issue_server_side_key(
-        &self,
-        metadata: &Metadata,
-        id: EnvironmentId,
-        name: &str,
-    ) -> Result<String> {
-        let key = secrets::new_server_side_key();
-        let key_hash = secrets::sha256_hex(&key);
-        self.run(metadata, &environment::stream(id), || async {
-            let env = self.environment(id).await?;
-            let events = env.state.issue_server_side_key(name, key_hash.clone())?;
-            Ok(Decision::new(vec![env.append(&events)?], key.clone()))
-        })
-        .await
-    }
-
-    /// A command on one project: decided by `decide` on the project's current state.
-    async fn on_project<T>(
-        &self,
-        metadata: &Metadata,
-        project_id: ProjectId,
-        decide: impl Fn(&Project) -> domain::Result<(T, Vec<project::ProjectEvent>)>,
-    ) -> Result<T> {
-        self.run(metadata, &project::stream(project_id), || async {
-            let project = self.project(project_id).await?;
-            let (outcome, events) = decide(&project.state)?;
-            Ok(Decision::new(vec![project.append(&events)?], outcome))
-        })
-        .await
-    }
-
-    pub async fn create_feature(
-        &self,
-        metadata: &Metadata,
-        project_id: ProjectId,
-        input: FeatureInput,
-    ) -> Result<Feature> {
-        self.on_project(metadata, project_id, |p| p.create_feature(input.clone()))
-            .await
-    }
-
-    pub async fn update_feature(
-        &self,
-        metadata: &Metadata,
-        project_id: ProjectId,
-        id: FeatureId,
-        changes: FeatureChanges,
-    ) -> Result<Feature> {
-        self.on_project(metadata, project_id, |p| {
-            p.update_feature(id, changes.clone())
-        })
-        .await
-    }
-
-    pub async fn delete_feature(
-        &self,
-        metadata: &Metadata,
-        project_id: ProjectId,
-        id: FeatureId,
-    ) -> Result<()> {
-        self.on_project(metadata, project_id, |p| Ok(((), p.delete_feature(id)?)))
-            .await
-    }
-
-    pub async fn create_segment(
-        &self,
-        metadata: &Metadata,
-        project_id: ProjectId,
-        input: SegmentInput,
-    ) -> Result<SegmentId> {
-        self.on_project(metadata, project_id, |p| p.create_segment(input.clone()))
-            .await
-    }
-
-    pub async fn update_segment(
-        &self,
-        metadata: &Metadata,
-        project_id: ProjectId,
-        id: SegmentId,
-        input: SegmentInput,
-    ) -> Result<()> {
-        self.on_project(metadata, project_id, |p| {
-            Ok(((), p.update_segment(id, input.clone())?))
-        })
-        .await
-    }
-
-    pub async fn delete_segment(
-        &self,
-        metadata: &Metadata,
-        project_id: ProjectId,
-        id: SegmentId,
-    ) -> Result<()> {
-        self.on_project(metadata, project_id, |p| Ok(((), p.delete_segment(id)?)))
-            .await
-    }
-
-    /// The environment and the project feature a feature-state command is about.
-    async fn environment_and_feature(
-        &self,
-        environment_id: EnvironmentId,
-        feature_id: FeatureId,
-    ) -> Result<(Loaded<Environment>, Feature, Project)> {
-        let env = self.environment(environment_id).await?;
-        let project = self.project(env.state.project_id).await?;
-        let feature = project.state.feature(feature_id)?.clone();
-        Ok((env, feature, project.state))
-    }
-
-    pub async fn set_feature_state(
-        &self,
-        metadata: &Metadata,
-        environment_id: EnvironmentId,
-        feature_id: FeatureId,
-        input: FeatureStateInput,
-    ) -> Result<()> {
-        self.run(metadata, &environment::stream(environment_id), || async {
-            let (env, feature, _) = self
-                .environment_and_feature(environment_id, feature_id)
-                .await?;
-            let events = env.state.set_feature_state(&feature, input.clone())?;
-            Ok(Decision::new(vec![env.append(&events)?], ()))
-        })
-        .await
-    }
-
-    pub async fn set_segment_override(
-        &self,
-        metadata: &Metadata,
-        environment_id: EnvironmentId,
-        feature_id: FeatureId,
-        segment_id: SegmentId,
-        priority: Option<i64>,
-        input: FeatureStateInput,
-    ) -> Result<()> {
-        self.run(metadata, &environment::stream(environment_id), || async {
-            let (env, feature, project) = self
-                .environment_and_feature(environment_id, feature_id)
-                .await?;
-            project.segment(segment_id)?;
-            let events =
-                env.state
-                    .set_segment_override(&feature, segment_id, priority, input.clone())?;
-            Ok(Decision::new(vec![env.append(&events)?], ()))
-        })
-        .await
-    }
-
-    pub async fn remove_segment_override(
-        &self,
-        metadata: &Metadata,
-        environment_id: EnvironmentId,
-        feature_id: FeatureId,
-        segment_id: SegmentId,
-    ) -> Result<()> {
-        self.run(metadata, &environment::stream(environment_id), || async {
-            let env = self.environment(environment_id).await?;
-            let events = env.state.remove_segment_override(feature_id, segment_id)?;
-            Ok(Decision::new(vec![env.append(&events)?], ()))
-        })
-        .await
-    }
-
-    pub async fn set_identity_override(
-        &self,
-        metadata: &Metadata,
-        environment_id: EnvironmentId,
-        identifier: &str,
-        feature_id: FeatureId,
-        input: FeatureStateInput,
-    ) -> Result<()> {
-        identity::validate_identifier(identifier)?;
-        self.run(
-            metadata,
-            &identity::stream(environment_id, identifier),
-            || async {
-                let (_, feature, _) = self
-                    .environment_and_feature(environment_id, feature_id)
-                    .await?;
-                let overrides = self.identity_overrides(environment_id, identifier).await?;
-                let events =
-                    overrides
-                        .state
-                        .set(environment_id, identifier, &feature, input.clone())?;
-                Ok(Decision::new(vec![overrides.append(&events)?], ()))
-            },
-        )
-        .await
-    }
-
-    pub async fn remove_identity_override(
-        &self,
-        metadata: &Metadata,
-        environment_id: EnvironmentId,
-        identifier: &str,
-        feature_id: FeatureId,
-    ) -> Result<()> {
-        identity::validate_identifier(identifier)?;
-        self.run(
-            metadata,
-            &identity::stream(environment_id, identifier),
-            || async {
-                self.environment(environment_id).await?;
-                let overrides = self.identity_overrides(environment_id, identifier).await?;
-                let events = overrides
-                    .state
-                    .remove(environment_id, identifier, feature_id)?;
-                Ok(Decision::new(vec![overrides.append(&events)?], ()))
-            },
-        )
-        .await
     }
 }

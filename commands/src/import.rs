@@ -110,9 +110,14 @@ pub async fn import(
                 segments: plan.segment_count,
                 identity_overrides: plan.identity_events.values().map(Vec::len).sum(),
             };
-            Ok(Decision::new(appends, imported))
+            Ok(Decision {
+                writes: appends,
+                expectations: vec![],
+                outcome: imported,
+            })
         })
         .await
+        .map(|(imported, _)| imported)
 }
 
 /// An append that creates a stream: it must not exist yet.

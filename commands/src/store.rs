@@ -31,6 +31,15 @@ impl<A: Aggregate> Loaded<A> {
             events: encode(events)?,
         })
     }
+
+    /// An expectation that the stream is still at the loaded version, for a decision that read
+    /// this aggregate and writes another.
+    pub fn expectation(&self) -> StreamAppend {
+        StreamAppend::expect(
+            self.stream_id.clone(),
+            ExpectedVersion::from_loaded(self.version),
+        )
+    }
 }
 
 pub fn encode<E: DomainEvent>(events: &[E]) -> Result<Vec<NewEvent>> {

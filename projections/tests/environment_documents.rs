@@ -6,13 +6,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use commands::Commands;
+use commands::handlers::Executed;
 use commands::log::testing::TestDatabase;
 use commands::store::Store;
-use domain::environment::FeatureStateInput;
+use domain::command::Command;
 use domain::evaluation::{evaluate, evaluate_for_identity};
 use domain::flagsmith::{EnvironmentDocument, identity_context};
 use domain::log::{EventLog, Metadata};
-use domain::project::{FeatureInput, ProjectSettings};
 use projections::environment_documents::{self, EnvironmentDocuments};
 use projections::runner;
 use serde_json::{Value, json};
@@ -175,51 +175,53 @@ async fn projected_documents_evaluate_as_flagsmith_does(db: TestDatabase) {
 
 /// Admin changes of every kind, applied while the projection runs.
 async fn make_changes(commands: &Commands, environment_id: u64) {
-    let meta = Metadata::actor("test");
     let env = commands.environment(environment_id).await.unwrap();
     let project_id = env.state.project_id;
-    let feature: FeatureInput = serde_json::from_value(
-        json!({"name": "new_flag", "default_enabled": true, "initial_value": 7}),
+    let created = execute(
+        commands,
+        json!({"type": "create_feature", "project_id": project_id,
+               "feature": {"name": "new_flag", "default_enabled": true, "initial_value": 7}}),
     )
+    .await
+    .created_id()
     .unwrap();
-    let created = commands
-        .create_feature(&meta, project_id, feature)
-        .await
-        .unwrap();
-    let state: FeatureStateInput =
-        serde_json::from_value(json!({"enabled": false, "feature_state_value": "off"})).unwrap();
-    commands
-        .set_feature_state(&meta, environment_id, created.id, state)
-        .await
-        .unwrap();
-    commands
-        .set_identity_override(
-            &meta,
-            environment_id,
-            "someone",
-            created.id,
-            serde_json::from_value(json!({"enabled": true, "feature_state_value": 1})).unwrap(),
-        )
-        .await
-        .unwrap();
+    execute(
+        commands,
+        json!({"type": "set_feature_state", "environment_id": environment_id,
+               "feature_id": created, "enabled": false, "feature_state_value": "off"}),
+    )
+    .await;
+    execute(
+        commands,
+        json!({"type": "set_identity_override", "environment_id": environment_id,
+               "identifier": "someone", "feature_id": created, "enabled": true,
+               "feature_state_value": 1}),
+    )
+    .await;
     let project = commands.project(project_id).await.unwrap();
     let doomed = *project.state.features.keys().next().unwrap();
+    execute(
+        commands,
+        json!({"type": "delete_feature", "project_id": project_id, "feature_id": doomed}),
+    )
+    .await;
+    let mut settings = serde_json::to_value(&project.state.settings).unwrap();
+    settings["name"] = json!("renamed");
+    settings["hide_disabled_flags"] = json!(true);
+    execute(
+        commands,
+        json!({"type": "update_project", "project_id": project_id, "settings": settings}),
+    )
+    .await;
+}
+
+/// Executes a command given in its JSON form, as a test user.
+async fn execute(commands: &Commands, command: serde_json::Value) -> Executed {
+    let command: Command = serde_json::from_value(command).unwrap();
     commands
-        .delete_feature(&meta, project_id, doomed)
+        .execute(&Metadata::actor("test"), &command)
         .await
-        .unwrap();
-    commands
-        .update_project(
-            &meta,
-            project_id,
-            ProjectSettings {
-                name: "renamed".into(),
-                hide_disabled_flags: true,
-                ..project.state.settings.clone()
-            },
-        )
-        .await
-        .unwrap();
+        .unwrap()
 }
 
 async fn incremental_and_rebuilt_read_models_are_identical(db: TestDatabase) {
@@ -318,7 +320,6 @@ async fn a_restarted_projection_applies_project_changes_after_its_checkpoint(db:
     let log = db.event_log().await;
     let commands = Commands::new(Store::new(log.clone()));
     let pool = projections::connect(db.url()).await.unwrap();
-    let meta = Metadata::actor("test");
     let environment = import_seed(&commands, 5).await;
     let project_id = commands
         .environment(environment)
@@ -326,10 +327,12 @@ async fn a_restarted_projection_applies_project_changes_after_its_checkpoint(db:
         .unwrap()
         .state
         .project_id;
-    commands
-        .create_environment(&meta, project_id, "second", None)
-        .await
-        .unwrap();
+    execute(
+        &commands,
+        json!({"type": "create_environment", "project_id": project_id, "name": "second",
+               "client_key": "second-environment-key"}),
+    )
+    .await;
     let mut running = Running::start(log.clone(), pool.clone()).await;
     running.caught_up(log.head().await.unwrap()).await;
     running.stop().await;
@@ -344,26 +347,20 @@ async fn a_restarted_projection_applies_project_changes_after_its_checkpoint(db:
             "newer_flag",
         ),
     ] {
-        let feature: FeatureInput = serde_json::from_value(
-            json!({"name": name, "default_enabled": true, "initial_value": 7}),
+        execute(
+            &commands,
+            json!({"type": "create_feature", "project_id": project_id,
+                   "feature": {"name": name, "default_enabled": true, "initial_value": 7}}),
         )
-        .unwrap();
-        commands
-            .create_feature(&meta, project_id, feature)
-            .await
-            .unwrap();
+        .await;
         let project = commands.project(project_id).await.unwrap();
-        commands
-            .update_project(
-                &meta,
-                project_id,
-                ProjectSettings {
-                    name: format!("renamed for {name}"),
-                    ..project.state.settings.clone()
-                },
-            )
-            .await
-            .unwrap();
+        let mut settings = serde_json::to_value(&project.state.settings).unwrap();
+        settings["name"] = json!(format!("renamed for {name}"));
+        execute(
+            &commands,
+            json!({"type": "update_project", "project_id": project_id, "settings": settings}),
+        )
+        .await;
         let head = log.head().await.unwrap();
         let mut restarted = Running::start_bounded(log.clone(), pool.clone(), bound).await;
         restarted.caught_up(head).await;

@@ -3,7 +3,9 @@
 //! area; the server and client helpers live in `support/lib.rs`.
 
 mod auth;
+mod commands;
 mod concurrency;
 mod discovery;
 mod flow;
+mod references;
 mod validation;

@@ -397,6 +397,7 @@ impl Reply {
 /// can request it at. The bootstrap (`POST /api/v1/users/config/init/`), `/health` and the
 /// OpenAPI document are not admin routes: they need no token.
 pub const ADMIN_ROUTES: &[(&str, &str, &str)] = &[
+    ("POST", "/api/v1/commands/", "/api/v1/commands/"),
     ("GET", "/api/v1/organisations/", "/api/v1/organisations/"),
     ("POST", "/api/v1/organisations/", "/api/v1/organisations/"),
     ("GET", "/api/v1/projects/", "/api/v1/projects/"),

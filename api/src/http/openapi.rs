@@ -8,7 +8,7 @@ use utoipa::{Modify, OpenApi};
 
 use crate::http::AppState;
 use crate::http::admin::{
-    environments, features, import, organisations, projects, segments, users,
+    commands, environments, features, import, organisations, projects, segments, users,
 };
 use crate::http::health;
 
@@ -28,6 +28,7 @@ use crate::http::health;
         features::list, features::create, features::show, features::update, features::delete,
         segments::list, segments::create, segments::show, segments::update, segments::delete,
         import::import_document,
+        commands::execute_command,
     ),
     modifiers(&TokenAuth, &UniqueOperationIds),
     security(("token" = [])),

@@ -5,6 +5,8 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
+use commands::secrets;
+use domain::command::{DirectoryCommand, EnvironmentCommand, IdentityCommand};
 use domain::environment::{Environment, FeatureStateInput};
 use domain::model::{FeatureState, FeatureType};
 use domain::project::Project;
@@ -12,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::http::AppState;
-use crate::http::admin::{environment_by_key, require_admin};
+use crate::http::admin::{environment_by_key, execute};
 use crate::http::error::{Error, Result};
 use crate::http::extract::{Admin, JsonBody, Path, Query};
 
@@ -119,17 +121,13 @@ pub async fn create(
     admin: Admin,
     JsonBody(body): JsonBody<CreateEnvironment>,
 ) -> Result<(StatusCode, Json<EnvironmentView>)> {
-    require_admin(&admin)?;
-    let created = state
-        .commands
-        .create_environment(
-            &admin.metadata,
-            body.project,
-            &body.name,
-            body.api_key.as_deref(),
-        )
-        .await?;
-    let env = state.commands.environment(created.id).await?;
+    let command = DirectoryCommand::CreateEnvironment {
+        project_id: body.project,
+        name: body.name,
+        client_key: body.api_key.unwrap_or_else(secrets::new_client_key),
+    };
+    let id = execute(&state, &admin, command).await?.created_id()?;
+    let env = state.commands.environment(id).await?;
     Ok((StatusCode::CREATED, Json(EnvironmentView::of(&env.state))))
 }
 
@@ -159,12 +157,12 @@ pub async fn rename(
     Path(api_key): Path<String>,
     JsonBody(body): JsonBody<RenameEnvironment>,
 ) -> Result<Json<EnvironmentView>> {
-    require_admin(&admin)?;
     let env = environment_by_key(&state, &api_key).await?;
-    state
-        .commands
-        .rename_environment(&admin.metadata, env.state.id, &body.name)
-        .await?;
+    let command = EnvironmentCommand::RenameEnvironment {
+        environment_id: env.state.id,
+        name: body.name,
+    };
+    execute(&state, &admin, command).await?;
     let env = state.commands.environment(env.state.id).await?;
     Ok(Json(EnvironmentView::of(&env.state)))
 }
@@ -190,12 +188,14 @@ pub async fn issue_key(
     Path(api_key): Path<String>,
     JsonBody(body): JsonBody<IssueKey>,
 ) -> Result<(StatusCode, Json<IssuedKey>)> {
-    require_admin(&admin)?;
     let env = environment_by_key(&state, &api_key).await?;
-    let key = state
-        .commands
-        .issue_server_side_key(&admin.metadata, env.state.id, &body.name)
-        .await?;
+    let key = secrets::new_server_side_key();
+    let command = EnvironmentCommand::IssueServerSideKey {
+        environment_id: env.state.id,
+        name: body.name.clone(),
+        key_hash: secrets::sha256_hex(&key),
+    };
+    execute(&state, &admin, command).await?;
     Ok((
         StatusCode::CREATED,
         Json(IssuedKey {
@@ -295,12 +295,13 @@ pub async fn set_feature_state(
     Path((api_key, feature_id)): Path<(String, u64)>,
     JsonBody(body): JsonBody<FeatureStateBody>,
 ) -> Result<Json<FeatureStateView>> {
-    require_admin(&admin)?;
     let env = environment_by_key(&state, &api_key).await?;
-    state
-        .commands
-        .set_feature_state(&admin.metadata, env.state.id, feature_id, body.into())
-        .await?;
+    let command = EnvironmentCommand::SetFeatureState {
+        environment_id: env.state.id,
+        feature_id,
+        state: body.into(),
+    };
+    execute(&state, &admin, command).await?;
     let env = state.commands.environment(env.state.id).await?;
     let project = project_of(&state, &env.state).await?;
     let feature = project.feature(feature_id)?;
@@ -337,24 +338,20 @@ pub async fn set_segment_override(
     Path((api_key, feature_id, segment_id)): Path<(String, u64, u64)>,
     JsonBody(body): JsonBody<SegmentOverrideBody>,
 ) -> Result<StatusCode> {
-    require_admin(&admin)?;
     let env = environment_by_key(&state, &api_key).await?;
-    state
-        .commands
-        .set_segment_override(
-            &admin.metadata,
-            env.state.id,
-            feature_id,
-            segment_id,
-            body.priority,
-            FeatureStateInput {
-                enabled: body.enabled,
-                feature_state_value: body.feature_state_value,
-                multivariate_feature_state_values: body.multivariate_feature_state_values,
-                key: None,
-            },
-        )
-        .await?;
+    let command = EnvironmentCommand::SetSegmentOverride {
+        environment_id: env.state.id,
+        feature_id,
+        segment_id,
+        priority: body.priority,
+        state: FeatureStateInput {
+            enabled: body.enabled,
+            feature_state_value: body.feature_state_value,
+            multivariate_feature_state_values: body.multivariate_feature_state_values,
+            key: None,
+        },
+    };
+    execute(&state, &admin, command).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -367,12 +364,13 @@ pub async fn remove_segment_override(
     admin: Admin,
     Path((api_key, feature_id, segment_id)): Path<(String, u64, u64)>,
 ) -> Result<StatusCode> {
-    require_admin(&admin)?;
     let env = environment_by_key(&state, &api_key).await?;
-    state
-        .commands
-        .remove_segment_override(&admin.metadata, env.state.id, feature_id, segment_id)
-        .await?;
+    let command = EnvironmentCommand::RemoveSegmentOverride {
+        environment_id: env.state.id,
+        feature_id,
+        segment_id,
+    };
+    execute(&state, &admin, command).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -430,24 +428,19 @@ pub async fn set_identity_override(
     Path(api_key): Path<String>,
     JsonBody(body): JsonBody<IdentityOverrideBody>,
 ) -> Result<StatusCode> {
-    require_admin(&admin)?;
     let env = environment_by_key(&state, &api_key).await?;
-    let input = FeatureStateInput {
-        enabled: body.enabled,
-        feature_state_value: body.feature_state_value,
-        multivariate_feature_state_values: None,
-        key: None,
+    let command = IdentityCommand::SetIdentityOverride {
+        environment_id: env.state.id,
+        identifier: body.identifier,
+        feature_id: body.feature,
+        state: FeatureStateInput {
+            enabled: body.enabled,
+            feature_state_value: body.feature_state_value,
+            multivariate_feature_state_values: None,
+            key: None,
+        },
     };
-    state
-        .commands
-        .set_identity_override(
-            &admin.metadata,
-            env.state.id,
-            &body.identifier,
-            body.feature,
-            input,
-        )
-        .await?;
+    execute(&state, &admin, command).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -461,14 +454,15 @@ pub async fn remove_identity_override(
     Path(api_key): Path<String>,
     Query(query): Query<IdentityQuery>,
 ) -> Result<StatusCode> {
-    require_admin(&admin)?;
     let feature = query.feature.ok_or_else(|| {
         Error::bad_request("feature", "name the feature whose override to remove")
     })?;
     let env = environment_by_key(&state, &api_key).await?;
-    state
-        .commands
-        .remove_identity_override(&admin.metadata, env.state.id, &query.identifier, feature)
-        .await?;
+    let command = IdentityCommand::RemoveIdentityOverride {
+        environment_id: env.state.id,
+        identifier: query.identifier,
+        feature_id: feature,
+    };
+    execute(&state, &admin, command).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -4,14 +4,16 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Json, Router};
+use commands::handlers::Created;
+use domain::command::ProjectCommand;
 use domain::model::{Feature, FeatureType};
 use domain::project::{FeatureChanges, FeatureInput, OptionInput};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::http::AppState;
-use crate::http::admin::require_admin;
-use crate::http::error::Result;
+use crate::http::admin::execute;
+use crate::http::error::{Error, Result};
 use crate::http::extract::{Admin, JsonBody, Path};
 
 pub fn router() -> Router<AppState> {
@@ -120,8 +122,7 @@ pub async fn create(
     Path(project_id): Path<u64>,
     JsonBody(body): JsonBody<CreateFeature>,
 ) -> Result<(StatusCode, Json<FeatureView>)> {
-    require_admin(&admin)?;
-    let input = FeatureInput {
+    let feature = FeatureInput {
         id: None,
         name: body.name,
         feature_type: body.feature_type,
@@ -135,10 +136,15 @@ pub async fn create(
             .map(Into::into)
             .collect(),
     };
-    let feature = state
-        .commands
-        .create_feature(&admin.metadata, project_id, input)
-        .await?;
+    let command = ProjectCommand::CreateFeature {
+        project_id,
+        feature,
+    };
+    let Some(Created::Feature { feature }) = execute(&state, &admin, command).await?.created else {
+        return Err(Error::Internal(
+            "creating a feature created no feature".into(),
+        ));
+    };
     Ok((
         StatusCode::CREATED,
         Json(FeatureView {
@@ -173,7 +179,6 @@ pub async fn update(
     Path((project_id, feature_id)): Path<(u64, u64)>,
     JsonBody(body): JsonBody<UpdateFeature>,
 ) -> Result<Json<FeatureView>> {
-    require_admin(&admin)?;
     let changes = FeatureChanges {
         default_enabled: body.default_enabled,
         initial_value: body.initial_value,
@@ -183,14 +188,13 @@ pub async fn update(
             .multivariate_options
             .map(|options| options.into_iter().map(Into::into).collect()),
     };
-    let feature = state
-        .commands
-        .update_feature(&admin.metadata, project_id, feature_id, changes)
-        .await?;
-    Ok(Json(FeatureView {
-        project: project_id,
-        feature,
-    }))
+    let command = ProjectCommand::UpdateFeature {
+        project_id,
+        feature_id,
+        changes,
+    };
+    execute(&state, &admin, command).await?;
+    show(State(state), admin, Path((project_id, feature_id))).await
 }
 
 #[utoipa::path(delete, path = "/api/v1/projects/{project_id}/features/{feature_id}/", tag = "features",
@@ -201,10 +205,10 @@ pub async fn delete(
     admin: Admin,
     Path((project_id, feature_id)): Path<(u64, u64)>,
 ) -> Result<StatusCode> {
-    require_admin(&admin)?;
-    state
-        .commands
-        .delete_feature(&admin.metadata, project_id, feature_id)
-        .await?;
+    let command = ProjectCommand::DeleteFeature {
+        project_id,
+        feature_id,
+    };
+    execute(&state, &admin, command).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -2,6 +2,7 @@
 //! Every route needs `Authorization: Token <token>` except the one-time bootstrap of the first
 //! user. Reads answer from the aggregates' current state, so a write is visible to the next read.
 
+pub mod commands;
 pub mod environments;
 pub mod features;
 pub mod import;
@@ -10,8 +11,10 @@ pub mod projects;
 pub mod segments;
 pub mod users;
 
+use ::commands::handlers::Executed;
+use ::commands::store::Loaded;
 use axum::Router;
-use commands::store::Loaded;
+use domain::command::Command;
 use domain::environment::Environment;
 
 use crate::http::AppState;
@@ -26,6 +29,7 @@ pub fn router() -> Router<AppState> {
         .merge(features::router())
         .merge(segments::router())
         .merge(import::router())
+        .merge(commands::router())
 }
 
 /// The environment whose client key is `api_key` (how Flagsmith's admin API names environments).
@@ -36,6 +40,19 @@ pub async fn environment_by_key(state: &AppState, api_key: &str) -> Result<Loade
         .environment_by_client_key(api_key)
         .ok_or_else(|| Error::NotFound(format!("environment {api_key} not found")))?;
     Ok(state.commands.environment(id).await?)
+}
+
+/// Executes `command` for an administrator: the one path every admin mutation takes.
+pub async fn execute(
+    state: &AppState,
+    admin: &crate::http::extract::Admin,
+    command: impl Into<Command>,
+) -> Result<Executed> {
+    require_admin(admin)?;
+    Ok(state
+        .commands
+        .execute(&admin.metadata, &command.into())
+        .await?)
 }
 
 /// Refuses callers that are not administrators.

@@ -4,10 +4,11 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Json, Router};
+use domain::command::DirectoryCommand;
 use serde::{Deserialize, Serialize};
 
 use crate::http::AppState;
-use crate::http::admin::require_admin;
+use crate::http::admin::execute;
 use crate::http::error::Result;
 use crate::http::extract::{Admin, JsonBody};
 
@@ -53,11 +54,10 @@ pub async fn create(
     admin: Admin,
     JsonBody(body): JsonBody<CreateOrganisation>,
 ) -> Result<(StatusCode, Json<OrganisationView>)> {
-    require_admin(&admin)?;
-    let id = state
-        .commands
-        .create_organisation(&admin.metadata, &body.name)
-        .await?;
+    let command = DirectoryCommand::CreateOrganisation {
+        name: body.name.clone(),
+    };
+    let id = execute(&state, &admin, command).await?.created_id()?;
     Ok((
         StatusCode::CREATED,
         Json(OrganisationView {

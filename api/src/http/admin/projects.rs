@@ -4,11 +4,12 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Json, Router};
+use domain::command::{DirectoryCommand, ProjectCommand};
 use domain::project::{Project, ProjectSettings};
 use serde::{Deserialize, Serialize};
 
 use crate::http::AppState;
-use crate::http::admin::require_admin;
+use crate::http::admin::execute;
 use crate::http::error::Result;
 use crate::http::extract::{Admin, JsonBody, Path};
 
@@ -97,21 +98,17 @@ pub async fn create(
     admin: Admin,
     JsonBody(body): JsonBody<CreateProject>,
 ) -> Result<(StatusCode, Json<ProjectView>)> {
-    require_admin(&admin)?;
-    let id = state
-        .commands
-        .create_project(
-            &admin.metadata,
-            body.organisation,
-            ProjectSettingsBody {
-                name: body.name,
-                feature_name_regex: body.feature_name_regex,
-                case_sensitive_feature_names: body.case_sensitive_feature_names,
-                hide_disabled_flags: body.hide_disabled_flags,
-            }
-            .into(),
-        )
-        .await?;
+    let command = DirectoryCommand::CreateProject {
+        organisation_id: body.organisation,
+        settings: ProjectSettingsBody {
+            name: body.name,
+            feature_name_regex: body.feature_name_regex,
+            case_sensitive_feature_names: body.case_sensitive_feature_names,
+            hide_disabled_flags: body.hide_disabled_flags,
+        }
+        .into(),
+    };
+    let id = execute(&state, &admin, command).await?.created_id()?;
     let project = state.commands.project(id).await?;
     Ok((StatusCode::CREATED, Json(ProjectView::of(&project.state))))
 }
@@ -137,11 +134,11 @@ pub async fn update(
     Path(project_id): Path<u64>,
     JsonBody(body): JsonBody<ProjectSettingsBody>,
 ) -> Result<Json<ProjectView>> {
-    require_admin(&admin)?;
-    state
-        .commands
-        .update_project(&admin.metadata, project_id, body.into())
-        .await?;
+    let command = ProjectCommand::UpdateProject {
+        project_id,
+        settings: body.into(),
+    };
+    execute(&state, &admin, command).await?;
     let project = state.commands.project(project_id).await?;
     Ok(Json(ProjectView::of(&project.state)))
 }

@@ -4,12 +4,13 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Json, Router};
+use domain::command::ProjectCommand;
 use domain::model::{Segment, SegmentRule};
 use domain::project::SegmentInput;
 use serde::{Deserialize, Serialize};
 
 use crate::http::AppState;
-use crate::http::admin::require_admin;
+use crate::http::admin::execute;
 use crate::http::error::Result;
 use crate::http::extract::{Admin, JsonBody, Path};
 
@@ -87,11 +88,11 @@ pub async fn create(
     Path(project_id): Path<u64>,
     JsonBody(body): JsonBody<SegmentBody>,
 ) -> Result<(StatusCode, Json<SegmentView>)> {
-    require_admin(&admin)?;
-    let id = state
-        .commands
-        .create_segment(&admin.metadata, project_id, body.into())
-        .await?;
+    let command = ProjectCommand::CreateSegment {
+        project_id,
+        segment: body.into(),
+    };
+    let id = execute(&state, &admin, command).await?.created_id()?;
     let project = state.commands.project(project_id).await?;
     Ok((
         StatusCode::CREATED,
@@ -127,11 +128,12 @@ pub async fn update(
     Path((project_id, segment_id)): Path<(u64, u64)>,
     JsonBody(body): JsonBody<SegmentBody>,
 ) -> Result<Json<SegmentView>> {
-    require_admin(&admin)?;
-    state
-        .commands
-        .update_segment(&admin.metadata, project_id, segment_id, body.into())
-        .await?;
+    let command = ProjectCommand::UpdateSegment {
+        project_id,
+        segment_id,
+        segment: body.into(),
+    };
+    execute(&state, &admin, command).await?;
     let project = state.commands.project(project_id).await?;
     Ok(Json(SegmentView {
         project: project_id,
@@ -147,10 +149,10 @@ pub async fn delete(
     admin: Admin,
     Path((project_id, segment_id)): Path<(u64, u64)>,
 ) -> Result<StatusCode> {
-    require_admin(&admin)?;
-    state
-        .commands
-        .delete_segment(&admin.metadata, project_id, segment_id)
-        .await?;
+    let command = ProjectCommand::DeleteSegment {
+        project_id,
+        segment_id,
+    };
+    execute(&state, &admin, command).await?;
     Ok(StatusCode::NO_CONTENT)
 }
