@@ -1,25 +1,9 @@
 //! Concurrent requests: uniqueness holds under races (one winner, the others a 409 and nothing
 //! half-written), and changes that do not collide all go through even when they share a stream.
 
-use std::collections::BTreeSet;
-use std::sync::Arc;
-
-use flaglog_tests::{Backend, Call, Reply, Server, join_all, on_both_backends};
+use flaglog_tests::{Backend, Reply, Server, on_both_backends, race};
 use serde_json::json;
-use tokio::sync::Barrier;
-
-/// Sends all calls at once: each on its own task, released together.
-async fn race(calls: Vec<Call>) -> Vec<Reply> {
-    let barrier = Arc::new(Barrier::new(calls.len()));
-    join_all(calls.into_iter().map(|call| {
-        let barrier = barrier.clone();
-        async move {
-            barrier.wait().await;
-            call.send().await
-        }
-    }))
-    .await
-}
+use std::collections::BTreeSet;
 
 fn statuses(replies: &[Reply]) -> Vec<u16> {
     replies.iter().map(|r| r.status).collect()

@@ -6,7 +6,6 @@
 //! must have been told clearly (404 or 409, or 400 naming the missing option).
 
 use std::collections::HashMap;
-use std::sync::Arc;
 
 use domain::aggregate::{Aggregate, DomainEvent};
 use domain::environment::{Environment, EnvironmentEvent};
@@ -14,23 +13,10 @@ use domain::identity::IdentityEvent;
 use domain::log::RecordedEvent;
 use domain::model::FeatureState;
 use domain::project::{Project, ProjectEvent};
-use flaglog_tests::{Backend, Call, Reply, Server, join_all, on_both_backends};
+use flaglog_tests::{Backend, Server, on_both_backends, race};
 use serde_json::json;
-use tokio::sync::Barrier;
 
 const ROUNDS: usize = 30;
-
-async fn race(calls: Vec<Call>) -> Vec<Reply> {
-    let barrier = Arc::new(Barrier::new(calls.len()));
-    join_all(calls.into_iter().map(|call| {
-        let barrier = barrier.clone();
-        async move {
-            barrier.wait().await;
-            call.send().await
-        }
-    }))
-    .await
-}
 
 /// Folds the log and panics at the first event that refers to a feature, segment or option the
 /// project did not have at that position, or if the final state keeps such a reference.

@@ -77,6 +77,19 @@ where
     outputs
 }
 
+/// Sends all calls at once: each on its own task, released together by a barrier.
+pub async fn race(calls: Vec<Call>) -> Vec<Reply> {
+    let barrier = Arc::new(tokio::sync::Barrier::new(calls.len()));
+    join_all(calls.into_iter().map(|call| {
+        let barrier = barrier.clone();
+        async move {
+            barrier.wait().await;
+            call.send().await
+        }
+    }))
+    .await
+}
+
 /// A fresh, migrated database of `backend`. PostgreSQL being unreachable fails the test.
 pub async fn database(backend: Backend) -> TestDatabase {
     match backend {
