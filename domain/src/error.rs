@@ -14,6 +14,9 @@ pub enum Error {
     /// The command collides with existing state (a duplicate name or key).
     #[error("{message}")]
     Conflict { field: String, message: String },
+    /// The actor may not do this (says which role or relation it needs).
+    #[error("{0}")]
+    Forbidden(String),
 }
 
 impl Error {
@@ -36,6 +39,10 @@ impl Error {
             field: field.into(),
             message: message.into(),
         }
+    }
+
+    pub fn forbidden(message: impl Into<String>) -> Self {
+        Error::Forbidden(message.into())
     }
 
     /// The same error with `prefix.` put before its field, for nested validation.

@@ -7,6 +7,7 @@
 //! without a database or a runtime.
 
 pub mod aggregate;
+pub mod change_request;
 pub mod command;
 pub mod directory;
 pub mod document;

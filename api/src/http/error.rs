@@ -71,6 +71,7 @@ impl From<domain::Error> for Error {
                 message,
             },
             domain::Error::NotFound { .. } => Error::NotFound(e.to_string()),
+            domain::Error::Forbidden(message) => Error::Forbidden(message),
             domain::Error::Conflict { field, message } => Error::Conflict {
                 field: Some(field),
                 message,

@@ -17,6 +17,7 @@
 //! Stored commands carry the schema version they were written with ([`StoredCommand`]); a format
 //! change bumps [`SCHEMA_VERSION`] and adds an arm to [`upcast`], as for events.
 
+pub mod change_request;
 pub mod directory;
 pub mod environment;
 pub mod identity;
