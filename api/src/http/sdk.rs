@@ -274,10 +274,11 @@ async fn identity_response(
             trait_value: value,
         })
         .collect();
-    let mut bytes = Vec::with_capacity(env.flags.len() + identifier.len() + 64 * traits.len() + 64);
+    let flags_len = env.listing.body().len();
+    let mut bytes = Vec::with_capacity(flags_len + identifier.len() + 64 * traits.len() + 64);
     let written = (|| {
         bytes.extend_from_slice(b"{\"flags\":");
-        env.listing.write_flags(&result, &env.flags, &mut bytes)?;
+        env.listing.write_flags(&result, &mut bytes)?;
         bytes.extend_from_slice(b",\"identifier\":");
         serde_json::to_writer(&mut bytes, identifier)?;
         bytes.extend_from_slice(b",\"traits\":");
