@@ -10,6 +10,7 @@ pub mod health;
 pub mod ofrep;
 pub mod openapi;
 pub mod sdk;
+pub mod sdk_common;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock};
