@@ -39,6 +39,8 @@ pub async fn start_with_sdk_cache(
     database_url: &str,
     bounds: sdk_cache::CacheBounds,
 ) -> Result<http::AppState, String> {
+    // First, so that whatever the log writer appends from now on is counted.
+    http::metrics::install();
     let log = open_log(database_url)
         .await
         .map_err(|e| format!("cannot open the database: {e}"))?;

@@ -78,15 +78,13 @@ impl CachedEnvironment {
 }
 
 /// What evaluating an environment for an identity needs: its evaluation context (segments and
-/// identity overrides included) and the listing that writes the evaluated flags, with the flags
-/// body the listing copies from, all of one version.
+/// identity overrides included) and the listing that writes the evaluated flags, which holds
+/// the flags body it copies from, all of one version.
 pub struct Evaluable {
     /// The log position this version reflects.
     pub position: u64,
     pub context: Arc<EvaluationContext>,
     pub listing: FlagListing,
-    /// The flags body `listing` was made with.
-    pub flags: Bytes,
     /// The length of the document's text, which the context's size follows.
     document_len: usize,
 }
@@ -104,10 +102,9 @@ impl Evaluable {
         };
         Some(Evaluable {
             position: stored.position,
-            listing: FlagListing::of(&document, context.clone(), &flags),
+            listing: FlagListing::of(&document, context.clone(), flags),
             context,
             document_len: stored.document.len(),
-            flags,
         })
     }
 
@@ -116,7 +113,8 @@ impl Evaluable {
     /// flags body (counted though it is usually the environment entry's own: erring high).
     pub fn weight(&self) -> u64 {
         let context = (self.document_len as f64 * CONTEXT_BYTES_PER_DOCUMENT_BYTE) as usize;
-        (std::mem::size_of::<Self>() + context + self.listing.heap_size() + self.flags.len()) as u64
+        let flags = self.listing.body().len();
+        (std::mem::size_of::<Self>() + context + self.listing.heap_size() + flags) as u64
     }
 }
 

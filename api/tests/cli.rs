@@ -564,7 +564,106 @@ async fn serve_with_log_format_json_from_the_environment_logs_json(db: TestDatab
     serve_logs_each_request_as_one_json_line_without_secrets(&db, JsonSwitch::Environment).await;
 }
 
+/// `GET path` as an SDK sends it (the environment key in `X-Environment-Key`), with a request
+/// id; returns the status once the response's head has arrived (a stream is not read).
+async fn sdk_get(served: &Served, path: &str, key: &str, request_id: &str) -> u16 {
+    served
+        .client
+        .get(format!("{}{path}", served.base))
+        .header("x-environment-key", key)
+        .header("x-request-id", request_id)
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+/// At the default level (`info`) SDK requests, far the most numerous, write no access line;
+/// admin requests do. With `api::http=debug` the SDK lines are there, with the route template
+/// and without the key (which the realtime stream's path carries).
+async fn sdk_requests_log_at_debug_and_admin_requests_at_info(db: TestDatabase) {
+    let token = create_admin(db.url(), "quiet@example.com").await;
+    let api_key = "client-key-for-quiet-logs-1234";
+    let mut command = flaglog(db.url());
+    command.args(["serve", "--log-format", "json"]);
+    let served = Served::start(command).await;
+    let (status, project) = served
+        .send(
+            reqwest::Method::POST,
+            "/api/v1/projects/",
+            Some(&token),
+            None,
+            Some(json!({"organisation": 1, "name": "p"})),
+        )
+        .await;
+    assert_eq!(status, 201, "{project}");
+    let (status, body) = served
+        .send(
+            reqwest::Method::POST,
+            "/api/v1/environments/",
+            Some(&token),
+            None,
+            Some(json!({"project": project["id"], "name": "e", "api_key": api_key})),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    sdk_get(&served, "/api/v1/flags/", api_key, "sdk-quiet-1").await;
+    sdk_get(&served, "/api/v1/flags/", "no-such-key", "sdk-quiet-2").await;
+    // Lines are written in order: once the admin request's is there, the SDK ones would be.
+    let (status, _) = served
+        .send(
+            reqwest::Method::GET,
+            &format!("/api/v1/environments/{api_key}/"),
+            Some(&token),
+            Some("admin-loud-1"),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200);
+    let admin = served.log_lines_of("admin-loud-1").await;
+    assert_eq!(admin[0]["level"], "INFO", "{admin:?}");
+    let log = served.stderr();
+    for quiet in ["sdk-quiet-1", "sdk-quiet-2"] {
+        assert!(!log.contains(quiet), "{quiet} is logged at info:\n{log}");
+    }
+    drop(served);
+
+    let mut command = flaglog(db.url());
+    command
+        .env("RUST_LOG", "info,api::http=debug")
+        .args(["serve", "--log-format", "json"]);
+    let served = Served::start(command).await;
+    let deadline = Instant::now() + SERVER_TIMEOUT;
+    while sdk_get(&served, "/api/v1/flags/", api_key, "sdk-debug-poll").await != 200 {
+        assert!(Instant::now() < deadline, "{api_key} is never served");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let stream = format!("/sse/environments/{api_key}/stream");
+    for (path, request_id, route) in [
+        ("/api/v1/flags/", "sdk-debug-1", "/api/v1/flags/"),
+        (
+            stream.as_str(),
+            "sdk-debug-2",
+            "/sse/environments/{environment_key}/stream",
+        ),
+    ] {
+        assert_eq!(sdk_get(&served, path, api_key, request_id).await, 200);
+        let lines = served.log_lines_of(request_id).await;
+        assert_eq!(lines.len(), 1, "{lines:?}");
+        assert_eq!(lines[0]["level"], "DEBUG", "{}", lines[0]);
+        assert_eq!(lines[0]["route"], route, "{}", lines[0]);
+        assert_eq!(lines[0]["status"], 200, "{}", lines[0]);
+    }
+    let log = served.stderr();
+    assert!(
+        !log.contains(api_key),
+        "the client key is in the log:\n{log}"
+    );
+}
+
 on_both_backends!(
+    sdk_requests_log_at_debug_and_admin_requests_at_info,
     migrate_applies_the_schema_and_exits_zero,
     admin_create_prints_a_token_that_authenticates_against_serve,
     admin_create_with_a_taken_email_fails_saying_why,

@@ -9,11 +9,14 @@ use std::borrow::Cow;
 use std::ops::Range;
 use std::sync::Arc;
 
+use bytes::Bytes;
 use serde::Serialize;
 use serde_json::Value;
 
 use crate::environment::Environment;
-use crate::evaluation::{Evaluation, EvaluationContext, FeatureContext, Flag, evaluation};
+use crate::evaluation::{
+    Evaluation, EvaluationContext, FeatureContext, Flag, environment_evaluation,
+};
 use crate::flagsmith::{
     self, EnvironmentDocument, FeatureSegment, IdentityOverride, MultivariateFeatureOption,
     MultivariateFeatureStateValue, Organisation,
@@ -275,9 +278,12 @@ pub fn hides_disabled_flags(document: &EnvironmentDocument) -> bool {
 }
 
 /// What listing an environment's flags needs of its document, without the rest of it: the
-/// features in document order, whether disabled flags are hidden, and where each feature's flag
-/// sits in the environment's pre-serialised flags body. Servers keep this next to the
-/// evaluation context and the body instead of the parsed document.
+/// features in document order, whether disabled flags are hidden, the environment's
+/// pre-serialised flags body and where each feature's flag sits in it. Servers keep this next to
+/// the evaluation context instead of the parsed document.
+///
+/// The listing holds the very body its spans were found in (a shared [`Bytes`], not a copy), so
+/// there is no way to hand it another one: it can neither panic nor splice a foreign body.
 ///
 /// Most flags of an identity are the environment's own: no segment override and no
 /// multivariate split touched them. [`FlagListing::write_flags`] copies those from the body
@@ -291,6 +297,8 @@ pub struct FlagListing {
     pub features: Vec<ListedFeature>,
     /// The evaluation context the features' indices point into.
     context: Arc<EvaluationContext>,
+    /// The flags body the features' spans point into.
+    body: Bytes,
 }
 
 /// A feature as the listing keeps it; its name is the one of its context feature.
@@ -335,18 +343,15 @@ fn enabled_head(enabled: bool) -> &'static [u8] {
     }
 }
 
-fn slice<'a>(body: &'a [u8], range: &Range<u32>) -> &'a [u8] {
-    &body[range.start as usize..range.end as usize]
-}
-
 impl FlagListing {
     /// The listing of `document`, whose evaluation context is `context` and whose flags body
-    /// (`GET /api/v1/flags/`, as [`api_flags`] writes it) is `flags_body`. A body that is not
-    /// that document's leaves every flag to be serialised, never copied wrongly.
+    /// (`GET /api/v1/flags/`, as [`environment_flags_body`] writes it) is `flags_body`, which
+    /// the listing keeps. A body that is not that document's leaves every flag to be
+    /// serialised, never copied wrongly.
     pub fn of(
         document: &EnvironmentDocument,
         context: Arc<EvaluationContext>,
-        flags_body: &[u8],
+        flags_body: Bytes,
     ) -> Self {
         let mut listing = FlagListing {
             environment_id: document.id as u64,
@@ -369,8 +374,9 @@ impl FlagListing {
                 })
                 .collect(),
             context,
+            body: flags_body,
         };
-        if let Some(written) = listing.find_written(&listing.context, flags_body) {
+        if let Some(written) = listing.find_written(&listing.context, &listing.body) {
             for (feature, written) in listing.features.iter_mut().zip(written) {
                 feature.written = written;
             }
@@ -451,6 +457,18 @@ impl FlagListing {
         &self.context
     }
 
+    /// The flags body this listing was made with (and copies from).
+    pub fn body(&self) -> &Bytes {
+        &self.body
+    }
+
+    /// The bytes of a span of the body. Spans were checked against this very body when the
+    /// listing was made, so this is always `Some`; it is checked all the same, and a flag
+    /// whose span were missing would be serialised instead.
+    fn span(&self, range: &Range<u32>) -> Option<&[u8]> {
+        self.body.get(range.start as usize..range.end as usize)
+    }
+
     /// A listed feature's name (none if its document feature is not in the context).
     fn name_of(&self, listed: &ListedFeature) -> Option<&str> {
         let (name, _) = self.context.features.get_index(listed.context_index?)?;
@@ -506,12 +524,11 @@ impl FlagListing {
 
     /// Appends the JSON array of the evaluation's flags to `out`: the bytes
     /// `serde_json::to_vec(&listing.api_flags(evaluation))` writes. Flags in their
-    /// environment-wide state are copied from `flags_body`, the body this listing was made with,
-    /// and the others are written around parts copied from it.
+    /// environment-wide state are copied from the listing's flags body, and the others are
+    /// written around parts copied from it.
     pub fn write_flags(
         &self,
         evaluation: &Evaluation<'_>,
-        flags_body: &[u8],
         out: &mut Vec<u8>,
     ) -> serde_json::Result<FlagsWritten> {
         let mut counts = FlagsWritten::default();
@@ -530,22 +547,31 @@ impl FlagListing {
             if !std::mem::take(&mut first) {
                 out.push(b',');
             }
-            match &listed.written {
-                Some(written) if flag.is_default_state_of(feature) => {
-                    out.extend_from_slice(slice(flags_body, &written.whole));
-                    counts.copied += 1;
-                }
+            let whole = listed
+                .written
+                .as_ref()
+                .filter(|_| flag.is_default_state_of(feature))
+                .and_then(|written| self.span(&written.whole));
+            let around = match &listed.written {
                 Some(Written {
                     around_value: Some((middle, tail)),
                     ..
-                }) => {
+                }) => self.span(middle).zip(self.span(tail)),
+                _ => None,
+            };
+            match (whole, around) {
+                (Some(whole), _) => {
+                    out.extend_from_slice(whole);
+                    counts.copied += 1;
+                }
+                (None, Some((middle, tail))) => {
                     out.extend_from_slice(enabled_head(flag.enabled()));
-                    out.extend_from_slice(slice(flags_body, middle));
+                    out.extend_from_slice(middle);
                     serde_json::to_writer(&mut *out, flag.value)?;
-                    out.extend_from_slice(slice(flags_body, tail));
+                    out.extend_from_slice(tail);
                     counts.around_copied += 1;
                 }
-                _ => {
+                (None, None) => {
                     let flag =
                         ApiFlag::new(feature_ref, flag.enabled(), flag.value, self.environment_id);
                     serde_json::to_writer(&mut *out, &flag)?;
@@ -569,7 +595,8 @@ impl FlagListing {
         )
     }
 
-    /// Roughly the heap bytes this listing holds (its context apart).
+    /// Roughly the heap bytes this listing holds (its context and its body apart: both are
+    /// usually shared).
     pub fn heap_size(&self) -> usize {
         self.features.capacity() * std::mem::size_of::<ListedFeature>()
             + self
@@ -584,12 +611,11 @@ impl FlagListing {
 }
 
 /// The body of `GET /api/v1/flags/`: every feature of the document in its environment-wide
-/// state (no identity, no segments), listed as SDK endpoints list flags.
+/// state (no identity, no segments: [`environment_evaluation`], what anonymous OFREP requests
+/// are answered too), listed as SDK endpoints list flags.
 pub fn environment_flags_body(document: &EnvironmentDocument) -> Vec<u8> {
-    let mut context = document.to_evaluation_context();
-    context.segments.clear();
-    context.identity = None;
-    let flags = api_flags(document, &evaluation(&context, None));
+    let context = document.to_evaluation_context();
+    let flags = api_flags(document, &environment_evaluation(&context));
     serde_json::to_vec(&flags).unwrap_or_else(|_| b"[]".to_vec())
 }
 
@@ -662,8 +688,8 @@ mod tests {
             for hide in [None, Some(true)] {
                 document.hide_disabled_flags = hide;
                 let context = Arc::new(document.to_evaluation_context());
-                let flags_body = environment_flags_body(&document);
-                let listing = FlagListing::of(&document, context.clone(), &flags_body);
+                let flags_body = Bytes::from(environment_flags_body(&document));
+                let listing = FlagListing::of(&document, context.clone(), flags_body);
                 let mut identities = vec![None];
                 for identity in seed["identities"].as_array().unwrap() {
                     let traits = identity["traits"].as_object().cloned().unwrap_or_default();
@@ -679,7 +705,7 @@ mod tests {
                     let listed = serde_json::to_string(&listing.api_flags(&result)).unwrap();
                     assert_eq!(listed, tree, "seed {n}");
                     let mut out = Vec::new();
-                    let written = listing.write_flags(&result, &flags_body, &mut out).unwrap();
+                    let written = listing.write_flags(&result, &mut out).unwrap();
                     assert_eq!(
                         written.copied + written.around_copied + written.serialised,
                         serde_json::from_slice::<Vec<Value>>(&out).unwrap().len()
@@ -723,21 +749,51 @@ mod tests {
         let mut foreign = body.clone();
         foreign.insert(1, b' ');
         for flags_body in [foreign, b"[]".to_vec(), Vec::new()] {
-            let listing = FlagListing::of(&document, context.clone(), &flags_body);
+            let listing = FlagListing::of(&document, context.clone(), Bytes::from(flags_body));
             let mut out = Vec::new();
-            let written = listing.write_flags(&result, &flags_body, &mut out).unwrap();
+            let written = listing.write_flags(&result, &mut out).unwrap();
             assert_eq!(written.copied + written.around_copied, 0);
             assert!(String::from_utf8(out).unwrap() == want);
         }
         // The listing's own body copies, in its own context and in an equal one that is not its
         // own (where features are found by name).
-        let listing = FlagListing::of(&document, context.clone(), &body);
+        let listing = FlagListing::of(&document, context.clone(), Bytes::from(body));
         let copy = document.to_evaluation_context();
         for result in [result, evaluation(&copy, Some(&who))] {
             let mut out = Vec::new();
-            let written = listing.write_flags(&result, &body, &mut out).unwrap();
+            let written = listing.write_flags(&result, &mut out).unwrap();
             assert!(written.copied > 0);
             assert!(String::from_utf8(out).unwrap() == want);
         }
+    }
+    /// The anonymous evaluation is the engine's without identity and without segments, on
+    /// every conformance seed, and it is what Flagsmith serves without identity
+    /// (`environment_result`), though the full context has segments that match an empty one.
+    #[test]
+    fn the_environment_evaluation_ignores_segments_as_flagsmith_does_without_identity() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../shared/reference/flagsmith/conformance/documents");
+        let mut segments_matching_nobody = 0;
+        for n in 1..=8 {
+            let text = std::fs::read_to_string(dir.join(format!("seed-{n}.json"))).unwrap();
+            let seed: Value = serde_json::from_str(&text).unwrap();
+            let document: EnvironmentDocument =
+                serde_json::from_value(seed["environment_document"].clone()).unwrap();
+            let context = document.to_evaluation_context();
+            let mut without_segments = context.clone();
+            without_segments.segments.clear();
+            let anonymous = environment_evaluation(&context).to_result();
+            let engine = evaluation(&without_segments, None).to_result();
+            assert_eq!(anonymous, engine, "seed {n}");
+            for (name, flag) in &anonymous.flags {
+                let want = &seed["environment_result"]["flags"][name];
+                assert_eq!(flag.enabled, want["enabled"], "seed {n}: {name}");
+                assert_eq!(flag.value, want["value"], "seed {n}: {name}");
+                assert_eq!(flag.reason, "STATIC", "seed {n}: {name}");
+            }
+            segments_matching_nobody += evaluation(&context, None).segments.len();
+        }
+        // The case this guards: with segments, an empty context matches some of them.
+        assert!(segments_matching_nobody > 0);
     }
 }

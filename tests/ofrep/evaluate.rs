@@ -42,8 +42,10 @@ async fn each_kind_of_flag_answers_a_value_of_its_type(backend: Backend) {
             "DISABLED",
             "disabled",
         ),
-        // The identity override for `vip` is a segment: everyone else gets the DEFAULT.
-        answer(&shop, "banner", Some(json!("hello")), "DEFAULT", "enabled"),
+        // Without a targeting key the caller is anonymous: the environment's flag, STATIC,
+        // though `vip`'s identity override (a segment) and the `pro users` segment override
+        // these two (an identity that matches neither gets DEFAULT: see below).
+        answer(&shop, "banner", Some(json!("hello")), "STATIC", "enabled"),
         answer(&shop, "max_items", Some(json!(42)), "STATIC", "enabled"),
         answer(&shop, "ratio", Some(json!(0.25)), "STATIC", "enabled"),
         // JSON text answers as the object it holds.
@@ -54,7 +56,7 @@ async fn each_kind_of_flag_answers_a_value_of_its_type(backend: Backend) {
             &shop,
             "welcome",
             Some(json!("generic")),
-            "DEFAULT",
+            "STATIC",
             "enabled",
         ),
         // Without an identity there is no split: the control value.
@@ -108,10 +110,11 @@ async fn an_attribute_matching_a_segment_gets_its_override(backend: Backend) {
     .await;
     assert_eq!(free["value"], "generic");
     assert_eq!(free["reason"], "DEFAULT");
-    // Traits belong to an identity: without a targeting key, no segment matches on them.
+    // Traits belong to an identity: without a targeting key the caller is anonymous and gets
+    // the environment's flag, segments not evaluated, as `GET /api/v1/flags/` serves it.
     let anonymous = evaluate(&ofrep, "welcome", json!({"plan": "pro"})).await;
     assert_eq!(anonymous["value"], "generic");
-    assert_eq!(anonymous["reason"], "DEFAULT");
+    assert_eq!(anonymous["reason"], "STATIC");
     // The context is the whole truth: nothing of the previous request's traits was kept.
     let later = evaluate(&ofrep, "welcome", json!({"targetingKey": "user-1"})).await;
     assert_eq!(later["value"], "generic");

@@ -4,6 +4,7 @@
 //! ([`fixture::shop`]) and read over OFREP with a client of its own ([`fixture::Ofrep`]), since
 //! OFREP answers errors in the protocol's shape rather than flaglog's admin one.
 
+mod anonymous;
 mod bulk;
 mod errors;
 mod evaluate;

@@ -178,7 +178,53 @@ async fn etags_answer_304_until_the_environment_changes(backend: Backend) {
     }
 }
 
+/// `If-None-Match` as caches and SDKs send it: the tag marked weak (`W/"…"`, what a proxy that
+/// compressed the body hands on), in a list with others, or in a second header; compared weakly
+/// as RFC 9110 has it for this header. A list that does not name the tag gets the body.
+async fn if_none_match_takes_weak_tags_and_lists(backend: Backend) {
+    let server = start(backend).await;
+    let Imported {
+        client_key,
+        server_side_key,
+        ..
+    } = import(&server, &seed(2)["environment_document"]).await;
+    for (path, key) in [
+        ("/api/v1/flags/", client_key.as_str()),
+        ("/api/v1/environment-document/", server_side_key.as_str()),
+    ] {
+        let etag = etag_of(
+            &conditional(&server, path, key, None)
+                .await
+                .expect_status(200),
+        );
+        for header in [
+            format!("W/{etag}"),
+            format!("\"a\", {etag}"),
+            format!("\"a\",W/{etag} , \"b\""),
+            "*".to_string(),
+        ] {
+            let reply = conditional(&server, path, key, Some(&header)).await;
+            let reply = reply.expect_status(304);
+            assert_eq!(etag_of(&reply), etag, "{path} with {header}");
+        }
+        for header in ["\"a\", \"b\"", "W/\"a\""] {
+            conditional(&server, path, key, Some(header))
+                .await
+                .expect_status(200);
+        }
+        let two_headers = server
+            .get(path)
+            .environment_key(key)
+            .header("if-none-match", "\"a\"")
+            .header("if-none-match", &etag)
+            .send()
+            .await;
+        two_headers.expect_status(304);
+    }
+}
+
 on_both_backends!(
     the_environment_document_is_for_server_side_keys_only,
     etags_answer_304_until_the_environment_changes,
+    if_none_match_takes_weak_tags_and_lists,
 );

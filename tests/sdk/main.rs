@@ -10,49 +10,19 @@ mod analytics;
 mod document;
 mod flags;
 mod identities;
+mod metrics;
 mod realtime;
 mod validation;
 
 use std::collections::BTreeMap;
 use std::ops::Deref;
-use std::path::PathBuf;
 use std::time::Duration;
 
 use api::http::AppState;
 use flaglog_tests::{Backend, Call, Server};
 use serde_json::{Value, json};
 
-/// How many generated conformance documents there are (`seed-1.json` … `seed-8.json`).
-pub const SEEDS: u32 = 8;
-
-/// The folder holding `conformance/`: `FLAGLOG_REFERENCE_DIR`, or `shared/reference/flagsmith`
-/// beside the repository. Missing data fails the test: a conformance test that skips proves
-/// nothing.
-pub fn reference_dir() -> PathBuf {
-    let dir = std::env::var_os("FLAGLOG_REFERENCE_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(concat!(
-                env!("CARGO_MANIFEST_DIR"),
-                "/../../shared/reference/flagsmith"
-            ))
-        });
-    assert!(
-        dir.join("conformance").is_dir(),
-        "Flagsmith conformance data not found at {} (set FLAGLOG_REFERENCE_DIR to the folder \
-         holding conformance/)",
-        dir.display()
-    );
-    dir
-}
-
-/// `conformance/documents/seed-{n}.json`: `{environment_document, environment_result,
-/// identities: [{identifier, traits, result}]}`.
-pub fn seed(n: u32) -> Value {
-    let path = reference_dir().join(format!("conformance/documents/seed-{n}.json"));
-    let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    serde_json::from_slice(&bytes).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-}
+pub use flaglog_tests::{SEEDS, seed};
 
 /// How long the read side may take to reflect a write before a test fails.
 pub const PROJECTION_DEADLINE: Duration = Duration::from_secs(10);

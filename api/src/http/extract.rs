@@ -20,12 +20,7 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
     type Rejection = Error;
 
     async fn from_request(req: Request, state: &S) -> Result<Self> {
-        let content_type_ok = req
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .is_none_or(|v| v.starts_with("application/json") || v.contains("+json"));
-        if !content_type_ok {
+        if !crate::http::sdk_common::is_json(req.headers().get(header::CONTENT_TYPE)) {
             return Err(Error::bad_request(
                 "content-type",
                 "the body must be JSON (Content-Type: application/json)",

@@ -1,15 +1,22 @@
-//! The HTTP server: one router per resource, the shared state, and the request-logging layer.
+//! The HTTP server: one router per resource, the shared state, and the layer every request
+//! passes: request id, metrics, access log.
 //!
-//! Every request is logged once when it completes, with its method, route *template* (never the
-//! concrete path: paths carry environment keys), status, latency and request id.
+//! Every request is counted and timed on `/metrics` ([`metrics`]) and logged once when it
+//! completes, with its method, route *template* (never the concrete path: paths carry
+//! environment keys), status, latency and request id. The SDK routes ([`SDK_ROUTES`]: what
+//! SDKs call on every evaluation, at rates far above anyone's admin traffic) log at `debug`,
+//! everything else at `info`: at the default level, a line per SDK request cost a fifth of the
+//! server's CPU on `GET /api/v1/flags/`, and `/metrics` counts them anyway.
 
 pub mod admin;
 pub mod error;
 pub mod extract;
 pub mod health;
+pub mod metrics;
 pub mod ofrep;
 pub mod openapi;
 pub mod sdk;
+pub mod sdk_common;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock};
@@ -65,6 +72,7 @@ pub fn router(state: AppState) -> Router {
         .merge(admin::router())
         .merge(sdk::router())
         .merge(ofrep::router())
+        .merge(metrics::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn(request_context))
@@ -91,7 +99,21 @@ fn new_request_id() -> String {
     )
 }
 
-/// Gives the request an id, and logs the request when its response is ready.
+/// The route templates whose requests are logged at `debug` (see the module documentation):
+/// the Flagsmith SDK endpoints, OFREP, the realtime stream, and the scraper's `/metrics`.
+/// Exact templates, not prefixes: `/api/v1/environment-document/import/` is an admin route.
+pub const SDK_ROUTES: &[&str] = &[
+    "/api/v1/flags/",
+    "/api/v1/identities/",
+    "/api/v1/environment-document/",
+    "/api/v1/analytics/flags/",
+    "/sse/environments/{environment_key}/stream",
+    "/ofrep/v1/evaluate/flags",
+    "/ofrep/v1/evaluate/flags/{key}",
+    "/metrics",
+];
+
+/// Gives the request an id, and counts, times and logs the request when its response is ready.
 async fn request_context(mut request: Request, next: Next) -> Response {
     let started = Instant::now();
     let request_id = request
@@ -112,15 +134,30 @@ async fn request_context(mut request: Request, next: Next) -> Response {
         .extensions_mut()
         .insert(RequestId(request_id.clone()));
     let mut response = next.run(request).await;
-    let latency_ms = (started.elapsed().as_secs_f64() * 100_000.0).round() / 100.0;
-    tracing::info!(
-        method = %method,
-        route = %route,
-        status = response.status().as_u16(),
-        latency_ms,
-        request_id = %request_id,
-        "request"
-    );
+    let elapsed = started.elapsed();
+    let status = response.status();
+    metrics::record_request(&method, route, status, elapsed);
+    // One call site per level: each is checked against the filter once, then costs a load.
+    let latency_ms = || (elapsed.as_secs_f64() * 100_000.0).round() / 100.0;
+    if SDK_ROUTES.contains(&route) {
+        tracing::debug!(
+            method = %method,
+            route = %route,
+            status = status.as_u16(),
+            latency_ms = latency_ms(),
+            request_id = %request_id,
+            "request"
+        );
+    } else {
+        tracing::info!(
+            method = %method,
+            route = %route,
+            status = status.as_u16(),
+            latency_ms = latency_ms(),
+            request_id = %request_id,
+            "request"
+        );
+    }
     if let Ok(value) = HeaderValue::from_str(&request_id) {
         response.headers_mut().insert("x-request-id", value);
     }

@@ -18,7 +18,6 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use domain::environment::SERVER_SIDE_KEY_PREFIX;
 use domain::evaluation::evaluation;
 use domain::flagsmith::identity_context;
 use domain::identity::MAX_IDENTIFIER_LEN;
@@ -30,6 +29,7 @@ use tokio::sync::broadcast;
 use crate::http::AppState;
 use crate::http::error::{Error, Result};
 use crate::http::extract::{JsonBody, Path, Query};
+use crate::http::sdk_common::{self, Keys, Refusal, header_key, not_modified};
 use crate::sdk_cache::{CachedEnvironment, Evaluable};
 
 pub fn router() -> Router<AppState> {
@@ -41,62 +41,34 @@ pub fn router() -> Router<AppState> {
         .route("/sse/environments/{environment_key}/stream", get(stream))
 }
 
-/// Which keys an endpoint takes.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Keys {
-    ClientOrServer,
-    ServerOnly,
-}
-
 /// The environment the request's `X-Environment-Key` names.
 async fn environment(
     state: &AppState,
     headers: &HeaderMap,
     keys: Keys,
 ) -> Result<Arc<CachedEnvironment>> {
-    let key = headers
-        .get("x-environment-key")
-        .and_then(|v| v.to_str().ok())
-        .map(str::trim)
-        .filter(|k| !k.is_empty())
-        .ok_or_else(|| {
-            Error::Unauthorized("send the environment key as X-Environment-Key".into())
-        })?;
-    let found = if key.starts_with(SERVER_SIDE_KEY_PREFIX) {
-        state
-            .sdk
-            .by_server_key_hash(&commands::secrets::sha256_hex(key))
-            .await
-    } else if keys == Keys::ServerOnly {
-        return Err(Error::Forbidden(
-            "this endpoint needs a server-side key (ser.…), not a client key".into(),
-        ));
-    } else {
-        state.sdk.by_client_key(key).await
-    };
-    found
-        .map_err(|e| Error::Internal(e.to_string()))?
-        .ok_or_else(|| Error::Unauthorized("the environment key is not valid".into()))
+    sdk_common::environment(state, header_key(headers, "x-environment-key"), keys)
+        .await
+        .map_err(refused)
 }
 
 /// What evaluating the environment needs (its context and listing), from the cache or rebuilt.
 async fn evaluable(state: &AppState, env: &CachedEnvironment) -> Result<Arc<Evaluable>> {
-    state
-        .sdk
-        .evaluable(env)
-        .await
-        .map_err(|e| Error::Internal(e.to_string()))?
-        .ok_or_else(|| Error::Internal("the environment's document cannot be evaluated".into()))
+    sdk_common::evaluable(state, env).await.map_err(refused)
 }
 
-fn not_modified(headers: &HeaderMap, etag: &str) -> bool {
-    headers
-        .get(header::IF_NONE_MATCH)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| {
-            v.split(',')
-                .any(|tag| tag.trim() == etag || tag.trim() == "*")
-        })
+/// A refusal in flaglog's error shape.
+fn refused(refusal: Refusal) -> Error {
+    match refusal {
+        Refusal::MissingKey => {
+            Error::Unauthorized("send the environment key as X-Environment-Key".into())
+        }
+        Refusal::UnknownKey => Error::Unauthorized("the environment key is not valid".into()),
+        Refusal::ServerKeyRequired => Error::Forbidden(
+            "this endpoint needs a server-side key (ser.…), not a client key".into(),
+        ),
+        Refusal::Internal(detail) => Error::Internal(detail),
+    }
 }
 
 /// Pre-serialised JSON with its ETag, or 304 when the client has it.
@@ -274,10 +246,11 @@ async fn identity_response(
             trait_value: value,
         })
         .collect();
-    let mut bytes = Vec::with_capacity(env.flags.len() + identifier.len() + 64 * traits.len() + 64);
+    let flags_len = env.listing.body().len();
+    let mut bytes = Vec::with_capacity(flags_len + identifier.len() + 64 * traits.len() + 64);
     let written = (|| {
         bytes.extend_from_slice(b"{\"flags\":");
-        env.listing.write_flags(&result, &env.flags, &mut bytes)?;
+        env.listing.write_flags(&result, &mut bytes)?;
         bytes.extend_from_slice(b",\"identifier\":");
         serde_json::to_writer(&mut bytes, identifier)?;
         bytes.extend_from_slice(b",\"traits\":");

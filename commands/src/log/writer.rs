@@ -423,6 +423,8 @@ async fn run<S: BatchStore>(mut store: S, mut requests: mpsc::Receiver<Request>,
         match store.write_batch(&batch).await {
             Ok(plan) => {
                 head.observe(plan.head.position);
+                metrics::counter!("flaglog_events_appended_total")
+                    .increment(plan.rows.len() as u64);
                 for (request, outcome) in batch.drain(..).zip(plan.outcomes) {
                     let _ = request.reply.send(outcome);
                 }

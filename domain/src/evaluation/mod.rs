@@ -82,3 +82,25 @@ pub fn evaluation<'a>(
 ) -> Evaluation<'a> {
     engine::run(context, identity)
 }
+
+/// What an anonymous caller gets: every feature in its environment-wide state, without identity
+/// and without segments (reason `STATIC`, no variant), as Flagsmith's `GET /api/v1/flags/`
+/// serves it. Segments are not evaluated at all: a segment that would match an empty context
+/// (`IS_NOT_SET`, say) does not apply, and no flag dependency can form a cycle. Both flaglog's
+/// flags body and anonymous OpenFeature (OFREP) requests are this evaluation.
+pub fn environment_evaluation(context: &EvaluationContext) -> Evaluation<'_> {
+    Evaluation {
+        context,
+        flags: context
+            .features
+            .values()
+            .map(|feature| Flag {
+                source: feature,
+                value: &feature.value,
+                reason: Reason::Static,
+                variant: None,
+            })
+            .collect(),
+        segments: Vec::new(),
+    }
+}
