@@ -86,6 +86,7 @@ pub async fn start_node(
             workers::NOTIFICATIONS,
             Placement::EveryNode,
             workers::Notifications::new(
+                node_id,
                 (**options).clone(),
                 pool.clone(),
                 document_changes.clone(),
@@ -105,6 +106,7 @@ pub async fn start_node(
     let projection_pool = pool.clone();
     let projection_changes = document_changes.clone();
     let projection_log = log.clone();
+    let projection_node = node_id.to_string();
     runtime.spawn(
         workers::ENVIRONMENT_DOCUMENTS,
         Placement::OneNode,
@@ -117,6 +119,7 @@ pub async fn start_node(
                     projection_log.clone(),
                     projection_changes.clone(),
                 )
+                .on_node(&projection_node)
             },
             progress,
         ),

@@ -4,8 +4,8 @@
 //! - `sdk_cache` (every node): drops this node's cached environments when their documents
 //!   change, as announced on the node's in-process channel.
 //! - `notifications` (every node, PostgreSQL only): LISTENs for what other nodes' writes mean for
-//!   this one, and feeds it in: changed documents onto the in-process channel (so this node's
-//!   caches and realtime streams hear of changes any node projected), and identities that now
+//!   this one, and feeds it in: documents another node projected onto the in-process channel
+//!   (so this node's caches and realtime streams hear of them), and identities that now
 //!   have stored traits into [`crate::sdk_store::KnownIdentities`]. After (re)connecting it
 //!   catches up on what it may have missed: documents newer than the newest it announced, and
 //!   the whole set of identities.
@@ -61,12 +61,15 @@ pub struct Notifications {
     pool: AnyPool,
     changes: broadcast::Sender<DocumentChanged>,
     known: Arc<KnownIdentities>,
+    /// This node: its projection announces its own changes in-process.
+    node: String,
     /// The newest document position announced; `None` until the first connection.
     newest: Option<u64>,
 }
 
 impl Notifications {
     pub fn new(
+        node: &str,
         options: PgConnectOptions,
         pool: AnyPool,
         changes: broadcast::Sender<DocumentChanged>,
@@ -77,6 +80,7 @@ impl Notifications {
             pool,
             changes,
             known,
+            node: node.to_string(),
             newest: None,
         }
     }
@@ -125,8 +129,20 @@ impl Worker for Notifications {
             };
             match notification {
                 Some(notification) if notification.channel() == documents::CHANNEL => {
-                    for change in documents::parse(notification.payload()) {
-                        self.announce(change);
+                    let Some((node, changes)) = documents::parse(notification.payload()) else {
+                        tracing::warn!(
+                            payload = notification.payload(),
+                            "ignoring a malformed document notification"
+                        );
+                        continue;
+                    };
+                    for change in changes {
+                        if node == self.node {
+                            // Announced in-process by this node's projection already.
+                            self.newest = Some(self.newest.unwrap_or(0).max(change.position));
+                        } else {
+                            self.announce(change);
+                        }
                     }
                     if let Some(newest) = self.newest {
                         context.progress(newest, 0, 0.0);

@@ -1,9 +1,12 @@
 //! How every node hears that an environment's document changed, whichever node projected it: on
 //! PostgreSQL the environment-documents projection sends a `NOTIFY` on [`CHANNEL`] inside the
-//! transaction that writes the rows (so it is delivered on commit, and only then), and every
-//! node's listener (in `api`) turns it back into [`DocumentChanged`]s for its caches and
-//! realtime streams. A listener that reconnects may have missed some: it asks
-//! [`changed_since`] for every document newer than the newest it heard of.
+//! transaction that writes the rows (so it is delivered on commit, and only then), naming the
+//! node that projected it, and every other node's listener (in `api`) turns it back into
+//! [`DocumentChanged`]s for its caches and realtime streams. The projecting node announces its
+//! own changes in-process right after the commit, as on SQLite: sooner, and before it reports
+//! the batch applied, so whoever waits for the projection has had its announcements. A listener
+//! that reconnects may have missed some: it asks [`changed_since`] for every document newer
+//! than the newest it heard of.
 
 use sqlx::AnyPool;
 
@@ -13,19 +16,23 @@ use crate::environment_documents::DocumentChanged;
 /// The name sqlx's `Any` driver gives PostgreSQL connections.
 pub const POSTGRES: &str = "PostgreSQL";
 
-/// The channel changed documents are notified on. On SQLite (one process) the projection
-/// announces on its in-process channel instead.
+/// The channel changed documents are notified on (PostgreSQL only: on SQLite, one process, the
+/// in-process channel is all there is).
 pub const CHANNEL: &str = "flaglog_documents";
 
 /// Most bytes of one notification's payload (PostgreSQL allows just under 8000).
 const NOTIFY_PAYLOAD_MAX: usize = 7000;
 
-/// `changes` as notification payloads: JSON arrays of `[environment id, position, updated at,
-/// client key]`, as many to a payload as fit.
-pub fn payloads(changes: &[DocumentChanged]) -> Vec<String> {
+/// `changes` projected by node `node` as notification payloads: JSON objects
+/// `{"node", "changes"}` of arrays `[environment id, position, updated at, client key]`, as many
+/// to a payload as fit.
+pub fn payloads(node: &str, changes: &[DocumentChanged]) -> Vec<String> {
+    let head = format!("{{\"node\":{},\"changes\":[", serde_json::json!(node));
+    let wrap = |items: &[String]| format!("{head}{}]}}", items.join(","));
     let mut payloads = Vec::new();
     let mut items: Vec<String> = Vec::new();
-    let mut size = 2;
+    let empty = head.len() + 2;
+    let mut size = empty;
     for change in changes {
         let item = serde_json::json!([
             change.environment_id,
@@ -35,25 +42,30 @@ pub fn payloads(changes: &[DocumentChanged]) -> Vec<String> {
         ])
         .to_string();
         if !items.is_empty() && size + item.len() + 1 > NOTIFY_PAYLOAD_MAX {
-            payloads.push(format!("[{}]", items.join(",")));
+            payloads.push(wrap(&items));
             items.clear();
-            size = 2;
+            size = empty;
         }
         size += item.len() + 1;
         items.push(item);
     }
     if !items.is_empty() {
-        payloads.push(format!("[{}]", items.join(",")));
+        payloads.push(wrap(&items));
     }
     payloads
 }
 
-/// The changes a notification payload carries (none if it is malformed).
-pub fn parse(payload: &str) -> Vec<DocumentChanged> {
+/// The node and the changes a notification payload carries (`None` if it is malformed).
+pub fn parse(payload: &str) -> Option<(String, Vec<DocumentChanged>)> {
     type Item = (u64, u64, i64, String);
-    serde_json::from_str::<Vec<Item>>(payload)
-        .map(|items| {
-            items
+    #[derive(serde::Deserialize)]
+    struct Payload {
+        node: String,
+        changes: Vec<Item>,
+    }
+    serde_json::from_str::<Payload>(payload)
+        .map(|Payload { node, changes }| {
+            let changes = changes
                 .into_iter()
                 .map(
                     |(environment_id, position, updated_at_micros, client_key)| DocumentChanged {
@@ -63,9 +75,10 @@ pub fn parse(payload: &str) -> Vec<DocumentChanged> {
                         position,
                     },
                 )
-                .collect()
+                .collect();
+            (node, changes)
         })
-        .unwrap_or_default()
+        .ok()
 }
 
 /// Every environment whose stored document is newer than `position`, as changes (what a
@@ -117,12 +130,17 @@ mod tests {
         let changes: Vec<_> = (0..500)
             .map(|i| change(i, &format!("key \"{i}\"\n with odd bytes é")))
             .collect();
-        let sent = payloads(&changes);
+        let sent = payloads("node \"a\"", &changes);
         assert!(sent.len() > 1, "500 changes do not fit one payload");
         assert!(sent.iter().all(|p| p.len() <= NOTIFY_PAYLOAD_MAX));
-        let parsed: Vec<_> = sent.iter().flat_map(|p| parse(p)).collect();
+        let mut parsed = Vec::new();
+        for payload in &sent {
+            let (node, changes) = parse(payload).expect("a valid payload");
+            assert_eq!(node, "node \"a\"");
+            parsed.extend(changes);
+        }
         assert_eq!(parsed, changes);
-        assert!(parse("not json").is_empty());
-        assert!(payloads(&[]).is_empty());
+        assert!(parse("not json").is_none());
+        assert!(payloads("a", &[]).is_empty());
     }
 }

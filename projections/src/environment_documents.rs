@@ -8,9 +8,9 @@
 //! written in one transaction, each guarded by position (a row, and the checkpoint, only move
 //! forward; a batch behind the stored checkpoint is refused whole), so that a former leader on
 //! another node can never replace newer rows. Every environment whose document changed is
-//! announced for cache invalidation and realtime updates: on PostgreSQL by a `NOTIFY` on
-//! [`notifications::CHANNEL`] in the same transaction (every node listens), on SQLite on the in-process
-//! channel after the commit.
+//! announced for cache invalidation and realtime updates: on the in-process channel after the
+//! commit, and on PostgreSQL to the other nodes by a `NOTIFY` on [`notifications::CHANNEL`] in
+//! the same transaction.
 //!
 //! # Memory is bounded
 //!
@@ -350,6 +350,8 @@ pub struct EnvironmentDocuments {
     log: Arc<dyn EventLog>,
     folded: Folded,
     changes: broadcast::Sender<DocumentChanged>,
+    /// The node this runs on, named in its notifications so that node's listener skips them.
+    node: String,
 }
 
 impl EnvironmentDocuments {
@@ -363,7 +365,14 @@ impl EnvironmentDocuments {
             log,
             folded: Folded::default(),
             changes,
+            node: String::new(),
         }
+    }
+
+    /// Names the node this runs on in its notifications (PostgreSQL), instead of "".
+    pub fn on_node(mut self, node: &str) -> Self {
+        self.node = node.to_string();
+        self
     }
 
     /// Keeps at most `bound` projects and environments (together) loaded between renders,
@@ -500,7 +509,7 @@ impl Projection for EnvironmentDocuments {
             .collect();
         if notify {
             // Delivered to every node's listener on commit, and only then.
-            for payload in notifications::payloads(&changes) {
+            for payload in notifications::payloads(&self.node, &changes) {
                 sqlx::query("SELECT pg_notify($1, $2)")
                     .bind(notifications::CHANNEL)
                     .bind(payload)
@@ -510,11 +519,10 @@ impl Projection for EnvironmentDocuments {
         }
         tx.commit().await?;
 
-        if !notify {
-            for change in changes {
-                // Nobody listening is fine: caches and streams subscribe when they exist.
-                let _ = self.changes.send(change);
-            }
+        // This node's own announcements (other nodes hear of them through the notification).
+        for change in changes {
+            // Nobody listening is fine: caches and streams subscribe when they exist.
+            let _ = self.changes.send(change);
         }
         Ok(())
     }

@@ -207,6 +207,9 @@ impl<P: Projection> Worker for ProjectionWorker<P> {
             memory_kept = kept,
             "projection resuming from its checkpoint"
         );
+        // Where it stands, before the first batch.
+        let head = self.log.head().await?;
+        context.progress(checkpoint, head.saturating_sub(checkpoint), 0.0);
         let cancel = context.token();
         let stopped = follow(
             &*self.log,

@@ -353,26 +353,22 @@ pub async fn stream(
         .map_err(|e| Error::Internal(e.to_string()))?
         .ok_or_else(|| Error::NotFound("no environment has this key".into()))?;
     let first = updated_event(env.updated_at_micros);
-    let realtime = Realtime {
-        changes,
-        key: environment_key,
-        cache: state.sdk.clone(),
-        shutdown: state.shutdown.clone(),
-    };
-    let stream = futures_util::stream::unfold(
-        (Some(first), realtime),
-        |(first, mut realtime)| async move {
-            if let Some(event) = first {
-                return Some((Ok(event), (None, realtime)));
+    let realtime = Realtime::new(changes, environment_key, state.sdk.clone());
+    let shutdown = state.shutdown.clone();
+    let stream =
+        futures_util::stream::unfold((Some(first), realtime), move |(first, mut realtime)| {
+            let shutdown = shutdown.clone();
+            async move {
+                if let Some(event) = first {
+                    return Some((Ok(event), (None, realtime)));
+                }
+                let updated_at = tokio::select! {
+                    updated_at = realtime.next() => updated_at?,
+                    () = shutdown.cancelled() => return None,
+                };
+                Some((Ok(updated_event(updated_at)), (None, realtime)))
             }
-            let shutdown = realtime.shutdown.clone();
-            let event = tokio::select! {
-                event = realtime.next() => event?,
-                () = shutdown.cancelled() => return None,
-            };
-            Some((Ok(event), (None, realtime)))
-        },
-    );
+        });
     Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
 }
 
@@ -380,24 +376,36 @@ fn updated_event(updated_at_micros: i64) -> Event {
     Event::default().data(json!({"updated_at": seconds(updated_at_micros)}).to_string())
 }
 
-/// One realtime stream's state.
-struct Realtime {
+/// What one realtime stream announces: the `updated_at` of each change of its environment.
+pub struct Realtime {
     changes: broadcast::Receiver<crate::http::DocumentChanged>,
     key: String,
     cache: Arc<crate::sdk_cache::EnvironmentCache>,
-    shutdown: tokio_util::sync::CancellationToken,
 }
 
 impl Realtime {
-    /// The next event to send; `None` when the stream should end.
-    async fn next(&mut self) -> Option<Event> {
+    /// The stream of environment `key`'s changes, heard on `changes`.
+    pub fn new(
+        changes: broadcast::Receiver<crate::http::DocumentChanged>,
+        key: String,
+        cache: Arc<crate::sdk_cache::EnvironmentCache>,
+    ) -> Self {
+        Realtime {
+            changes,
+            key,
+            cache,
+        }
+    }
+
+    /// The `updated_at` (µs) of the next event to send; `None` when the stream should end.
+    pub async fn next(&mut self) -> Option<i64> {
         loop {
             match self.changes.recv().await {
                 Ok(change) if change.client_key == self.key => {
                     // The SDK fetches the document as soon as it hears of the change: drop
                     // the cached one first (the invalidation worker may not have run yet).
                     self.cache.changed(&change).await;
-                    return Some(updated_event(change.updated_at_micros));
+                    return Some(change.updated_at_micros);
                 }
                 Ok(_) => continue,
                 Err(broadcast::error::RecvError::Lagged(missed)) => {
@@ -407,11 +415,11 @@ impl Realtime {
                     );
                     self.cache.forget(&self.key).await;
                     match self.cache.by_client_key(&self.key).await {
-                        Ok(Some(env)) => return Some(updated_event(env.updated_at_micros)),
+                        Ok(Some(env)) => return Some(env.updated_at_micros),
                         // Gone: nothing more to tell.
                         Ok(None) => return None,
                         // Unknown, so "changed": an SDK refetches and sees for itself.
-                        Err(_) => return Some(updated_event(now_micros())),
+                        Err(_) => return Some(now_micros()),
                     }
                 }
                 Err(broadcast::error::RecvError::Closed) => return None,

@@ -332,6 +332,10 @@ impl Supervisor {
 
     /// One run of the worker, with the status written and the lock checked on the side; the
     /// lock lost fails the run (once the worker has stopped at its safe point).
+    ///
+    /// The heartbeat is polled beside the run, never instead of it: a status write that waits
+    /// (on SQLite, for the write lock a batch of the worker itself holds) must not stall the
+    /// worker.
     async fn run_once(&mut self, worker: &mut dyn Worker) -> Result<(), Error> {
         let run_cancel = self.cancel.child_token();
         let context = Context {
@@ -340,29 +344,45 @@ impl Supervisor {
         };
         let run = worker.run(&context);
         tokio::pin!(run);
+        let lost = {
+            let heartbeat = Self::heartbeat(&self.pool, &self.status, self.lock.as_mut());
+            tokio::pin!(heartbeat);
+            tokio::select! {
+                outcome = &mut run => return outcome,
+                lost = &mut heartbeat => lost,
+            }
+        };
+        tracing::warn!(error = %lost, "lost the leader lock's session; stopping");
+        run_cancel.cancel();
+        let _ = run.await;
+        Err(lost)
+    }
+
+    /// Writes the status every [`STATUS_INTERVAL`] and checks the lock; returns when the lock's
+    /// session is gone.
+    async fn heartbeat(
+        pool: &AnyPool,
+        status: &Mutex<WorkerStatus>,
+        mut lock: Option<&mut LeaderLock>,
+    ) -> Error {
+        let every_node = lock.is_none();
         let mut tick = tokio::time::interval(STATUS_INTERVAL);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         tick.tick().await;
-        let mut lost: Option<Error> = None;
         loop {
-            tokio::select! {
-                outcome = &mut run => {
-                    return match lost {
-                        Some(e) => Err(e),
-                        None => outcome,
-                    };
-                }
-                _ = tick.tick() => {
-                    self.persist().await;
-                    if lost.is_none()
-                        && let Some(lock) = self.lock.as_mut()
-                        && let Err(e) = lock.check().await
-                    {
-                        tracing::warn!(error = %e, "lost the leader lock's session; stopping");
-                        lost = Some(Error::LostLeadership(e.to_string()));
-                        run_cancel.cancel();
-                    }
-                }
+            tick.tick().await;
+            let snapshot = {
+                let mut status = self::lock(status);
+                status.updated_at_micros = status::now_micros();
+                status.clone()
+            };
+            if let Err(e) = status::persist(pool, &snapshot, every_node).await {
+                tracing::debug!(worker = %snapshot.name, error = %e, "cannot write the worker's status");
+            }
+            if let Some(lock) = lock.as_mut()
+                && let Err(e) = lock.check().await
+            {
+                return Error::LostLeadership(e.to_string());
             }
         }
     }
