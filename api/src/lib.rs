@@ -82,6 +82,9 @@ pub async fn start_node(
     let runtime = Arc::new(Workers::new(node_id, pool.clone(), leadership.clone()));
     // Every node listens first, so that nothing another node does from here on is missed.
     if let Leadership::AdvisoryLock(options) = &leadership {
+        let newest = projections::document_notifications::newest_position(&pool)
+            .await
+            .map_err(|e| format!("cannot read the read models: {e}"))?;
         runtime.spawn(
             workers::NOTIFICATIONS,
             Placement::EveryNode,
@@ -91,6 +94,7 @@ pub async fn start_node(
                 pool.clone(),
                 document_changes.clone(),
                 sdk_store.known_identities().clone(),
+                newest,
             ),
         );
     }

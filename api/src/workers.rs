@@ -63,17 +63,21 @@ pub struct Notifications {
     known: Arc<KnownIdentities>,
     /// This node: its projection announces its own changes in-process.
     node: String,
-    /// The newest document position announced; `None` until the first connection.
-    newest: Option<u64>,
+    /// The newest document position announced (or, before the first, stored when the node
+    /// started, before it cached anything).
+    newest: u64,
 }
 
 impl Notifications {
+    /// `newest`: the newest document position stored before this node cached anything
+    /// (`document_notifications::newest_position`); the first catch-up announces what is newer.
     pub fn new(
         node: &str,
         options: PgConnectOptions,
         pool: AnyPool,
         changes: broadcast::Sender<DocumentChanged>,
         known: Arc<KnownIdentities>,
+        newest: u64,
     ) -> Self {
         Notifications {
             options: options.application_name("flaglog-notifications"),
@@ -81,26 +85,20 @@ impl Notifications {
             changes,
             known,
             node: node.to_string(),
-            newest: None,
+            newest,
         }
     }
 
     fn announce(&mut self, change: DocumentChanged) {
-        self.newest = Some(self.newest.unwrap_or(0).max(change.position));
+        self.newest = self.newest.max(change.position);
         // Nobody listening is fine.
         let _ = self.changes.send(change);
     }
 
     /// What may have been missed while not listening.
     async fn catch_up(&mut self) -> Result<(), Error> {
-        match self.newest {
-            Some(newest) => {
-                for change in documents::changed_since(&self.pool, newest).await? {
-                    self.announce(change);
-                }
-            }
-            // First start: the caches are empty, nothing to announce.
-            None => self.newest = Some(documents::newest_position(&self.pool).await?),
+        for change in documents::changed_since(&self.pool, self.newest).await? {
+            self.announce(change);
         }
         self.known.load(&self.pool).await?;
         Ok(())
@@ -139,14 +137,12 @@ impl Worker for Notifications {
                     for change in changes {
                         if node == self.node {
                             // Announced in-process by this node's projection already.
-                            self.newest = Some(self.newest.unwrap_or(0).max(change.position));
+                            self.newest = self.newest.max(change.position);
                         } else {
                             self.announce(change);
                         }
                     }
-                    if let Some(newest) = self.newest {
-                        context.progress(newest, 0, 0.0);
-                    }
+                    context.progress(self.newest, 0, 0.0);
                 }
                 Some(notification) => match notification.payload().parse::<u64>() {
                     Ok(hash) => {

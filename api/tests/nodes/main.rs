@@ -3,7 +3,8 @@
 //!
 //! - three nodes elect one leader of the projection; `kill -9` of it and another node takes over
 //!   within 5 s, resuming from the checkpoint (not from 0), and keeps the documents right;
-//! - a change made through one node is served and streamed (SSE) by another;
+//! - a change made through one node is served and streamed (SSE) by another, also across a
+//!   reconnect of the listeners;
 //! - traits stored through one node are read by another without a restart;
 //! - the projection's leader session killed (`pg_terminate_backend`): it restarts with backoff,
 //!   resumes from its checkpoint and reports the error;
@@ -192,6 +193,27 @@ async fn a_change_through_one_node_is_served_and_streamed_by_another() {
         // The stream dropped b's cached entry before announcing: b serves the change now.
         assert_eq!(b.flag_value("across-key", "banner").await, json!(value));
     }
+
+    // The listeners' sessions killed: they reconnect, and whatever was notified meanwhile is
+    // caught up on (the change lands while they may be down).
+    let pool = projections::connect(db.url()).await.unwrap();
+    let killed: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+         WHERE datname = current_database() \
+         AND application_name = 'flaglog-notifications') AS t",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(killed, 2, "one listener per node");
+    set_banner(&a, "across-key", banner, "after-reconnect").await;
+    stream.next(DEADLINE).await;
+    until(
+        "b serves the change made while its listener reconnected",
+        DEADLINE,
+        async || b.flag_value("across-key", "banner").await == "after-reconnect",
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
