@@ -8,6 +8,7 @@
 //! - traits stored through one node are read by another without a restart;
 //! - the projection's leader session killed (`pg_terminate_backend`): it restarts with backoff,
 //!   resumes from its checkpoint and reports the error;
+//! - the database unreachable: `/health` is 503, and 200 again after, with the workers running;
 //! - SIGTERM to a node with writes in flight: exit 0, every answered write in the log, and the
 //!   read model's checkpoint consistent with its rows (both backends);
 //! - `/health` and `flaglog workers status` name the workers and their leader (both backends).
@@ -304,6 +305,66 @@ async fn the_projection_restarts_after_its_session_is_killed_and_resumes_from_it
     })
     .await;
     assert!(checkpoint(&db).await > before);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_is_503_while_the_database_is_unreachable_and_the_workers_recover() {
+    use sqlx::Connection;
+    let db = TestDatabase::postgres().await;
+    let token = create_admin(db.url()).await;
+    let node = Node::start(db.url(), "outage", &token).await;
+    let banner = environment_with_banner(&node, "outage-key").await;
+    until("v0 is served", DEADLINE, async || {
+        node.flag_value("outage-key", "banner").await == "v0"
+    })
+    .await;
+    let name = db.url().rsplit('/').next().unwrap().to_string();
+    let mut admin = sqlx::PgConnection::connect(&TestDatabase::admin_url())
+        .await
+        .unwrap();
+    let allow = async |admin: &mut sqlx::PgConnection, allowed: bool| {
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            r#"ALTER DATABASE "{name}" ALLOW_CONNECTIONS {allowed}"#
+        )))
+        .execute(&mut *admin)
+        .await
+        .unwrap();
+    };
+    allow(&mut admin, false).await;
+    sqlx::query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1")
+        .bind(&name)
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    until("/health answers 503", DEADLINE, async || {
+        let (status, body) = node.health_status().await;
+        status == 503 && body["database"] == "unreachable" && body["node"] == "outage"
+    })
+    .await;
+    allow(&mut admin, true).await;
+    until("/health answers 200 again", DEADLINE, async || {
+        node.health_status().await.0 == 200
+    })
+    .await;
+    // The workers got over it: a change is projected and served again. (The log writer's own
+    // connection may fail the first write after the outage: try until one is answered.)
+    until("a write is answered", DEADLINE, async || {
+        let path = format!("/api/v1/environments/outage-key/featurestates/{banner}/");
+        let body = json!({"enabled": true, "feature_state_value": "after-outage"});
+        matches!(
+            node.send(Method::PUT, &path, Some(body)).await,
+            Ok((200, _))
+        )
+    })
+    .await;
+    until("the change is served", DEADLINE, async || {
+        node.flag_value("outage-key", "banner").await == "after-outage"
+    })
+    .await;
+    until("the projection runs", DEADLINE, async || {
+        node.worker(PROJECTION).await["state"] == "running"
+    })
+    .await;
 }
 
 async fn sigterm_with_writes_in_flight_exits_zero_consistently(db: TestDatabase) {

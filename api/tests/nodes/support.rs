@@ -237,6 +237,22 @@ impl Node {
         (status, response.json().await.unwrap_or(Value::Null))
     }
 
+    /// `GET /health`'s status and body (0 and null if it does not answer).
+    pub async fn health_status(&self) -> (u16, Value) {
+        match self
+            .client
+            .get(format!("{}/health", self.base))
+            .send()
+            .await
+        {
+            Ok(response) => {
+                let status = response.status().as_u16();
+                (status, response.json().await.unwrap_or(Value::Null))
+            }
+            Err(_) => (0, Value::Null),
+        }
+    }
+
     /// `GET /health`'s body (null if it does not answer).
     pub async fn health(&self) -> Value {
         match self
