@@ -4,22 +4,26 @@
 use domain::log::Metadata;
 use tokio::net::TcpListener;
 
-use crate::config::{AdminCommand, Cli, Command};
+use crate::config::{AdminCommand, Cli, Command, WorkersCommand};
 use crate::sdk_cache::CacheBounds;
-use crate::{commands, http, open_log, start_with_sdk_cache};
+use crate::{commands, default_node_id, http, open_log, start_node};
 
 pub async fn run(cli: Cli) -> Result<(), String> {
     if let Command::Serve {
         bind,
         sdk_cache_mib,
         evaluation_cache_mib,
+        node_id,
     } = cli.command
     {
         let bounds = CacheBounds {
             environments: sdk_cache_mib.saturating_mul(1024 * 1024),
             evaluables: evaluation_cache_mib.saturating_mul(1024 * 1024),
         };
-        return serve(&cli.database_url, bind, bounds).await;
+        let node_id = node_id
+            .filter(|id| !id.trim().is_empty())
+            .unwrap_or_else(default_node_id);
+        return serve(&cli.database_url, bind, bounds, &node_id).await;
     }
     let log = open_log(&cli.database_url)
         .await
@@ -45,6 +49,18 @@ pub async fn run(cli: Cli) -> Result<(), String> {
             println!("created administrator {} (user {})", email.trim(), user.id);
             println!("API token (send as 'Authorization: Token <token>'):");
             println!("{}", user.token);
+            Ok(())
+        }
+        Command::Workers {
+            command: WorkersCommand::Status,
+        } => {
+            let pool = projections::connect(&cli.database_url)
+                .await
+                .map_err(|e| format!("cannot open the database: {e}"))?;
+            let statuses = projections::workers::status::read_all(&pool)
+                .await
+                .map_err(|e| format!("cannot read the workers' status: {e}"))?;
+            print!("{}", crate::workers::status_table(&statuses));
             Ok(())
         }
         Command::Import {
@@ -73,12 +89,16 @@ pub async fn run(cli: Cli) -> Result<(), String> {
     }
 }
 
+/// Serves until SIGTERM or Ctrl-C, then shuts down in order: stop accepting and end the
+/// realtime streams, let in-flight requests finish, stop the workers (each at a safe point: the
+/// projection between batches), and return, so `main` flushes the log and exits 0.
 async fn serve(
     database_url: &str,
     bind: std::net::SocketAddr,
     bounds: CacheBounds,
+    node_id: &str,
 ) -> Result<(), String> {
-    let state = start_with_sdk_cache(database_url, bounds).await?;
+    let state = start_node(database_url, bounds, node_id).await?;
     let has_users = !state
         .commands
         .directory()
@@ -91,7 +111,7 @@ async fn serve(
         .await
         .map_err(|e| format!("cannot listen on {bind}: {e}"))?;
     let address = listener.local_addr().map_err(|e| e.to_string())?;
-    println!("flaglog listening on http://{address}");
+    println!("flaglog listening on http://{address} as node {node_id}");
     if !has_users {
         println!(
             "No user yet. Create the first administrator and get their API token with\n  \
@@ -100,11 +120,22 @@ async fn serve(
              -H 'Content-Type: application/json' -d '{{\"email\": \"you@example.com\"}}'"
         );
     }
-    tracing::info!(%address, "serving");
-    axum::serve(listener, http::router(state))
-        .with_graceful_shutdown(shutdown_signal())
+    tracing::info!(%address, node = node_id, "serving");
+    let shutdown = state.shutdown.clone();
+    let workers = state.workers.clone();
+    let signalled = shutdown.clone();
+    let served = axum::serve(listener, http::router(state))
+        .with_graceful_shutdown(async move {
+            shutdown_signal().await;
+            signalled.cancel();
+        })
         .await
-        .map_err(|e| format!("server error: {e}"))
+        .map_err(|e| format!("server error: {e}"));
+    tracing::info!("requests finished; stopping the workers");
+    shutdown.cancel();
+    workers.shutdown().await;
+    tracing::info!("stopped");
+    served
 }
 
 async fn shutdown_signal() {

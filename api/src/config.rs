@@ -52,6 +52,10 @@ pub enum Command {
         /// identity request.
         #[arg(long, env = "FLAGLOG_EVALUATION_CACHE_MIB", default_value_t = 64)]
         evaluation_cache_mib: u64,
+        /// This node's name in /health and `flaglog workers status` (default: host name and
+        /// process id). Give each node on one database its own.
+        #[arg(long, env = "FLAGLOG_NODE_ID")]
+        node_id: Option<String>,
     },
     /// Applies the database schema and exits.
     Migrate,
@@ -59,6 +63,11 @@ pub enum Command {
     Admin {
         #[command(subcommand)]
         command: AdminCommand,
+    },
+    /// The background workers of every node on this database.
+    Workers {
+        #[command(subcommand)]
+        command: WorkersCommand,
     },
     /// Imports a Flagsmith environment document as a new project and environment; prints one
     /// JSON line with project_id, environment_id, client_key and server_side_key.
@@ -79,4 +88,11 @@ pub enum AdminCommand {
         #[arg(long)]
         password: Option<String>,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum WorkersCommand {
+    /// Prints each worker on each node as a table: state, leader, position, lag, when the node
+    /// last reported, last error.
+    Status,
 }

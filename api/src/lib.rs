@@ -8,6 +8,7 @@ pub mod http;
 pub mod sdk_cache;
 pub mod sdk_store;
 pub mod telemetry;
+pub mod workers;
 
 use std::sync::Arc;
 
@@ -15,7 +16,10 @@ use commands::Commands;
 use commands::store::Store;
 use domain::log::EventLog;
 use projections::environment_documents::EnvironmentDocuments;
-use tokio::sync::broadcast;
+use projections::runner::ProjectionWorker;
+use projections::workers::{Leadership, Placement, Workers};
+use tokio::sync::{broadcast, watch};
+use tokio_util::sync::CancellationToken;
 
 /// Applies the schema and opens the event log at `database_url`.
 pub async fn open_log(database_url: &str) -> Result<Arc<dyn EventLog>, domain::log::LogError> {
@@ -28,8 +32,9 @@ pub fn commands(log: Arc<dyn EventLog>) -> Commands {
     Commands::new(Store::new(log))
 }
 
-/// Everything the server needs, running: the log, the write side, the environment-documents
-/// projection (in the background, woken by the log) and the SDK cache it keeps fresh.
+/// Everything the server needs, running: the log, the write side, the background workers (the
+/// environment-documents projection, woken by the log, and what keeps the SDK cache fresh) and
+/// the SDK cache, as node [`default_node_id`].
 pub async fn start(database_url: &str) -> Result<http::AppState, String> {
     start_with_sdk_cache(database_url, sdk_cache::CacheBounds::default()).await
 }
@@ -39,6 +44,27 @@ pub async fn start_with_sdk_cache(
     database_url: &str,
     bounds: sdk_cache::CacheBounds,
 ) -> Result<http::AppState, String> {
+    start_node(database_url, bounds, &default_node_id()).await
+}
+
+/// This process's node id when none is given: host name and process id.
+pub fn default_node_id() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".into());
+    format!("{host}-{}", std::process::id())
+}
+
+/// [`start_with_sdk_cache`] as node `node_id` (how `/health` and `flaglog workers status` name
+/// it).
+pub async fn start_node(
+    database_url: &str,
+    bounds: sdk_cache::CacheBounds,
+    node_id: &str,
+) -> Result<http::AppState, String> {
     // First, so that whatever the log writer appends from now on is counted.
     http::metrics::install();
     let log = open_log(database_url)
@@ -47,35 +73,64 @@ pub async fn start_with_sdk_cache(
     let pool = projections::connect(database_url)
         .await
         .map_err(|e| format!("cannot open the read models: {e}"))?;
+    let leadership = Leadership::for_url(database_url)
+        .map_err(|e| format!("cannot read the database URL: {e}"))?;
     let (document_changes, _) = broadcast::channel(4096);
+    let sdk = Arc::new(sdk_cache::EnvironmentCache::new(pool.clone(), bounds));
+    let sdk_store = sdk_store::SdkStore::open(pool.clone())
+        .await
+        .map_err(|e| format!("cannot read the stored identities: {e}"))?;
 
+    let runtime = Arc::new(Workers::new(node_id, pool.clone(), leadership.clone()));
+    // Every node listens first, so that nothing another node does from here on is missed.
+    if let Leadership::AdvisoryLock(options) = &leadership {
+        let newest = projections::document_notifications::newest_position(&pool)
+            .await
+            .map_err(|e| format!("cannot read the read models: {e}"))?;
+        runtime.spawn(
+            workers::NOTIFICATIONS,
+            Placement::EveryNode,
+            workers::Notifications::new(
+                node_id,
+                (**options).clone(),
+                pool.clone(),
+                document_changes.clone(),
+                sdk_store.known_identities().clone(),
+                newest,
+            ),
+        );
+    }
+    runtime.spawn(
+        workers::SDK_CACHE,
+        Placement::EveryNode,
+        workers::CacheInvalidation {
+            changes: document_changes.subscribe(),
+            cache: sdk.clone(),
+        },
+    );
+    let (progress, projection_progress) = watch::channel(0);
     let projection_pool = pool.clone();
     let projection_changes = document_changes.clone();
     let projection_log = log.clone();
-    let projection_progress = projections::runner::spawn(log.clone(), move || {
-        EnvironmentDocuments::new(
-            projection_pool.clone(),
-            projection_log.clone(),
-            projection_changes.clone(),
-        )
-    });
+    let projection_node = node_id.to_string();
+    runtime.spawn(
+        workers::ENVIRONMENT_DOCUMENTS,
+        Placement::OneNode,
+        ProjectionWorker::new(
+            workers::ENVIRONMENT_DOCUMENTS,
+            log.clone(),
+            move || {
+                EnvironmentDocuments::new(
+                    projection_pool.clone(),
+                    projection_log.clone(),
+                    projection_changes.clone(),
+                )
+                .on_node(&projection_node)
+            },
+            progress,
+        ),
+    );
 
-    let sdk = Arc::new(sdk_cache::EnvironmentCache::new(pool.clone(), bounds));
-    let mut changes = document_changes.subscribe();
-    let cache = sdk.clone();
-    tokio::spawn(async move {
-        loop {
-            match changes.recv().await {
-                Ok(change) => cache.changed(&change).await,
-                Err(broadcast::error::RecvError::Lagged(_)) => cache.clear(),
-                Err(broadcast::error::RecvError::Closed) => return,
-            }
-        }
-    });
-
-    let sdk_store = sdk_store::SdkStore::open(pool)
-        .await
-        .map_err(|e| format!("cannot read the stored identities: {e}"))?;
     Ok(http::AppState::new(http::Services {
         commands: commands(log.clone()),
         log,
@@ -83,5 +138,7 @@ pub async fn start_with_sdk_cache(
         sdk_store,
         document_changes,
         projection_progress,
+        workers: runtime,
+        shutdown: CancellationToken::new(),
     }))
 }

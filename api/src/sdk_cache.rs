@@ -287,6 +287,12 @@ impl EnvironmentCache {
         self.evaluables.invalidate(&change.client_key).await;
     }
 
+    /// Drops one environment's entries (when whether it changed is unknown).
+    pub async fn forget(&self, client_key: &str) {
+        self.environments.invalidate(client_key).await;
+        self.evaluables.invalidate(client_key).await;
+    }
+
     /// Drops everything (when announcements were missed).
     pub fn clear(&self) {
         self.environments.invalidate_all();

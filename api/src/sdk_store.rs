@@ -8,9 +8,14 @@
 //! 64-bit hash of environment and identifier each, ~16 bytes an identity) and reads only
 //! theirs. The set is loaded when the store opens and grows before each write, so a reader
 //! racing a write either sees the hash and reads the row, or reads as if before the write. A
-//! hash collision costs one needless read, never a wrong answer. Traits stored by another
-//! process on the same database are seen by this one after its restart (one node per database
-//! until the several-nodes work makes the set shared).
+//! hash collision costs one needless read, never a wrong answer.
+//!
+//! Several nodes on one PostgreSQL share the set: a node that adds an identity new to its set
+//! sends its hash on [`IDENTITIES_CHANNEL`] (before the write, as it adds it to its own set
+//! first), and every node's `notifications` worker (`crate::workers`) adds it to its set, and
+//! reloads the whole set after reconnecting, as it may have missed some. A node that starts
+//! loads the set after it listens. So traits stored through one node are read by the others
+//! without a restart, as soon as the notification arrives.
 
 use std::collections::HashSet;
 use std::hash::{DefaultHasher, Hash, Hasher};
@@ -21,10 +26,15 @@ use sqlx::AnyPool;
 
 pub type Traits = Map<String, Value>;
 
+/// The PostgreSQL channel that carries the hash of each identity new to a node's set.
+pub const IDENTITIES_CHANNEL: &str = "flaglog_identities";
+
 #[derive(Clone)]
 pub struct SdkStore {
     pool: AnyPool,
     known: Arc<KnownIdentities>,
+    /// Whether other nodes may share the database (PostgreSQL): then new hashes are notified.
+    notify: bool,
 }
 
 /// The identities that have stored traits, as hashes of (environment, identifier).
@@ -50,13 +60,30 @@ impl KnownIdentities {
         set.contains(&key)
     }
 
-    fn add(&self, environment_id: u64, identifier: &str) {
-        let key = Self::key(environment_id, identifier);
+    /// Adds an identity; true if it was not known.
+    fn add(&self, environment_id: u64, identifier: &str) -> bool {
+        self.add_hash(Self::key(environment_id, identifier))
+    }
+
+    /// Adds an identity by its hash (as another node notified it); true if it was not known.
+    pub fn add_hash(&self, hash: u64) -> bool {
         let mut set = self
             .0
             .write()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        set.insert(key);
+        set.insert(hash)
+    }
+
+    /// Adds every identity with stored traits in `pool` (one scan of their keys).
+    pub async fn load(&self, pool: &AnyPool) -> sqlx::Result<()> {
+        let rows: Vec<(i64, String)> =
+            sqlx::query_as("SELECT environment_id, identifier FROM identity_traits")
+                .fetch_all(pool)
+                .await?;
+        for (environment_id, identifier) in rows {
+            self.add(environment_id as u64, &identifier);
+        }
+        Ok(())
     }
 
     pub fn len(&self) -> usize {
@@ -76,21 +103,17 @@ impl SdkStore {
     /// keys).
     pub async fn open(pool: AnyPool) -> sqlx::Result<Self> {
         let known = KnownIdentities::default();
-        let rows: Vec<(i64, String)> =
-            sqlx::query_as("SELECT environment_id, identifier FROM identity_traits")
-                .fetch_all(&pool)
-                .await?;
-        for (environment_id, identifier) in rows {
-            known.add(environment_id as u64, &identifier);
-        }
+        known.load(&pool).await?;
+        let notify = pool.acquire().await?.backend_name() == POSTGRES;
         Ok(SdkStore {
             pool,
             known: Arc::new(known),
+            notify,
         })
     }
 
     /// The identities this store knows to have stored traits.
-    pub fn known_identities(&self) -> &KnownIdentities {
+    pub fn known_identities(&self) -> &Arc<KnownIdentities> {
         &self.known
     }
 
@@ -124,8 +147,15 @@ impl SdkStore {
         traits: &Traits,
     ) -> sqlx::Result<()> {
         let text = serde_json::to_string(traits).unwrap_or_else(|_| "{}".into());
-        // Known before it is written: see the module's documentation.
-        self.known.add(environment_id, identifier);
+        // Known before it is written, here and (notified) on other nodes: see the module's
+        // documentation.
+        if self.known.add(environment_id, identifier) && self.notify {
+            sqlx::query("SELECT pg_notify($1, $2)")
+                .bind(IDENTITIES_CHANNEL)
+                .bind(KnownIdentities::key(environment_id, identifier).to_string())
+                .execute(&self.pool)
+                .await?;
+        }
         sqlx::query(
             "INSERT INTO identity_traits (environment_id, identifier, traits, updated_at_micros) \
              VALUES ($1, $2, $3, $4) ON CONFLICT (environment_id, identifier) \
@@ -175,6 +205,9 @@ impl SdkStore {
         .await
     }
 }
+
+/// The name sqlx's `Any` driver gives PostgreSQL connections.
+const POSTGRES: &str = projections::document_notifications::POSTGRES;
 
 fn now_micros() -> i64 {
     (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1000) as i64

@@ -683,6 +683,7 @@ async fn help_works_for_every_command() {
         &["admin", "--help"],
         &["admin", "create", "--help"],
         &["import", "--help"],
+        &["workers", "status", "--help"],
         &["help", "serve"],
     ] {
         let mut command = flaglog("sqlite:///nonexistent-dir/never-opened.db");

@@ -5,9 +5,12 @@
 //! sides agree on what an event means), and after each batch re-renders only the environments the
 //! batch touched: an environment's own events and identity overrides touch it; a project's events
 //! touch all its environments (found in the directory). The rendered rows and the checkpoint are
-//! written in one transaction. Every environment whose document changed is announced on
-//! [`EnvironmentDocuments::subscribe`] after the commit, for cache invalidation and realtime
-//! updates.
+//! written in one transaction, each guarded by position (a row, and the checkpoint, only move
+//! forward; a batch behind the stored checkpoint is refused whole), so that a former leader on
+//! another node can never replace newer rows. Every environment whose document changed is
+//! announced for cache invalidation and realtime updates: on the in-process channel after the
+//! commit, and on PostgreSQL to the other nodes by a `NOTIFY` on [`notifications::CHANNEL`] in
+//! the same transaction.
 //!
 //! # Memory is bounded
 //!
@@ -47,6 +50,7 @@ use sqlx::AnyPool;
 use tokio::sync::broadcast;
 
 use crate::Error;
+use crate::document_notifications as notifications;
 use crate::runner::Projection;
 
 pub const NAME: &str = "environment_documents";
@@ -346,6 +350,8 @@ pub struct EnvironmentDocuments {
     log: Arc<dyn EventLog>,
     folded: Folded,
     changes: broadcast::Sender<DocumentChanged>,
+    /// The node this runs on, named in its notifications so that node's listener skips them.
+    node: String,
 }
 
 impl EnvironmentDocuments {
@@ -359,7 +365,14 @@ impl EnvironmentDocuments {
             log,
             folded: Folded::default(),
             changes,
+            node: String::new(),
         }
+    }
+
+    /// Names the node this runs on in its notifications (PostgreSQL), instead of "".
+    pub fn on_node(mut self, node: &str) -> Self {
+        self.node = node.to_string();
+        self
     }
 
     /// Keeps at most `bound` projects and environments (together) loaded between renders,
@@ -439,14 +452,18 @@ impl Projection for EnvironmentDocuments {
 
         let position = last.position as i64;
         let mut tx = self.pool.begin().await?;
+        let notify = tx.backend_name() == notifications::POSTGRES;
         for env in &rendered {
+            // Position guard: a row only ever moves forward. A former leader still finishing a
+            // batch must not put back an older document than the new leader wrote.
             sqlx::query(
                 "INSERT INTO environment_documents \
                  (environment_id, client_key, document, flags, updated_at_micros, position) \
                  VALUES ($1, $2, $3, $4, $5, $6) \
                  ON CONFLICT (environment_id) DO UPDATE SET client_key = excluded.client_key, \
                  document = excluded.document, flags = excluded.flags, \
-                 updated_at_micros = excluded.updated_at_micros, position = excluded.position",
+                 updated_at_micros = excluded.updated_at_micros, position = excluded.position \
+                 WHERE excluded.position > environment_documents.position",
             )
             .bind(env.environment_id as i64)
             .bind(&env.client_key)
@@ -467,24 +484,45 @@ impl Projection for EnvironmentDocuments {
                 .await?;
             }
         }
-        sqlx::query(
+        // The checkpoint only moves forward too; if another node has moved it past this batch,
+        // this node is a former leader: write nothing (the transaction rolls back when dropped).
+        let moved = sqlx::query(
             "INSERT INTO projection_checkpoints (name, position) VALUES ($1, $2) \
-             ON CONFLICT (name) DO UPDATE SET position = excluded.position",
+             ON CONFLICT (name) DO UPDATE SET position = excluded.position \
+             WHERE excluded.position > projection_checkpoints.position",
         )
         .bind(NAME)
         .bind(position)
         .execute(&mut *tx)
         .await?;
-        tx.commit().await?;
-
-        for env in rendered {
-            // Nobody listening is fine: caches and streams subscribe when they exist.
-            let _ = self.changes.send(DocumentChanged {
+        if moved.rows_affected() == 0 {
+            return Err(Error::Superseded(last.position));
+        }
+        let changes: Vec<DocumentChanged> = rendered
+            .into_iter()
+            .map(|env| DocumentChanged {
                 environment_id: env.environment_id,
                 client_key: env.client_key,
                 updated_at_micros: env.updated_at_micros,
                 position: env.position,
-            });
+            })
+            .collect();
+        if notify {
+            // Delivered to every node's listener on commit, and only then.
+            for payload in notifications::payloads(&self.node, &changes) {
+                sqlx::query("SELECT pg_notify($1, $2)")
+                    .bind(notifications::CHANNEL)
+                    .bind(payload)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+        }
+        tx.commit().await?;
+
+        // This node's own announcements (other nodes hear of them through the notification).
+        for change in changes {
+            // Nobody listening is fine: caches and streams subscribe when they exist.
+            let _ = self.changes.send(change);
         }
         Ok(())
     }

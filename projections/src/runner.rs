@@ -1,11 +1,16 @@
 //! The subscription runner: feeds a projection every event of the log, in order, exactly once.
 //!
-//! On start it asks the projection for its checkpoint (the position its read model reflects),
-//! lets it warm its in-memory state with the events up to there (no writes), then applies every
-//! later event in batches. Each batch's read-model rows and the new checkpoint are written in one
-//! transaction, so a crash between batches neither loses an event nor applies one twice. Between
-//! batches it sleeps in `EventLog::wait_for_events`, which the backend wakes on commit, with
-//! polling as the fallback.
+//! On start it asks the projection for its checkpoint (the position its read model reflects).
+//! If the projection it still holds from an earlier run reflects exactly that position (a
+//! restart after an error outside a batch, on the same node), it goes on from there; otherwise a
+//! new projection warms its in-memory state with the events up to the checkpoint (no writes).
+//! Then it applies every later event in batches. Each batch's read-model rows and the new
+//! checkpoint are written in one transaction, so a crash between batches neither loses an event
+//! nor applies one twice. Between batches it sleeps in `EventLog::wait_for_events`, which the
+//! backend wakes on commit, with polling as the fallback, and it stops (when cancelled) only
+//! between batches.
+//!
+//! [`ProjectionWorker`] is a runner as a [`crate::workers::Worker`]: what the server runs.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,8 +18,10 @@ use std::time::Duration;
 use async_trait::async_trait;
 use domain::log::{EventLog, RecordedEvent};
 use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 
 use crate::Error;
+use crate::workers::{Context, Worker};
 
 /// Events read per batch.
 const BATCH: usize = 1000;
@@ -35,14 +42,48 @@ pub trait Projection: Send + 'static {
     async fn apply(&mut self, events: &[RecordedEvent]) -> Result<(), Error>;
 }
 
-/// Runs `projection` until `stop` turns true. `progress` is told the position applied after
-/// each batch, so readers can wait for the projection to catch up.
-pub async fn run<P: Projection>(
-    log: Arc<dyn EventLog>,
-    mut projection: P,
-    progress: watch::Sender<u64>,
-    mut stop: watch::Receiver<bool>,
-) -> Result<(), Error> {
+/// How far a run got and how it ended.
+struct Stopped<P> {
+    /// The projection, if its memory reflects `position` exactly (`None` after a failed batch:
+    /// it may have folded events whose rows were not written).
+    kept: Option<(P, u64)>,
+    outcome: Result<(), Error>,
+}
+
+/// Where a run reports progress.
+trait Report: Sync {
+    fn progress(&self, position: u64, lag_events: u64, lag_seconds: f64);
+}
+
+struct NoReport;
+
+impl Report for NoReport {
+    fn progress(&self, _: u64, _: u64, _: f64) {}
+}
+
+impl Report for Context {
+    fn progress(&self, position: u64, lag_events: u64, lag_seconds: f64) {
+        Context::progress(self, position, lag_events, lag_seconds);
+    }
+}
+
+fn now_micros() -> i64 {
+    (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1000) as i64
+}
+
+/// Brings a projection to its checkpoint: `kept` if it is there already (true), else a new
+/// one from `fresh`, warmed up to it (false).
+async fn resume<P: Projection>(
+    log: &dyn EventLog,
+    kept: Option<(P, u64)>,
+    fresh: impl FnOnce() -> P,
+) -> Result<(P, u64, bool), Error> {
+    if let Some((mut projection, position)) = kept
+        && projection.checkpoint().await? == position
+    {
+        return Ok((projection, position, true));
+    }
+    let mut projection = fresh();
     let checkpoint = projection.checkpoint().await?;
     let mut position = 0;
     while position < checkpoint {
@@ -55,47 +96,131 @@ pub async fn run<P: Projection>(
         position = last.position;
         projection.warm(&events)?;
     }
-    position = checkpoint;
+    Ok((projection, checkpoint, false))
+}
+
+/// Applies batches from `position` on until cancelled or an error.
+async fn follow<P: Projection>(
+    log: &dyn EventLog,
+    mut projection: P,
+    mut position: u64,
+    progress: &watch::Sender<u64>,
+    cancel: &CancellationToken,
+    report: &dyn Report,
+) -> Stopped<P> {
     progress.send_replace(position);
     loop {
-        if *stop.borrow() {
-            return Ok(());
+        if cancel.is_cancelled() {
+            return Stopped {
+                kept: Some((projection, position)),
+                outcome: Ok(()),
+            };
         }
-        let events = log.read_all(position, BATCH).await?;
-        if let Some(last) = events.last() {
+        let events = match log.read_all(position, BATCH).await {
+            Ok(events) => events,
+            Err(e) => {
+                return Stopped {
+                    kept: Some((projection, position)),
+                    outcome: Err(e.into()),
+                };
+            }
+        };
+        if let (Some(first), Some(last)) = (events.first(), events.last()) {
+            let head = log.head().await.unwrap_or(last.position).max(last.position);
+            let age = (now_micros() - first.recorded_at_micros) as f64 / 1e6;
+            report.progress(position, head - position, age);
             let last = last.position;
-            projection.apply(&events).await?;
+            if let Err(e) = projection.apply(&events).await {
+                return Stopped {
+                    kept: None,
+                    outcome: Err(e),
+                };
+            }
             position = last;
             progress.send_replace(position);
             continue;
         }
+        report.progress(position, 0, 0.0);
         tokio::select! {
-            waited = log.wait_for_events(position, POLL) => waited?,
-            _ = stop.changed() => {}
+            waited = log.wait_for_events(position, POLL) => {
+                if let Err(e) = waited {
+                    return Stopped { kept: Some((projection, position)), outcome: Err(e.into()) };
+                }
+            }
+            () = cancel.cancelled() => {}
         }
     }
 }
 
-/// Runs `projection` for ever in the background, restarting it after an error (storage can come
-/// back), and returns the receiver of its progress.
-pub fn spawn<P, F>(log: Arc<dyn EventLog>, make: F) -> watch::Receiver<u64>
-where
-    P: Projection,
-    F: Fn() -> P + Send + 'static,
-{
-    let (progress, receiver) = watch::channel(0);
-    let (_stop_sender, stop) = watch::channel(false);
-    tokio::spawn(async move {
-        let _keep_open = _stop_sender;
-        loop {
-            match run(log.clone(), make(), progress.clone(), stop.clone()).await {
-                Ok(()) => return,
-                Err(e) => {
-                    tracing::error!(error = %e, "projection failed; restarting in 1 s");
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                }
-            }
+/// Runs `projection` until `cancel` is cancelled (then returns at a batch boundary). `progress`
+/// is told the position applied after each batch, so readers can wait for the projection to
+/// catch up.
+pub async fn run<P: Projection>(
+    log: Arc<dyn EventLog>,
+    projection: P,
+    progress: watch::Sender<u64>,
+    cancel: CancellationToken,
+) -> Result<(), Error> {
+    let (projection, position, _) = resume(&*log, None, || projection).await?;
+    follow(&*log, projection, position, &progress, &cancel, &NoReport)
+        .await
+        .outcome
+}
+
+/// A projection as a worker: resumes from its checkpoint on every (re)start, keeping its
+/// in-memory state across a restart when that state is still exactly the checkpoint's.
+pub struct ProjectionWorker<P> {
+    name: &'static str,
+    log: Arc<dyn EventLog>,
+    make: Box<dyn Fn() -> P + Send + Sync>,
+    kept: Option<(P, u64)>,
+    progress: watch::Sender<u64>,
+}
+
+impl<P: Projection> ProjectionWorker<P> {
+    /// A worker that makes its projection with `make` (again whenever its memory cannot be
+    /// trusted) and tells `progress` the position applied after each batch.
+    pub fn new(
+        name: &'static str,
+        log: Arc<dyn EventLog>,
+        make: impl Fn() -> P + Send + Sync + 'static,
+        progress: watch::Sender<u64>,
+    ) -> Self {
+        ProjectionWorker {
+            name,
+            log,
+            make: Box::new(make),
+            kept: None,
+            progress,
         }
-    });
-    receiver
+    }
+}
+
+#[async_trait]
+impl<P: Projection> Worker for ProjectionWorker<P> {
+    async fn run(&mut self, context: &Context) -> Result<(), Error> {
+        let kept = self.kept.take();
+        let (projection, checkpoint, kept) = resume(&*self.log, kept, &self.make).await?;
+        tracing::info!(
+            worker = self.name,
+            checkpoint,
+            memory_kept = kept,
+            "projection resuming from its checkpoint"
+        );
+        // Where it stands, before the first batch.
+        let head = self.log.head().await?;
+        context.progress(checkpoint, head.saturating_sub(checkpoint), 0.0);
+        let cancel = context.token();
+        let stopped = follow(
+            &*self.log,
+            projection,
+            checkpoint,
+            &self.progress,
+            &cancel,
+            context,
+        )
+        .await;
+        self.kept = stopped.kept;
+        stopped.outcome
+    }
 }

@@ -1,6 +1,7 @@
 //! The environment-documents projection on both backends: it serves what Flagsmith's SDK computes,
-//! it is rebuilt from position 0 to the same result, it resumes from its checkpoint, and bounding
-//! the aggregates it keeps loaded (down to one) changes nothing it writes.
+//! it is rebuilt from position 0 to the same result, it resumes from its checkpoint, bounding
+//! the aggregates it keeps loaded (down to one) changes nothing it writes, and a second instance
+//! behind the stored checkpoint (a former leader on another node) writes nothing.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,6 +18,7 @@ use projections::environment_documents::{self, EnvironmentDocuments};
 use projections::runner;
 use serde_json::{Value, json};
 use tokio::sync::{broadcast, watch};
+use tokio_util::sync::CancellationToken;
 
 fn seed(n: u32) -> Value {
     let dir = std::env::var("FLAGLOG_REFERENCE_DIR").unwrap_or_else(|_| {
@@ -33,7 +35,7 @@ fn seed(n: u32) -> Value {
 /// A projection running in the background until dropped.
 struct Running {
     progress: watch::Receiver<u64>,
-    stop: watch::Sender<bool>,
+    stop: CancellationToken,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -47,7 +49,8 @@ impl Running {
     async fn start_bounded(log: Arc<dyn EventLog>, pool: sqlx::AnyPool, bound: usize) -> Self {
         let (changes, _) = broadcast::channel(1024);
         let (progress_tx, progress) = watch::channel(0);
-        let (stop, stop_rx) = watch::channel(false);
+        let stop = CancellationToken::new();
+        let stop_rx = stop.clone();
         let projection =
             EnvironmentDocuments::new(pool, log.clone(), changes).with_loaded_aggregates(bound);
         let task = tokio::spawn(async move {
@@ -74,7 +77,7 @@ impl Running {
     }
 
     async fn stop(self) {
-        self.stop.send_replace(true);
+        self.stop.cancel();
         self.task.await.unwrap();
     }
 }
@@ -98,6 +101,7 @@ on_both_backends!(
     a_restarted_projection_resumes_from_its_checkpoint,
     a_projection_bounded_to_one_aggregate_writes_the_same_read_model,
     a_restarted_projection_applies_project_changes_after_its_checkpoint,
+    a_former_leader_lagging_behind_cannot_replace_newer_rows,
 );
 
 async fn import_seed(commands: &Commands, n: u32) -> u64 {
@@ -385,4 +389,39 @@ async fn a_restarted_projection_applies_project_changes_after_its_checkpoint(db:
     rebuilt.caught_up(log.head().await.unwrap()).await;
     rebuilt.stop().await;
     assert_eq!(environment_documents::all(&pool).await.unwrap(), resumed);
+}
+
+async fn a_former_leader_lagging_behind_cannot_replace_newer_rows(db: TestDatabase) {
+    use projections::runner::Projection;
+    let log = db.event_log().await;
+    let commands = Commands::new(Store::new(log.clone()));
+    let pool = projections::connect(db.url()).await.unwrap();
+    let environment = import_seed(&commands, 5).await;
+    let imported = log.head().await.unwrap();
+    make_changes(&commands, environment).await;
+    let mut running = Running::start(log.clone(), pool.clone()).await;
+    running.caught_up(log.head().await.unwrap()).await;
+    running.stop().await;
+    let newest = environment_documents::all(&pool).await.unwrap();
+    assert!(newest[0].position > imported, "the changes moved the row");
+
+    // A second instance that only got as far as the import (as a former leader still finishing
+    // an old batch would) applies it: refused as a whole, and nothing it rendered lands.
+    let (changes, _) = broadcast::channel(16);
+    let mut stale = EnvironmentDocuments::new(pool.clone(), log.clone(), changes);
+    let old: Vec<_> = log
+        .read_all(0, 10_000)
+        .await
+        .unwrap()
+        .into_iter()
+        .take_while(|e| e.position <= imported)
+        .collect();
+    let refused = stale.apply(&old).await;
+    assert!(
+        matches!(refused, Err(projections::Error::Superseded(p)) if p == imported),
+        "{refused:?}"
+    );
+    assert_eq!(environment_documents::all(&pool).await.unwrap(), newest);
+    let mut fresh = EnvironmentDocuments::new(pool.clone(), log.clone(), broadcast::channel(1).0);
+    assert_eq!(fresh.checkpoint().await.unwrap(), log.head().await.unwrap());
 }

@@ -32,6 +32,24 @@ async fn health_answers_200_json_with_the_log_position(backend: Backend) {
     let head = server.log.head().await.unwrap();
     assert_eq!(reply.body["log_position"], head);
     assert!(head >= 3, "the bootstrap's events are in the log");
+    assert_eq!(reply.body["database"], "ok");
+    let node = reply.body["node"].as_str().unwrap_or_default().to_string();
+    assert!(!node.is_empty(), "{}", reply.body);
+    let workers = reply.body["workers"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let projection = workers
+        .iter()
+        .find(|w| w["name"] == "environment_documents")
+        .unwrap_or_else(|| panic!("the projection is a worker: {}", reply.body));
+    // One node: it leads.
+    assert_eq!(projection["leader"], node.as_str(), "{}", reply.body);
+    assert!(
+        workers.iter().any(|w| w["name"] == "sdk_cache"),
+        "{}",
+        reply.body
+    );
 }
 
 async fn the_openapi_document_describes_every_admin_route(backend: Backend) {

@@ -297,4 +297,40 @@ on_both_backends!(
     the_stream_announces_the_environment_now_and_after_each_change,
     a_document_fetched_on_a_stream_event_holds_the_announced_change,
     the_stream_of_an_unknown_key_is_404,
+    a_stream_that_missed_announcements_sends_the_current_version,
 );
+
+/// A stream whose receiver lagged (announcements were dropped before it read them) cannot know
+/// whether one was its environment's: it sends the environment's current version rather than
+/// waiting silently for the next change.
+async fn a_stream_that_missed_announcements_sends_the_current_version(backend: Backend) {
+    use api::http::DocumentChanged;
+    use api::http::sdk::Realtime;
+    let (server, banner, _) = environment_with_banner(backend).await;
+    set_banner(&server, banner, "v1").await;
+    server.projected().await;
+    let current = server
+        .state
+        .sdk
+        .by_client_key(KEY)
+        .await
+        .unwrap()
+        .unwrap()
+        .updated_at_micros;
+    let (changes, receiver) = tokio::sync::broadcast::channel(2);
+    let mut realtime = Realtime::new(receiver, KEY.to_string(), server.state.sdk.clone());
+    for position in 1..=5 {
+        changes
+            .send(DocumentChanged {
+                environment_id: 999,
+                client_key: "another-environment".into(),
+                updated_at_micros: 1,
+                position,
+            })
+            .unwrap();
+    }
+    let next = tokio::time::timeout(Duration::from_secs(10), realtime.next())
+        .await
+        .expect("an event, not silence");
+    assert_eq!(next, Some(current));
+}

@@ -136,8 +136,14 @@ async fn scrape(State(state): State<AppState>) -> Response {
 /// Gauges read from the running state when scraped.
 fn refresh_gauges(state: &AppState) {
     metrics::gauge!(PROJECTION_POSITION).set(*state.projection_progress.borrow() as f64);
-    // The background-worker runtime (issue 9) hands its `Vec<WorkerStatus>` here:
-    // set_worker_gauges(state.workers.statuses().iter().map(|w| WorkerGauge { .. }));
+    let statuses = state.workers.statuses();
+    set_worker_gauges(statuses.iter().filter_map(|status| {
+        Some(WorkerGauge {
+            worker: &status.name,
+            position: status.position?,
+            lag: status.lag_events.unwrap_or(0),
+        })
+    }));
 }
 
 /// One background worker's progress, as `/metrics` shows it.

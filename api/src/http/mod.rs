@@ -29,8 +29,10 @@ use axum::middleware::{self, Next};
 use axum::response::Response;
 use commands::Commands;
 use domain::log::EventLog;
-use projections::environment_documents::DocumentChanged;
+pub use projections::environment_documents::DocumentChanged;
+use projections::workers::Workers;
 use tokio::sync::{broadcast, watch};
+use tokio_util::sync::CancellationToken;
 
 use extract::RequestId;
 
@@ -47,8 +49,14 @@ pub struct Services {
     pub sdk_store: crate::sdk_store::SdkStore,
     /// Announces every environment whose document changed (realtime streams listen).
     pub document_changes: broadcast::Sender<DocumentChanged>,
-    /// The log position the environment-documents projection has applied.
+    /// The log position the environment-documents projection has applied (on the node that
+    /// runs it; it stays put on the others).
     pub projection_progress: watch::Receiver<u64>,
+    /// This node's background workers (`/health` reports them).
+    pub workers: Arc<Workers>,
+    /// Cancelled when the server starts shutting down: long-lived responses (realtime streams)
+    /// end, so that in-flight requests can finish.
+    pub shutdown: CancellationToken,
 }
 
 impl AppState {

@@ -308,7 +308,11 @@ fn seconds(micros: i64) -> f64 {
 }
 
 /// `GET /sse/environments/{key}/stream`: an event `{"updated_at": <Unix seconds>}` now and each
-/// time the environment's document changes, as Flagsmith's realtime service sends.
+/// time the environment's document changes, as Flagsmith's realtime service sends. If the
+/// stream falls so far behind that announcements were dropped (its receiver lagged), it cannot
+/// tell whether one was this environment's, so it sends the environment's current
+/// `updated_at`, read afresh: an SDK refetches if that is newer than what it has. The stream
+/// ends when the server shuts down.
 pub async fn stream(
     State(state): State<AppState>,
     Path(environment_key): Path<String>,
@@ -321,30 +325,82 @@ pub async fn stream(
         .await
         .map_err(|e| Error::Internal(e.to_string()))?
         .ok_or_else(|| Error::NotFound("no environment has this key".into()))?;
-    let first =
-        Event::default().data(json!({"updated_at": seconds(env.updated_at_micros)}).to_string());
-    let cache = state.sdk.clone();
-    let stream = futures_util::stream::unfold(
-        (Some(first), changes, environment_key, cache),
-        |(first, mut changes, key, cache)| async move {
-            if let Some(event) = first {
-                return Some((Ok(event), (None, changes, key, cache)));
-            }
-            loop {
-                match changes.recv().await {
-                    Ok(change) if change.client_key == key => {
-                        // The SDK fetches the document as soon as it hears of the change: drop
-                        // the cached one first (the invalidation task may not have run yet).
-                        cache.changed(&change).await;
-                        let data = json!({"updated_at": seconds(change.updated_at_micros)});
-                        let event = Event::default().data(data.to_string());
-                        return Some((Ok(event), (None, changes, key, cache)));
-                    }
-                    Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => continue,
-                    Err(broadcast::error::RecvError::Closed) => return None,
+    let first = updated_event(env.updated_at_micros);
+    let realtime = Realtime::new(changes, environment_key, state.sdk.clone());
+    let shutdown = state.shutdown.clone();
+    let stream =
+        futures_util::stream::unfold((Some(first), realtime), move |(first, mut realtime)| {
+            let shutdown = shutdown.clone();
+            async move {
+                if let Some(event) = first {
+                    return Some((Ok(event), (None, realtime)));
                 }
+                let updated_at = tokio::select! {
+                    updated_at = realtime.next() => updated_at?,
+                    () = shutdown.cancelled() => return None,
+                };
+                Some((Ok(updated_event(updated_at)), (None, realtime)))
             }
-        },
-    );
+        });
     Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
+}
+
+fn updated_event(updated_at_micros: i64) -> Event {
+    Event::default().data(json!({"updated_at": seconds(updated_at_micros)}).to_string())
+}
+
+/// What one realtime stream announces: the `updated_at` of each change of its environment.
+pub struct Realtime {
+    changes: broadcast::Receiver<crate::http::DocumentChanged>,
+    key: String,
+    cache: Arc<crate::sdk_cache::EnvironmentCache>,
+}
+
+impl Realtime {
+    /// The stream of environment `key`'s changes, heard on `changes`.
+    pub fn new(
+        changes: broadcast::Receiver<crate::http::DocumentChanged>,
+        key: String,
+        cache: Arc<crate::sdk_cache::EnvironmentCache>,
+    ) -> Self {
+        Realtime {
+            changes,
+            key,
+            cache,
+        }
+    }
+
+    /// The `updated_at` (µs) of the next event to send; `None` when the stream should end.
+    pub async fn next(&mut self) -> Option<i64> {
+        loop {
+            match self.changes.recv().await {
+                Ok(change) if change.client_key == self.key => {
+                    // The SDK fetches the document as soon as it hears of the change: drop
+                    // the cached one first (the invalidation worker may not have run yet).
+                    self.cache.changed(&change).await;
+                    return Some(change.updated_at_micros);
+                }
+                Ok(_) => continue,
+                Err(broadcast::error::RecvError::Lagged(missed)) => {
+                    tracing::debug!(
+                        missed,
+                        "a realtime stream lagged; sending the current version"
+                    );
+                    self.cache.forget(&self.key).await;
+                    match self.cache.by_client_key(&self.key).await {
+                        Ok(Some(env)) => return Some(env.updated_at_micros),
+                        // Gone: nothing more to tell.
+                        Ok(None) => return None,
+                        // Unknown, so "changed": an SDK refetches and sees for itself.
+                        Err(_) => return Some(now_micros()),
+                    }
+                }
+                Err(broadcast::error::RecvError::Closed) => return None,
+            }
+        }
+    }
+}
+
+fn now_micros() -> i64 {
+    (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1000) as i64
 }
