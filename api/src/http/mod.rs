@@ -138,10 +138,15 @@ async fn request_context(mut request: Request, next: Next) -> Response {
     let method = request.method().clone();
     let route = request.extensions().get::<MatchedPath>().cloned();
     let route = route.as_ref().map_or("<unmatched>", MatchedPath::as_str);
-    request
-        .extensions_mut()
-        .insert(RequestId(request_id.clone()));
+    // The response's header, made now: the log reads the id back from it, so the id is
+    // copied once (into the header), not once more for the log.
+    let id_header = HeaderValue::from_str(&request_id).ok();
+    request.extensions_mut().insert(RequestId(request_id));
     let mut response = next.run(request).await;
+    let request_id = id_header
+        .as_ref()
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
     let elapsed = started.elapsed();
     let status = response.status();
     metrics::record_request(&method, route, status, elapsed);
@@ -166,7 +171,7 @@ async fn request_context(mut request: Request, next: Next) -> Response {
             "request"
         );
     }
-    if let Ok(value) = HeaderValue::from_str(&request_id) {
+    if let Some(value) = id_header {
         response.headers_mut().insert("x-request-id", value);
     }
     response
