@@ -13,8 +13,7 @@
 //!
 //! On SQLite there is one process per database, so it always leads and takes no lock.
 
-use std::hash::{DefaultHasher, Hash, Hasher};
-
+use sha2::{Digest, Sha256};
 use sqlx::Connection;
 use sqlx::postgres::{PgConnectOptions, PgConnection};
 
@@ -51,11 +50,12 @@ impl Leadership {
     }
 }
 
-/// The second key of `name`'s lock: the same in every process (SipHash with fixed keys).
+/// The second key of `name`'s lock: the first four bytes of the name's SHA-256, the same in
+/// every process and every build (std's hasher promises neither across Rust versions, and two
+/// builds side by side in a rolling upgrade must agree on who leads).
 fn lock_key(name: &str) -> i32 {
-    let mut hasher = DefaultHasher::new();
-    name.hash(&mut hasher);
-    hasher.finish() as i32
+    let digest = Sha256::digest(name.as_bytes());
+    i32::from_be_bytes([digest[0], digest[1], digest[2], digest[3]])
 }
 
 /// One worker's lock on one node.
@@ -139,4 +139,19 @@ impl LeaderLock {
             }
         }
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Nodes of different builds must agree on the key: it is pinned, not whatever a hasher gives.
+    #[test]
+    fn lock_keys_are_the_same_in_every_build() {
+        assert_eq!(lock_key("environment_documents"), EXPECTED);
+        assert_ne!(lock_key("environment_documents"), lock_key("scheduler"));
+    }
+
+    // The first four bytes of SHA-256("environment_documents"), big-endian.
+    const EXPECTED: i32 = 1_623_745_757;
 }
