@@ -6,6 +6,7 @@
 //! What a decision needs is looked up by the caller and passed in, so every rule is testable
 //! without a database or a runtime.
 
+pub mod access;
 pub mod aggregate;
 pub mod change_request;
 pub mod command;

@@ -138,7 +138,79 @@ async fn the_openapi_document_describes_every_command_type(backend: Backend) {
     );
 }
 
+/// Every mutation is checked against `domain::access` on the one command path: a user without a
+/// role is refused with a 403 that names the role needed and where.
+async fn a_user_without_a_role_is_refused_naming_the_role_needed(backend: Backend) {
+    let server = Server::start(backend).await;
+    let project = server.project(json!({"name": "p"})).await;
+    server.environment(project, "env-key").await;
+    let feature = server.feature(project, json!({"name": "f"})).await;
+    let token = "plain-user-token-0123456789";
+    server
+        .post(
+            "/api/v1/commands/",
+            json!({"type": "create_user", "email": "viewer@example.com", "is_admin": false,
+                   "token_hash": commands::secrets::sha256_hex(token)}),
+        )
+        .send()
+        .await
+        .expect_status(200);
+    let cases = [
+        (
+            server.put(
+                &format!("/api/v1/environments/env-key/featurestates/{feature}/"),
+                json!({"enabled": true}),
+            ),
+            "editor role on the project of environment 1".to_string(),
+        ),
+        (
+            server.post(
+                &format!("/api/v1/projects/{project}/features/"),
+                json!({"name": "g"}),
+            ),
+            format!("editor role on project {project}"),
+        ),
+        (
+            server.put(
+                &format!("/api/v1/projects/{project}/"),
+                json!({"name": "renamed"}),
+            ),
+            format!("admin role on project {project}"),
+        ),
+        (
+            server.post("/api/v1/organisations/", json!({"name": "o"})),
+            "organisation administrator".to_string(),
+        ),
+        (
+            server.post(
+                "/api/v1/commands/",
+                json!({"type": "delete_feature", "project_id": project, "feature_id": feature}),
+            ),
+            format!("editor role on project {project}"),
+        ),
+    ];
+    let before = server.events().await.len();
+    for (call, needed) in cases {
+        let reply = call
+            .token(token)
+            .send()
+            .await
+            .expect_error(403, "forbidden", None);
+        let message = reply.body["message"].as_str().unwrap_or("");
+        assert!(
+            message.contains(&needed),
+            "{message} should name {needed:?}"
+        );
+    }
+    assert_eq!(
+        server.events().await.len(),
+        before,
+        "a refused command writes nothing"
+    );
+}
+
 on_both_backends!(
+    a_user_without_a_role_is_refused_naming_the_role_needed,
     commands_in_their_json_form_change_what_the_admin_api_shows,
     the_openapi_document_describes_every_command_type,
 );

@@ -1,0 +1,144 @@
+//! Who may execute which command: the one table the write side checks every command against,
+//! so that no route, page or tool carries a copy of a rule.
+//!
+//! Roles are per project and ordered: a viewer reads; an editor also changes flags, segments
+//! and overrides (and proposes changes where four-eyes guards them); an approver also approves;
+//! an admin also changes settings, keys and roles. An organisation admin is admin everywhere.
+//! [`requirement`] names, for each command, where it applies and the least role it needs;
+//! [`changes_what_is_served`] says whether four-eyes guards it (the environments' flag values or
+//! the definitions they are evaluated with).
+
+use serde::{Deserialize, Serialize};
+
+use crate::command::{
+    Command, DirectoryCommand, EnvironmentCommand, IdentityCommand, ProjectCommand,
+};
+use crate::model::{EnvironmentId, OrganisationId, ProjectId};
+
+/// A role on a project, weakest first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    Viewer,
+    Editor,
+    Approver,
+    Admin,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Viewer => "viewer",
+            Role::Editor => "editor",
+            Role::Approver => "approver",
+            Role::Admin => "admin",
+        }
+    }
+}
+
+/// Where a command applies, for looking up the actor's role.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    /// The whole installation or one organisation: only organisation admins.
+    Organisation(Option<OrganisationId>),
+    Project(ProjectId),
+    /// An environment: the role on its project counts.
+    Environment(EnvironmentId),
+}
+
+/// What executing a command needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Requirement {
+    pub scope: Scope,
+    pub role: Role,
+}
+
+impl Requirement {
+    /// The refusal's message: which role, where.
+    pub fn refusal(&self) -> String {
+        match self.scope {
+            Scope::Organisation(_) => "this needs an organisation administrator".to_string(),
+            Scope::Project(id) => {
+                format!("this needs the {} role on project {id}", self.role.as_str())
+            }
+            Scope::Environment(id) => format!(
+                "this needs the {} role on the project of environment {id}",
+                self.role.as_str()
+            ),
+        }
+    }
+}
+
+/// Where `command` applies and the least role it needs there.
+pub fn requirement(command: &Command) -> Requirement {
+    let (scope, role) = match command {
+        Command::Directory(c) => match c {
+            DirectoryCommand::CreateOrganisation { .. } | DirectoryCommand::CreateUser { .. } => {
+                (Scope::Organisation(None), Role::Admin)
+            }
+            DirectoryCommand::CreateProject {
+                organisation_id, ..
+            } => (Scope::Organisation(Some(*organisation_id)), Role::Admin),
+            DirectoryCommand::CreateEnvironment { project_id, .. } => {
+                (Scope::Project(*project_id), Role::Admin)
+            }
+        },
+        Command::Project(c) => {
+            let role = match c {
+                ProjectCommand::UpdateProject { .. } => Role::Admin,
+                ProjectCommand::CreateFeature { .. }
+                | ProjectCommand::UpdateFeature { .. }
+                | ProjectCommand::DeleteFeature { .. }
+                | ProjectCommand::CreateSegment { .. }
+                | ProjectCommand::UpdateSegment { .. }
+                | ProjectCommand::DeleteSegment { .. } => Role::Editor,
+            };
+            (Scope::Project(c.project_id()), role)
+        }
+        Command::Environment(c) => {
+            let role = match c {
+                EnvironmentCommand::RenameEnvironment { .. }
+                | EnvironmentCommand::IssueServerSideKey { .. } => Role::Admin,
+                EnvironmentCommand::SetFeatureState { .. }
+                | EnvironmentCommand::SetSegmentOverride { .. }
+                | EnvironmentCommand::RemoveSegmentOverride { .. } => Role::Editor,
+            };
+            (Scope::Environment(c.environment_id()), role)
+        }
+        Command::Identity(c) => match c {
+            IdentityCommand::SetIdentityOverride { .. }
+            | IdentityCommand::RemoveIdentityOverride { .. } => {
+                (Scope::Environment(c.environment_id()), Role::Editor)
+            }
+        },
+    };
+    Requirement { scope, role }
+}
+
+/// Whether `command` changes what an environment serves (its flags, or the feature and segment
+/// definitions they are evaluated with): what four-eyes guards, identity overrides and
+/// multivariate allocations included.
+pub fn changes_what_is_served(command: &Command) -> bool {
+    match command {
+        Command::Directory(_) => false,
+        Command::Project(c) => !matches!(c, ProjectCommand::UpdateProject { .. }),
+        Command::Environment(c) => !matches!(
+            c,
+            EnvironmentCommand::RenameEnvironment { .. }
+                | EnvironmentCommand::IssueServerSideKey { .. }
+        ),
+        Command::Identity(_) => true,
+    }
+}
+
+/// Whether `role` (the actor's on the scope, if any) meets `requirement`; organisation admins
+/// meet every requirement.
+pub fn allows(requirement: &Requirement, role: Option<Role>, organisation_admin: bool) -> bool {
+    if organisation_admin {
+        return true;
+    }
+    match requirement.scope {
+        Scope::Organisation(_) => false,
+        Scope::Project(_) | Scope::Environment(_) => role.is_some_and(|r| r >= requirement.role),
+    }
+}
