@@ -98,6 +98,25 @@ pub(crate) struct Decision<T> {
     pub outcome: T,
 }
 
+/// The command creating a user, with a first API token generated here (returned to be shown
+/// once; only its hash is in the command) and the password, if any, hashed.
+pub fn new_user_command(
+    email: &str,
+    password: Option<&str>,
+    is_admin: bool,
+    only_if_first: bool,
+) -> Result<(DirectoryCommand, String)> {
+    let token = secrets::new_token();
+    let command = DirectoryCommand::CreateUser {
+        email: email.to_string(),
+        is_admin,
+        password_hash: password.map(secrets::hash_password).transpose()?,
+        token_hash: secrets::sha256_hex(&token),
+        only_if_first,
+    };
+    Ok((command, token))
+}
+
 /// A new user and the API token to give them (shown once; only its hash is stored).
 #[derive(Debug, Clone)]
 pub struct NewUser {
@@ -159,14 +178,7 @@ impl Commands {
         is_admin: bool,
         only_if_first: bool,
     ) -> Result<NewUser> {
-        let token = secrets::new_token();
-        let command = DirectoryCommand::CreateUser {
-            email: email.to_string(),
-            is_admin,
-            password_hash: password.map(secrets::hash_password).transpose()?,
-            token_hash: secrets::sha256_hex(&token),
-            only_if_first,
-        };
+        let (command, token) = new_user_command(email, password, is_admin, only_if_first)?;
         let id = self
             .execute(metadata, &command.into())
             .await?
@@ -249,7 +261,7 @@ impl Commands {
                     client_key: client_key.clone(),
                 })
             }
-            DirectoryEvent::ApiTokenIssued { .. } => None,
+            DirectoryEvent::ApiTokenIssued { .. } | DirectoryEvent::ProjectRoleSet { .. } => None,
         });
         let mut writes = vec![dir.append(&decided.directory)?];
         if let Some((id, events)) = &decided.project {

@@ -79,7 +79,8 @@ pub fn requirement(command: &Command) -> Requirement {
             DirectoryCommand::CreateProject {
                 organisation_id, ..
             } => (Scope::Organisation(Some(*organisation_id)), Role::Admin),
-            DirectoryCommand::CreateEnvironment { project_id, .. } => {
+            DirectoryCommand::CreateEnvironment { project_id, .. }
+            | DirectoryCommand::SetProjectRole { project_id, .. } => {
                 (Scope::Project(*project_id), Role::Admin)
             }
         },

@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::access::Role;
 use crate::aggregate::{Aggregate, DomainEvent};
 use crate::error::{Error, Result};
 use crate::model::{EnvironmentId, OrganisationId, ProjectId, UserId, validate_name};
@@ -45,6 +46,12 @@ pub enum DirectoryEvent {
         /// Hex SHA-256 of the token: the token itself is never stored.
         token_hash: String,
     },
+    /// A user's role on a project; `None` takes it away.
+    ProjectRoleSet {
+        project_id: ProjectId,
+        user_id: UserId,
+        role: Option<Role>,
+    },
 }
 
 impl DomainEvent for DirectoryEvent {}
@@ -66,6 +73,8 @@ pub struct Directory {
     pub users: BTreeMap<UserId, UserEntry>,
     /// Token hash → user id.
     pub tokens: BTreeMap<String, UserId>,
+    /// Each user's role on each project they have one on.
+    pub roles: BTreeMap<(ProjectId, UserId), Role>,
 }
 
 impl Aggregate for Directory {
@@ -111,6 +120,18 @@ impl Aggregate for Directory {
             } => {
                 self.tokens.insert(token_hash.clone(), *user_id);
             }
+            DirectoryEvent::ProjectRoleSet {
+                project_id,
+                user_id,
+                role,
+            } => match role {
+                Some(role) => {
+                    self.roles.insert((*project_id, *user_id), *role);
+                }
+                None => {
+                    self.roles.remove(&(*project_id, *user_id));
+                }
+            },
         }
     }
 }
@@ -124,6 +145,33 @@ impl Directory {
         self.tokens
             .get(token_hash)
             .and_then(|id| self.users.get(id))
+    }
+
+    /// The user's role on the project, if they have one (organisation admins hold every role
+    /// without one being recorded).
+    pub fn role_of(&self, user_id: UserId, project_id: ProjectId) -> Option<Role> {
+        self.roles.get(&(project_id, user_id)).copied()
+    }
+
+    /// Decides giving `user_id` `role` on `project_id` (`None`: taking it away).
+    pub fn set_project_role(
+        &self,
+        project_id: ProjectId,
+        user_id: UserId,
+        role: Option<Role>,
+    ) -> Result<Vec<DirectoryEvent>> {
+        self.require_project(project_id)?;
+        if !self.users.contains_key(&user_id) {
+            return Err(Error::not_found("user", user_id));
+        }
+        if self.role_of(user_id, project_id) == role {
+            return Ok(vec![]);
+        }
+        Ok(vec![DirectoryEvent::ProjectRoleSet {
+            project_id,
+            user_id,
+            role,
+        }])
     }
 
     pub fn environment_by_client_key(&self, client_key: &str) -> Option<EnvironmentId> {

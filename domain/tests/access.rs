@@ -83,6 +83,7 @@ fn four_eyes_guards_what_environments_serve_and_nothing_else() {
         json!({"type": "create_project", "organisation_id": 1, "settings": {"name": "p"}}),
         json!({"type": "create_organisation", "name": "o"}),
         json!({"type": "create_user", "email": "a@b.c", "is_admin": false, "token_hash": "h"}),
+        json!({"type": "set_project_role", "project_id": 2, "user_id": 4, "role": "editor"}),
     ];
     for value in &guarded {
         assert!(changes_what_is_served(&command(value.clone())), "{value}");

@@ -8,4 +8,5 @@ mod concurrency;
 mod discovery;
 mod flow;
 mod references;
+mod roles;
 mod validation;

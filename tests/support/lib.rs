@@ -411,6 +411,12 @@ impl Reply {
 /// OpenAPI document are not admin routes: they need no token.
 pub const ADMIN_ROUTES: &[(&str, &str, &str)] = &[
     ("POST", "/api/v1/commands/", "/api/v1/commands/"),
+    ("POST", "/api/v1/users/", "/api/v1/users/"),
+    (
+        "PUT",
+        "/api/v1/projects/{project_id}/roles/{user_id}/",
+        "/api/v1/projects/1/roles/2/",
+    ),
     ("GET", "/api/v1/organisations/", "/api/v1/organisations/"),
     ("POST", "/api/v1/organisations/", "/api/v1/organisations/"),
     ("GET", "/api/v1/projects/", "/api/v1/projects/"),

@@ -17,7 +17,7 @@ use crate::http::health;
     info(title = "flaglog", description = "An event-sourced feature-flag server, compatible with Flagsmith's SDKs."),
     paths(
         health::health,
-        users::init,
+        users::init, users::create, users::set_role,
         organisations::list, organisations::create,
         projects::list, projects::create, projects::show, projects::update,
         environments::list, environments::create, environments::show, environments::rename,

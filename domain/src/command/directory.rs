@@ -4,10 +4,11 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::access::Role;
 use crate::directory::{Directory, DirectoryEvent};
 use crate::environment::{Environment, EnvironmentEvent};
 use crate::error::{Error, Result};
-use crate::model::{EnvironmentId, OrganisationId, ProjectId};
+use crate::model::{EnvironmentId, OrganisationId, ProjectId, UserId};
 use crate::project::{Project, ProjectEvent, ProjectSettings};
 
 #[derive(
@@ -41,6 +42,13 @@ pub enum DirectoryCommand {
         project_id: ProjectId,
         name: String,
         client_key: String,
+    },
+    /// Gives a user a role on a project; `null` takes it away.
+    SetProjectRole {
+        project_id: ProjectId,
+        user_id: UserId,
+        #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
+        role: Option<Role>,
     },
 }
 
@@ -97,6 +105,14 @@ pub fn decide(directory: &Directory, command: &DirectoryCommand) -> Result<Direc
                 environment: None,
             })
         }
+        DirectoryCommand::SetProjectRole {
+            project_id,
+            user_id,
+            role,
+        } => Ok(DirectoryDecision {
+            directory: directory.set_project_role(*project_id, *user_id, *role)?,
+            ..DirectoryDecision::default()
+        }),
         DirectoryCommand::CreateEnvironment {
             project_id,
             name,

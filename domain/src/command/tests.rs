@@ -12,6 +12,7 @@ const SAMPLES: &[&str] = &[
     r#"{"type":"create_user","email":"a@example.com","is_admin":true,"password_hash":"$argon2id$v=19$x","token_hash":"ab12","only_if_first":false}"#,
     r#"{"type":"create_project","organisation_id":1,"settings":{"name":"web","feature_name_regex":null,"case_sensitive_feature_names":false,"hide_disabled_flags":true}}"#,
     r#"{"type":"create_environment","project_id":2,"name":"production","client_key":"abcDEF123"}"#,
+    r#"{"type":"set_project_role","project_id":2,"user_id":4,"role":"approver"}"#,
     r#"{"type":"update_project","project_id":2,"settings":{"name":"web","feature_name_regex":"[a-z_]+","case_sensitive_feature_names":true,"hide_disabled_flags":false}}"#,
     r#"{"type":"create_feature","project_id":2,"feature":{"name":"colour","type":"MULTIVARIATE","default_enabled":true,"initial_value":"red","description":"the button","tags":["ui"],"multivariate_options":[{"value":"blue","default_percentage_allocation":25.5,"key":"b"},{"id":9,"value":7,"default_percentage_allocation":0.0}]}}"#,
     r#"{"type":"update_feature","project_id":2,"feature_id":7,"changes":{"default_enabled":false,"multivariate_options":[{"id":9,"value":7,"default_percentage_allocation":10.0}]}}"#,

@@ -52,9 +52,19 @@ pub async fn execute(
 ) -> Result<Executed> {
     let command = command.into();
     let needed = access::requirement(&command);
-    // Per-project roles are not recorded yet: until they are, only organisation admins hold a
-    // role, and they hold every one.
-    let role = None;
+    let role = if caller.user.is_admin {
+        None
+    } else {
+        let directory = state.commands.directory().await?.state;
+        let project = match needed.scope {
+            access::Scope::Organisation(_) => None,
+            access::Scope::Project(project) => Some(project),
+            access::Scope::Environment(environment) => {
+                directory.environments.get(&environment).map(|(p, _)| *p)
+            }
+        };
+        project.and_then(|project| directory.role_of(caller.user.id, project))
+    };
     if !access::allows(&needed, role, caller.user.is_admin) {
         return Err(Error::Forbidden(needed.refusal()));
     }
