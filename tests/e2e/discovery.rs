@@ -35,16 +35,35 @@ async fn health_answers_200_json_with_the_log_position(backend: Backend) {
     assert_eq!(reply.body["database"], "ok");
     let node = reply.body["node"].as_str().unwrap_or_default().to_string();
     assert!(!node.is_empty(), "{}", reply.body);
-    let workers = reply.body["workers"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default();
-    let projection = workers
-        .iter()
-        .find(|w| w["name"] == "environment_documents")
-        .unwrap_or_else(|| panic!("the projection is a worker: {}", reply.body));
-    // One node: it leads.
-    assert_eq!(projection["leader"], node.as_str(), "{}", reply.body);
+    // One node: it leads, once the worker has started (it may still be starting at first).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let mut reply = reply;
+    let workers = loop {
+        let workers = reply.body["workers"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        let projection = workers
+            .iter()
+            .find(|w| w["name"] == "environment_documents")
+            .unwrap_or_else(|| panic!("the projection is a worker: {}", reply.body));
+        if projection["state"] != "starting" {
+            assert_eq!(projection["leader"], node.as_str(), "{}", reply.body);
+            break workers;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still starting: {}",
+            reply.body
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        reply = server
+            .get("/health")
+            .without_token()
+            .send()
+            .await
+            .expect_status(200);
+    };
     assert!(
         workers.iter().any(|w| w["name"] == "sdk_cache"),
         "{}",

@@ -1,6 +1,6 @@
-//! Roles per project on the one command path: an administrator creates a user and gives them a
-//! role on one project; the role allows what it names there and nothing more, elsewhere
-//! nothing; taking it away takes that away.
+//! Roles per project: an administrator creates a user and gives them a role on one project; the
+//! role allows what it names there (a viewer reads, an editor also changes flags, an admin also
+//! settings and roles) and nothing elsewhere; taking it away takes that away.
 
 use flaglog_tests::{Backend, Server, on_both_backends};
 use serde_json::json;
@@ -36,7 +36,71 @@ async fn a_role_on_a_project_allows_what_it_names_there_and_nothing_elsewhere(ba
         .await
         .expect_error(403, "forbidden", None);
 
+    let read = |path: String| server.get(&path).token(&token);
+    read(format!("/api/v1/projects/{mine}/features/"))
+        .send()
+        .await
+        .expect_error(403, "forbidden", None);
+    let listed = read("/api/v1/projects/".into())
+        .send()
+        .await
+        .expect_status(200);
+    assert_eq!(
+        listed.body,
+        json!([]),
+        "a user without roles sees no project"
+    );
+
     let role_path = format!("/api/v1/projects/{mine}/roles/{id}/");
+    server
+        .put(&role_path, json!({"role": "viewer"}))
+        .send()
+        .await
+        .expect_status(200);
+    // A viewer reads the project, and only it; writing needs more.
+    for path in [
+        format!("/api/v1/projects/{mine}/"),
+        format!("/api/v1/projects/{mine}/features/{feature}/"),
+        format!("/api/v1/projects/{mine}/segments/"),
+        "/api/v1/environments/mine-key/featurestates/".to_string(),
+        "/api/v1/environments/mine-key/identity-overrides/?identifier=u".to_string(),
+    ] {
+        read(path).send().await.expect_status(200);
+    }
+    for path in [
+        format!("/api/v1/projects/{other}/features/"),
+        "/api/v1/environments/other-key/".to_string(),
+    ] {
+        read(path).send().await.expect_error(403, "forbidden", None);
+    }
+    let projects = read("/api/v1/projects/".into())
+        .send()
+        .await
+        .expect_status(200);
+    let ids: Vec<_> = projects
+        .body
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["id"].clone())
+        .collect();
+    assert_eq!(ids, [json!(mine)]);
+    let environments = read("/api/v1/environments/".into())
+        .send()
+        .await
+        .expect_status(200);
+    assert_eq!(
+        environments.body.as_array().unwrap().len(),
+        1,
+        "{}",
+        environments.text
+    );
+    let refused = set_state("mine-key", feature)
+        .send()
+        .await
+        .expect_error(403, "forbidden", None);
+    assert!(refused.text.contains("editor role"), "{}", refused.text);
+
     server
         .put(&role_path, json!({"role": "editor"}))
         .send()
@@ -121,7 +185,15 @@ async fn a_role_on_a_project_allows_what_it_names_there_and_nothing_elsewhere(ba
         .filter(|e| e.event_type == "ProjectRoleSet")
         .map(|e| e.payload["role"].clone())
         .collect();
-    assert_eq!(roles, [json!("editor"), json!("admin"), json!(null)]);
+    assert_eq!(
+        roles,
+        [
+            json!("viewer"),
+            json!("editor"),
+            json!("admin"),
+            json!(null)
+        ]
+    );
 }
 
 async fn roles_are_checked_for_users_and_projects_that_exist(backend: Backend) {

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::http::AppState;
-use crate::http::admin::{environment_by_key, execute};
+use crate::http::admin::{environment_by_key, execute, may_read, require_reader};
 use crate::http::error::{Error, Result};
 use crate::http::extract::{Admin, JsonBody, Path, Query};
 
@@ -89,13 +89,15 @@ pub struct ListQuery {
     responses((status = 200, body = Vec<EnvironmentView>)))]
 pub async fn list(
     State(state): State<AppState>,
-    _admin: Admin,
+    caller: Admin,
     Query(query): Query<ListQuery>,
 ) -> Result<Json<Vec<EnvironmentView>>> {
     let directory = state.commands.directory().await?;
     let mut views = Vec::new();
     for (id, (project_id, _)) in &directory.state.environments {
-        if query.project.is_none_or(|p| p == *project_id) {
+        if query.project.is_none_or(|p| p == *project_id)
+            && may_read(&directory.state, &caller, *project_id)
+        {
             views.push(EnvironmentView::of(
                 &state.commands.environment(*id).await?.state,
             ));
@@ -136,10 +138,11 @@ pub async fn create(
     responses((status = 200, body = EnvironmentView), (status = 404, body = crate::http::error::ErrorBody)))]
 pub async fn show(
     State(state): State<AppState>,
-    _admin: Admin,
+    caller: Admin,
     Path(api_key): Path<String>,
 ) -> Result<Json<EnvironmentView>> {
     let env = environment_by_key(&state, &api_key).await?;
+    require_reader(&state, &caller, env.state.project_id).await?;
     Ok(Json(EnvironmentView::of(&env.state)))
 }
 
@@ -247,10 +250,11 @@ async fn project_of(state: &AppState, env: &Environment) -> Result<Project> {
     responses((status = 200, body = Vec<FeatureStateView>), (status = 404, body = crate::http::error::ErrorBody)))]
 pub async fn feature_states(
     State(state): State<AppState>,
-    _admin: Admin,
+    caller: Admin,
     Path(api_key): Path<String>,
 ) -> Result<Json<Vec<FeatureStateView>>> {
     let env = environment_by_key(&state, &api_key).await?;
+    require_reader(&state, &caller, env.state.project_id).await?;
     let project = project_of(&state, &env.state).await?;
     Ok(Json(
         project
@@ -386,11 +390,12 @@ pub struct IdentityQuery {
     responses((status = 200, body = Vec<FeatureStateView>), (status = 404, body = crate::http::error::ErrorBody)))]
 pub async fn identity_overrides(
     State(state): State<AppState>,
-    _admin: Admin,
+    caller: Admin,
     Path(api_key): Path<String>,
     Query(query): Query<IdentityQuery>,
 ) -> Result<Json<Vec<FeatureStateView>>> {
     let env = environment_by_key(&state, &api_key).await?;
+    require_reader(&state, &caller, env.state.project_id).await?;
     let project = project_of(&state, &env.state).await?;
     let overrides = state
         .commands

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::http::AppState;
-use crate::http::admin::execute;
+use crate::http::admin::{execute, require_reader};
 use crate::http::error::{Error, Result};
 use crate::http::extract::{Admin, JsonBody, Path};
 
@@ -95,9 +95,10 @@ pub struct UpdateFeature {
     responses((status = 200, body = Vec<FeatureView>), (status = 404, body = crate::http::error::ErrorBody)))]
 pub async fn list(
     State(state): State<AppState>,
-    _admin: Admin,
+    caller: Admin,
     Path(project_id): Path<u64>,
 ) -> Result<Json<Vec<FeatureView>>> {
+    require_reader(&state, &caller, project_id).await?;
     let project = state.commands.project(project_id).await?;
     Ok(Json(
         project
@@ -159,9 +160,10 @@ pub async fn create(
     responses((status = 200, body = FeatureView), (status = 404, body = crate::http::error::ErrorBody)))]
 pub async fn show(
     State(state): State<AppState>,
-    _admin: Admin,
+    caller: Admin,
     Path((project_id, feature_id)): Path<(u64, u64)>,
 ) -> Result<Json<FeatureView>> {
+    require_reader(&state, &caller, project_id).await?;
     let project = state.commands.project(project_id).await?;
     Ok(Json(FeatureView {
         project: project_id,

@@ -16,7 +16,11 @@ use ::commands::store::Loaded;
 use axum::Router;
 use domain::access;
 use domain::command::Command;
+use domain::directory::Directory;
 use domain::environment::Environment;
+use domain::model::ProjectId;
+
+use crate::http::extract::Admin;
 
 use crate::http::AppState;
 use crate::http::error::{Error, Result};
@@ -69,6 +73,27 @@ pub async fn execute(
         return Err(Error::Forbidden(needed.refusal()));
     }
     Ok(state.commands.execute(&caller.metadata, &command).await?)
+}
+
+/// Whether the caller may read `project`: any role on it (organisation admins read everything).
+pub fn may_read(directory: &Directory, caller: &Admin, project: ProjectId) -> bool {
+    caller.user.is_admin || directory.role_of(caller.user.id, project).is_some()
+}
+
+/// Refuses (403) a caller who may not read `project`.
+pub async fn require_reader(state: &AppState, caller: &Admin, project: ProjectId) -> Result<()> {
+    let directory = state.commands.directory().await?.state;
+    if may_read(&directory, caller, project) {
+        Ok(())
+    } else {
+        Err(Error::Forbidden(
+            access::Requirement {
+                scope: access::Scope::Project(project),
+                role: access::Role::Viewer,
+            }
+            .refusal(),
+        ))
+    }
 }
 
 /// Refuses callers that are not administrators.

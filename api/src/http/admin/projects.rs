@@ -9,7 +9,7 @@ use domain::project::{Project, ProjectSettings};
 use serde::{Deserialize, Serialize};
 
 use crate::http::AppState;
-use crate::http::admin::execute;
+use crate::http::admin::{execute, may_read, require_reader};
 use crate::http::error::Result;
 use crate::http::extract::{Admin, JsonBody, Path};
 
@@ -81,10 +81,13 @@ impl From<ProjectSettingsBody> for ProjectSettings {
 
 #[utoipa::path(get, path = "/api/v1/projects/", tag = "projects",
     responses((status = 200, body = Vec<ProjectView>)))]
-pub async fn list(State(state): State<AppState>, _admin: Admin) -> Result<Json<Vec<ProjectView>>> {
+pub async fn list(State(state): State<AppState>, caller: Admin) -> Result<Json<Vec<ProjectView>>> {
     let directory = state.commands.directory().await?;
     let mut views = Vec::new();
     for id in directory.state.projects.keys() {
+        if !may_read(&directory.state, &caller, *id) {
+            continue;
+        }
         views.push(ProjectView::of(&state.commands.project(*id).await?.state));
     }
     Ok(Json(views))
@@ -118,9 +121,10 @@ pub async fn create(
     responses((status = 200, body = ProjectView), (status = 404, body = crate::http::error::ErrorBody)))]
 pub async fn show(
     State(state): State<AppState>,
-    _admin: Admin,
+    caller: Admin,
     Path(project_id): Path<u64>,
 ) -> Result<Json<ProjectView>> {
+    require_reader(&state, &caller, project_id).await?;
     let project = state.commands.project(project_id).await?;
     Ok(Json(ProjectView::of(&project.state)))
 }

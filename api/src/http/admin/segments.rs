@@ -10,7 +10,7 @@ use domain::project::SegmentInput;
 use serde::{Deserialize, Serialize};
 
 use crate::http::AppState;
-use crate::http::admin::execute;
+use crate::http::admin::{execute, require_reader};
 use crate::http::error::Result;
 use crate::http::extract::{Admin, JsonBody, Path};
 
@@ -61,9 +61,10 @@ impl From<SegmentBody> for SegmentInput {
     responses((status = 200, body = Vec<SegmentView>), (status = 404, body = crate::http::error::ErrorBody)))]
 pub async fn list(
     State(state): State<AppState>,
-    _admin: Admin,
+    caller: Admin,
     Path(project_id): Path<u64>,
 ) -> Result<Json<Vec<SegmentView>>> {
+    require_reader(&state, &caller, project_id).await?;
     let project = state.commands.project(project_id).await?;
     Ok(Json(
         project
@@ -108,9 +109,10 @@ pub async fn create(
     responses((status = 200, body = SegmentView), (status = 404, body = crate::http::error::ErrorBody)))]
 pub async fn show(
     State(state): State<AppState>,
-    _admin: Admin,
+    caller: Admin,
     Path((project_id, segment_id)): Path<(u64, u64)>,
 ) -> Result<Json<SegmentView>> {
+    require_reader(&state, &caller, project_id).await?;
     let project = state.commands.project(project_id).await?;
     Ok(Json(SegmentView {
         project: project_id,
