@@ -16,21 +16,20 @@ use std::future::Future;
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
-use domain::command::{
-    Command, DirectoryCommand, EnvironmentCommand, EnvironmentFacts, IdentityCommand,
-    IdentityFacts, ProjectCommand, ProjectFacts,
-};
+use domain::access::Review;
+use domain::command::{Command, DirectoryCommand};
 use domain::directory::{self, Directory, DirectoryEvent, UserEntry};
 use domain::environment::{self, Environment};
 use domain::identity::{self, IdentityOverrides};
 use domain::log::{LogError, Metadata, StreamAppend};
 use domain::model::{EnvironmentId, Feature, ProjectId, SegmentId, UserId};
-use domain::project::{self, Project, ProjectEvent};
+use domain::project::{self, Project};
 use serde::Serialize;
 
 use crate::error::{Error, Result};
 use crate::secrets;
 use crate::store::{Loaded, Store};
+use crate::workspace::Workspace;
 
 /// How often a command is decided again after another writer changed what it read.
 const MAX_ATTEMPTS: usize = 10;
@@ -96,6 +95,17 @@ pub(crate) struct Decision<T> {
     pub writes: Vec<StreamAppend>,
     pub expectations: Vec<StreamAppend>,
     pub outcome: T,
+    /// The change request whose commit this is, and its approvers: named in every appended
+    /// event's metadata.
+    pub reviewed_by: Option<ReviewedBy>,
+}
+
+/// What links applied events to the review that let them through.
+pub(crate) struct ReviewedBy {
+    /// The change request's stream.
+    pub change_request: String,
+    /// `user:<id>` of each approver counted.
+    pub approvers: Vec<String>,
 }
 
 /// The command creating a user, with a first API token generated here (returned to be shown
@@ -142,29 +152,48 @@ impl Commands {
         &self.store
     }
 
-    /// Executes `command` on behalf of `metadata`'s actor.
+    /// Executes `command` on behalf of `metadata`'s actor. Where four-eyes is on, a change of
+    /// what is served is refused unless the metadata marks it as break-glass (the caller checked
+    /// the actor may: an admin, with a reason).
     pub async fn execute(&self, metadata: &Metadata, command: &Command) -> Result<Executed> {
-        let (created, position) = match command {
+        let review = if metadata.break_glass {
+            if metadata
+                .reason
+                .as_deref()
+                .is_none_or(|r| r.trim().is_empty())
+            {
+                return Err(domain::Error::invalid(
+                    "reason",
+                    "a change applied without review needs a reason",
+                )
+                .into());
+            }
+            Review::BreakGlass
+        } else {
+            Review::Direct
+        };
+        let stream = match command {
             Command::Directory(c) => {
-                self.run(metadata, directory::STREAM, || self.decide_directory(c))
-                    .await
+                let (created, position) = self
+                    .run(metadata, directory::STREAM, || self.decide_directory(c))
+                    .await?;
+                return Ok(Executed { position, created });
             }
-            Command::Project(c) => {
-                let stream = project::stream(c.project_id());
-                self.run(metadata, &stream, || self.decide_project(c)).await
-            }
-            Command::Environment(c) => {
-                let stream = environment::stream(c.environment_id());
-                self.run(metadata, &stream, || self.decide_environment(c))
-                    .await
-            }
+            Command::Project(c) => project::stream(c.project_id()),
+            Command::Environment(c) => environment::stream(c.environment_id()),
             Command::Identity(c) => {
                 identity::validate_identifier(c.identifier())?;
-                let stream = identity::stream(c.environment_id(), c.identifier());
-                self.run(metadata, &stream, || self.decide_identity(c))
-                    .await
+                identity::stream(c.environment_id(), c.identifier())
             }
-        }?;
+        };
+        let (created, position) = self
+            .run(metadata, &stream, || async {
+                let mut workspace = Workspace::new(self);
+                workspace.apply(command, review).await?;
+                let created = workspace.created.take();
+                workspace.into_decision(created)
+            })
+            .await?;
         Ok(Executed { position, created })
     }
 
@@ -232,7 +261,12 @@ impl Commands {
                     appends.push(expectation);
                 }
             }
-            match self.store.log().append(appends, metadata.clone()).await {
+            let mut metadata = metadata.clone();
+            if let Some(reviewed_by) = decision.reviewed_by {
+                metadata.causation_id = Some(reviewed_by.change_request);
+                metadata.approvers = reviewed_by.approvers;
+            }
+            match self.store.log().append(appends, metadata).await {
                 Ok(appended) => return Ok((decision.outcome, Some(appended.last_position))),
                 Err(conflict @ LogError::Conflict { .. }) => last_conflict = Some(conflict),
                 Err(other) => return Err(other.into()),
@@ -261,7 +295,9 @@ impl Commands {
                     client_key: client_key.clone(),
                 })
             }
-            DirectoryEvent::ApiTokenIssued { .. } | DirectoryEvent::ProjectRoleSet { .. } => None,
+            DirectoryEvent::ApiTokenIssued { .. }
+            | DirectoryEvent::ProjectRoleSet { .. }
+            | DirectoryEvent::ChangeRequestRegistered { .. } => None,
         });
         let mut writes = vec![dir.append(&decided.directory)?];
         if let Some((id, events)) = &decided.project {
@@ -276,81 +312,7 @@ impl Commands {
             writes,
             expectations: vec![],
             outcome: created,
-        })
-    }
-
-    async fn decide_project(&self, command: &ProjectCommand) -> Result<Decision<Option<Created>>> {
-        let project = self.project(command.project_id()).await?;
-        // The environments that may use what the command removes. A project's list of
-        // environments is read from the directory without an expectation: an environment
-        // created meanwhile uses nothing yet.
-        let environments = if command.reads_environments() {
-            self.environments_of(command.project_id()).await?
-        } else {
-            vec![]
-        };
-        let states: Vec<Environment> = environments.iter().map(|e| e.state.clone()).collect();
-        let facts = ProjectFacts {
-            environments: &states,
-        };
-        let events = domain::command::project::decide(&project.state, command, &facts)?;
-        let created = events.iter().find_map(|event| match event {
-            ProjectEvent::FeatureCreated { feature } => Some(Created::Feature {
-                feature: feature.clone(),
-            }),
-            ProjectEvent::SegmentCreated { segment } => Some(Created::Segment { id: segment.id }),
-            _ => None,
-        });
-        Ok(Decision {
-            writes: vec![project.append(&events)?],
-            expectations: environments.iter().map(Loaded::expectation).collect(),
-            outcome: created,
-        })
-    }
-
-    async fn decide_environment(
-        &self,
-        command: &EnvironmentCommand,
-    ) -> Result<Decision<Option<Created>>> {
-        let env = self.environment(command.environment_id()).await?;
-        let project = self.project(env.state.project_id).await?;
-        let facts = EnvironmentFacts {
-            project: &project.state,
-        };
-        let events = domain::command::environment::decide(&env.state, command, &facts)?;
-        Ok(Decision {
-            writes: vec![env.append(&events)?],
-            expectations: if command.reads_project() {
-                vec![project.expectation()]
-            } else {
-                vec![]
-            },
-            outcome: None,
-        })
-    }
-
-    async fn decide_identity(
-        &self,
-        command: &IdentityCommand,
-    ) -> Result<Decision<Option<Created>>> {
-        let env = self.environment(command.environment_id()).await?;
-        let project = self.project(env.state.project_id).await?;
-        let overrides = self
-            .identity_overrides(command.environment_id(), command.identifier())
-            .await?;
-        let facts = IdentityFacts {
-            environment: &env.state,
-            project: &project.state,
-        };
-        let events = domain::command::identity::decide(&overrides.state, command, &facts)?;
-        Ok(Decision {
-            writes: vec![overrides.append(&events)?],
-            expectations: if command.reads_project() {
-                vec![project.expectation()]
-            } else {
-                vec![]
-            },
-            outcome: None,
+            reviewed_by: None,
         })
     }
 
@@ -368,18 +330,6 @@ impl Commands {
         let loaded: Loaded<Environment> = self.store.load(&environment::stream(id)).await?;
         loaded.state.require_exists(id)?;
         Ok(loaded)
-    }
-
-    /// Every environment of a project, as the directory lists them.
-    pub async fn environments_of(&self, project_id: ProjectId) -> Result<Vec<Loaded<Environment>>> {
-        let directory = self.directory().await?;
-        let mut environments = Vec::new();
-        for (id, (project, _)) in &directory.state.environments {
-            if *project == project_id {
-                environments.push(self.environment(*id).await?);
-            }
-        }
-        Ok(environments)
     }
 
     pub async fn identity_overrides(

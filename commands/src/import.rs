@@ -111,6 +111,7 @@ pub async fn import(
                 identity_overrides: plan.identity_events.values().map(Vec::len).sum(),
             };
             Ok(Decision {
+                reviewed_by: None,
                 writes: appends,
                 expectations: vec![],
                 outcome: imported,

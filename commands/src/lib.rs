@@ -5,12 +5,14 @@
 //! concurrency. The log adapters (PostgreSQL, SQLite) that implement `domain::log::EventLog` live
 //! in [`log`].
 
+pub mod change_requests;
 pub mod error;
 pub mod handlers;
 pub mod import;
 pub mod log;
 pub mod secrets;
 pub mod store;
+mod workspace;
 
 pub use error::{Error, Result};
 pub use handlers::Commands;

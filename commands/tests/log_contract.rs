@@ -134,6 +134,8 @@ fn metadata() -> Metadata {
         correlation_id: Some("corr-1".into()),
         causation_id: Some("cause-1".into()),
         reason: Some("rollout: ünïcödé reason ✓".into()),
+        break_glass: true,
+        approvers: vec!["user:7".into(), "user:9".into()],
     }
 }
 
@@ -703,6 +705,7 @@ async fn hash_chain_verifies_and_survives_the_storage_round_trip(h: Harness) {
         correlation_id: None,
         causation_id: Some("日本語".into()),
         reason: Some("line one\nline 'two'\t\u{7}".into()),
+        ..Metadata::default()
     };
     h.log
         .append(

@@ -99,7 +99,8 @@ pub fn requirement(command: &Command) -> Requirement {
         Command::Environment(c) => {
             let role = match c {
                 EnvironmentCommand::RenameEnvironment { .. }
-                | EnvironmentCommand::IssueServerSideKey { .. } => Role::Admin,
+                | EnvironmentCommand::IssueServerSideKey { .. }
+                | EnvironmentCommand::UpdateEnvironmentSettings { .. } => Role::Admin,
                 EnvironmentCommand::SetFeatureState { .. }
                 | EnvironmentCommand::SetSegmentOverride { .. }
                 | EnvironmentCommand::RemoveSegmentOverride { .. } => Role::Editor,
@@ -127,6 +128,7 @@ pub fn changes_what_is_served(command: &Command) -> bool {
             c,
             EnvironmentCommand::RenameEnvironment { .. }
                 | EnvironmentCommand::IssueServerSideKey { .. }
+                | EnvironmentCommand::UpdateEnvironmentSettings { .. }
         ),
         Command::Identity(_) => true,
     }
@@ -142,4 +144,50 @@ pub fn allows(requirement: &Requirement, role: Option<Role>, organisation_admin:
         Scope::Organisation(_) => false,
         Scope::Project(_) | Scope::Environment(_) => role.is_some_and(|r| r >= requirement.role),
     }
+}
+
+/// How a command reaches the log: what four-eyes asks of it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Review {
+    /// Applied as asked, by whoever holds the role for it.
+    Direct,
+    /// Applied directly by an admin despite four-eyes, with a reason, recorded as such.
+    BreakGlass,
+    /// Applied by the commit of an approved change request.
+    ChangeRequest,
+}
+
+/// Refuses (403) a direct change of what is served where `minimum_approvals` (the four-eyes
+/// setting in force where `command` applies: the environment's, or the project's for its
+/// definitions) asks for review.
+pub fn four_eyes(
+    command: &Command,
+    minimum_approvals: u32,
+    review: Review,
+) -> Result<(), crate::Error> {
+    if review != Review::Direct || minimum_approvals == 0 || !changes_what_is_served(command) {
+        return Ok(());
+    }
+    let (what, proposal) = match command {
+        Command::Project(c) => (
+            format!("project {}", c.project_id()),
+            format!("/api/v1/projects/{}/change-requests/", c.project_id()),
+        ),
+        Command::Environment(c) => (
+            format!("environment {}", c.environment_id()),
+            "/api/v1/environments/{api_key}/change-requests/".to_string(),
+        ),
+        Command::Identity(c) => (
+            format!("environment {}", c.environment_id()),
+            "/api/v1/environments/{api_key}/change-requests/".to_string(),
+        ),
+        Command::Directory(_) => return Ok(()),
+    };
+    Err(crate::Error::forbidden(format!(
+        "{what} requires {minimum_approvals} approval{} for changes to what it serves: \
+         propose this {} in a change request (POST {proposal}), or, as an admin, apply it with a \
+         break-glass reason",
+        if minimum_approvals == 1 { "" } else { "s" },
+        command.type_name(),
+    )))
 }

@@ -20,9 +20,10 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::aggregate::{Aggregate, DomainEvent};
-use crate::command::StoredCommand;
+use crate::command::{Command, EnvironmentCommand, IdentityCommand, ProjectCommand, StoredCommand};
 use crate::log::canonical_json;
-use crate::model::{EnvironmentId, ProjectId, UserId};
+use crate::model::{EnvironmentId, FeatureId, ProjectId, SegmentId, UserId};
+use crate::{environment, identity, project};
 
 pub type ChangeRequestId = u64;
 
@@ -38,8 +39,9 @@ pub enum Scope {
     Project(ProjectId),
 }
 
-/// What is reviewed: the commands, the version of each stream they touch that they were based
-/// on, and when they go live (`None`: when committed). An approval is for exactly this.
+/// What is reviewed: the commands, the revision of each [`Subject`] they change that they were
+/// based on (keyed by [`Subject::key`]), and when they go live (`None`: when committed). An
+/// approval is for exactly this.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 pub struct Content {
     pub commands: Vec<StoredCommand>,
@@ -47,6 +49,174 @@ pub struct Content {
     /// Microseconds since the Unix epoch (UTC).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub live_from_micros: Option<i64>,
+}
+
+/// What one proposed command changes, at the grain a conflict is judged: a feature's state in an
+/// environment (its state and its segment overrides), one identity's override of a feature, a
+/// feature's or a segment's definition. A request is stale only when one of *its* subjects
+/// changed since it was opened, not when something else in the same stream did.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Subject {
+    FeatureState {
+        environment_id: EnvironmentId,
+        feature_id: FeatureId,
+    },
+    IdentityOverride {
+        environment_id: EnvironmentId,
+        identifier: String,
+        feature_id: FeatureId,
+    },
+    FeatureDefinition {
+        project_id: ProjectId,
+        feature_id: FeatureId,
+    },
+    SegmentDefinition {
+        project_id: ProjectId,
+        segment_id: SegmentId,
+    },
+}
+
+impl Subject {
+    /// What `command` changes; `None` for a command that creates (nothing to be stale against)
+    /// or changes no feature or segment (a rename, a key, settings).
+    pub fn of(command: &Command) -> Option<Subject> {
+        match command {
+            Command::Directory(_) => None,
+            Command::Project(c) => match c {
+                ProjectCommand::UpdateFeature {
+                    project_id,
+                    feature_id,
+                    ..
+                }
+                | ProjectCommand::DeleteFeature {
+                    project_id,
+                    feature_id,
+                } => Some(Subject::FeatureDefinition {
+                    project_id: *project_id,
+                    feature_id: *feature_id,
+                }),
+                ProjectCommand::UpdateSegment {
+                    project_id,
+                    segment_id,
+                    ..
+                }
+                | ProjectCommand::DeleteSegment {
+                    project_id,
+                    segment_id,
+                } => Some(Subject::SegmentDefinition {
+                    project_id: *project_id,
+                    segment_id: *segment_id,
+                }),
+                ProjectCommand::UpdateProject { .. }
+                | ProjectCommand::CreateFeature { .. }
+                | ProjectCommand::CreateSegment { .. } => None,
+            },
+            Command::Environment(c) => match c {
+                EnvironmentCommand::SetFeatureState {
+                    environment_id,
+                    feature_id,
+                    ..
+                }
+                | EnvironmentCommand::SetSegmentOverride {
+                    environment_id,
+                    feature_id,
+                    ..
+                }
+                | EnvironmentCommand::RemoveSegmentOverride {
+                    environment_id,
+                    feature_id,
+                    ..
+                } => Some(Subject::FeatureState {
+                    environment_id: *environment_id,
+                    feature_id: *feature_id,
+                }),
+                EnvironmentCommand::RenameEnvironment { .. }
+                | EnvironmentCommand::IssueServerSideKey { .. }
+                | EnvironmentCommand::UpdateEnvironmentSettings { .. } => None,
+            },
+            Command::Identity(c) => match c {
+                IdentityCommand::SetIdentityOverride {
+                    environment_id,
+                    identifier,
+                    feature_id,
+                    ..
+                }
+                | IdentityCommand::RemoveIdentityOverride {
+                    environment_id,
+                    identifier,
+                    feature_id,
+                } => Some(Subject::IdentityOverride {
+                    environment_id: *environment_id,
+                    identifier: identifier.clone(),
+                    feature_id: *feature_id,
+                }),
+            },
+        }
+    }
+
+    /// The subject's key in a request's `base_versions`: its stream, `/`, what in it.
+    pub fn key(&self) -> String {
+        match self {
+            Subject::FeatureState {
+                environment_id,
+                feature_id,
+            } => format!(
+                "{}/feature-{feature_id}",
+                environment::stream(*environment_id)
+            ),
+            Subject::IdentityOverride {
+                environment_id,
+                identifier,
+                feature_id,
+            } => format!(
+                "{}/feature-{feature_id}",
+                identity::stream(*environment_id, identifier)
+            ),
+            Subject::FeatureDefinition {
+                project_id,
+                feature_id,
+            } => format!("{}/feature-{feature_id}", project::stream(*project_id)),
+            Subject::SegmentDefinition {
+                project_id,
+                segment_id,
+            } => format!("{}/segment-{segment_id}", project::stream(*project_id)),
+        }
+    }
+
+    /// The stream the subject lives in.
+    pub fn stream(&self) -> String {
+        match self {
+            Subject::FeatureState { environment_id, .. } => environment::stream(*environment_id),
+            Subject::IdentityOverride {
+                environment_id,
+                identifier,
+                ..
+            } => identity::stream(*environment_id, identifier),
+            Subject::FeatureDefinition { project_id, .. }
+            | Subject::SegmentDefinition { project_id, .. } => project::stream(*project_id),
+        }
+    }
+
+    /// How a person names it, for a conflict's message.
+    pub fn describe(&self) -> String {
+        match self {
+            Subject::FeatureState {
+                environment_id,
+                feature_id,
+            } => format!("feature {feature_id} in environment {environment_id}"),
+            Subject::IdentityOverride {
+                environment_id,
+                identifier,
+                feature_id,
+            } => format!(
+                "identity {identifier:?}'s override of feature {feature_id} in environment {environment_id}"
+            ),
+            Subject::FeatureDefinition { feature_id, .. } => {
+                format!("the definition of feature {feature_id}")
+            }
+            Subject::SegmentDefinition { segment_id, .. } => format!("segment {segment_id}"),
+        }
+    }
 }
 
 /// Hex SHA-256 of the content's canonical JSON: what an approval is bound to.

@@ -6,12 +6,13 @@
 //! atomically, to the new entity's own stream (its history starts there). Creations are rare, so
 //! serialising them on one stream costs nothing that matters.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
 use crate::access::Role;
 use crate::aggregate::{Aggregate, DomainEvent};
+use crate::change_request::{ChangeRequestId, Scope as ChangeRequestScope};
 use crate::error::{Error, Result};
 use crate::model::{EnvironmentId, OrganisationId, ProjectId, UserId, validate_name};
 
@@ -52,6 +53,12 @@ pub enum DirectoryEvent {
         user_id: UserId,
         role: Option<Role>,
     },
+    /// A change request's id, reserved where it is opened (its own stream starts in the same
+    /// append).
+    ChangeRequestRegistered {
+        id: ChangeRequestId,
+        scope: ChangeRequestScope,
+    },
 }
 
 impl DomainEvent for DirectoryEvent {}
@@ -75,6 +82,8 @@ pub struct Directory {
     pub tokens: BTreeMap<String, UserId>,
     /// Each user's role on each project they have one on.
     pub roles: BTreeMap<(ProjectId, UserId), Role>,
+    /// Every change request, with what it changes.
+    pub change_requests: BTreeMap<ChangeRequestId, ChangeRequestScope>,
 }
 
 impl Aggregate for Directory {
@@ -132,6 +141,9 @@ impl Aggregate for Directory {
                     self.roles.remove(&(*project_id, *user_id));
                 }
             },
+            DirectoryEvent::ChangeRequestRegistered { id, scope } => {
+                self.change_requests.insert(*id, *scope);
+            }
         }
     }
 }
@@ -151,6 +163,29 @@ impl Directory {
     /// without one being recorded).
     pub fn role_of(&self, user_id: UserId, project_id: ProjectId) -> Option<Role> {
         self.roles.get(&(project_id, user_id)).copied()
+    }
+
+    /// Who may approve on the project now: its approvers and admins, and organisation admins.
+    pub fn approvers_of(&self, project_id: ProjectId) -> BTreeSet<UserId> {
+        let by_role = self
+            .roles
+            .iter()
+            .filter(|((project, _), role)| *project == project_id && **role >= Role::Approver)
+            .map(|((_, user), _)| *user);
+        let admins = self.users.values().filter(|u| u.is_admin).map(|u| u.id);
+        by_role.chain(admins).collect()
+    }
+
+    /// The project a change request's scope belongs to.
+    pub fn project_of_scope(&self, scope: ChangeRequestScope) -> Option<ProjectId> {
+        match scope {
+            ChangeRequestScope::Project(id) => self.projects.contains_key(&id).then_some(id),
+            ChangeRequestScope::Environment(id) => self.environments.get(&id).map(|(p, _)| *p),
+        }
+    }
+
+    pub fn next_change_request_id(&self) -> ChangeRequestId {
+        next_id(&self.change_requests)
     }
 
     /// Decides giving `user_id` `role` on `project_id` (`None`: taking it away).

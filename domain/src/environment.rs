@@ -68,9 +68,44 @@ pub enum EnvironmentEvent {
         feature_id: FeatureId,
         segment_id: SegmentId,
     },
+    /// The environment's settings as a whole, after the change.
+    EnvironmentSettingsChanged {
+        settings: EnvironmentSettings,
+    },
 }
 
 impl DomainEvent for EnvironmentEvent {}
+
+/// The most approvals a change request can be made to need.
+pub const MAX_MINIMUM_APPROVALS: u32 = 100;
+
+/// A change of some of an environment's settings: absent fields stay as they are.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct EnvironmentSettingsChanges {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub minimum_change_request_approvals: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approvals_from_assigned_reviewers_only: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub feature_versioning: Option<bool>,
+}
+
+/// How changes to what an environment serves are reviewed.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct EnvironmentSettings {
+    /// Approvals a change request needs before it may be committed; 0 turns four-eyes off (and
+    /// lets editors change the environment directly).
+    #[serde(default)]
+    pub minimum_change_request_approvals: u32,
+    /// Only approvals of the reviewers assigned to a request count.
+    #[serde(default)]
+    pub approvals_from_assigned_reviewers_only: bool,
+    /// Whether the dashboard presents each published state of a feature as a version (the
+    /// versions are projected for every environment either way).
+    #[serde(default)]
+    pub feature_versioning: bool,
+}
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ServerSideKey {
@@ -89,6 +124,10 @@ pub struct Environment {
     /// States set explicitly; other features of the project are at their defaults.
     pub feature_states: BTreeMap<FeatureId, FeatureState>,
     pub segment_overrides: BTreeMap<(FeatureId, SegmentId), SegmentOverride>,
+    pub settings: EnvironmentSettings,
+    /// How many times each feature's state here (its state or a segment override of it) changed:
+    /// what a change request's base is compared with.
+    pub feature_revisions: BTreeMap<FeatureId, u64>,
     pub exists: bool,
 }
 
@@ -119,6 +158,7 @@ impl Aggregate for Environment {
             }
             EnvironmentEvent::FeatureStateSet { feature_id, state } => {
                 self.feature_states.insert(*feature_id, state.clone());
+                *self.feature_revisions.entry(*feature_id).or_default() += 1;
             }
             EnvironmentEvent::SegmentOverrideSet {
                 feature_id,
@@ -126,12 +166,17 @@ impl Aggregate for Environment {
             } => {
                 self.segment_overrides
                     .insert((*feature_id, r#override.segment_id), r#override.clone());
+                *self.feature_revisions.entry(*feature_id).or_default() += 1;
             }
             EnvironmentEvent::SegmentOverrideRemoved {
                 feature_id,
                 segment_id,
             } => {
                 self.segment_overrides.remove(&(*feature_id, *segment_id));
+                *self.feature_revisions.entry(*feature_id).or_default() += 1;
+            }
+            EnvironmentEvent::EnvironmentSettingsChanged { settings } => {
+                self.settings = settings.clone();
             }
         }
     }
@@ -261,6 +306,36 @@ impl Environment {
         }
         Ok(vec![EnvironmentEvent::EnvironmentRenamed {
             name: name.trim().to_string(),
+        }])
+    }
+
+    /// Applies the settings `changes` names; nothing when they change nothing.
+    pub fn change_settings(
+        &self,
+        changes: &EnvironmentSettingsChanges,
+    ) -> Result<Vec<EnvironmentEvent>> {
+        self.require_exists(self.id)?;
+        let mut settings = self.settings.clone();
+        if let Some(minimum) = changes.minimum_change_request_approvals {
+            if minimum > MAX_MINIMUM_APPROVALS {
+                return Err(Error::invalid(
+                    "minimum_change_request_approvals",
+                    format!("must be at most {MAX_MINIMUM_APPROVALS}"),
+                ));
+            }
+            settings.minimum_change_request_approvals = minimum;
+        }
+        if let Some(assigned) = changes.approvals_from_assigned_reviewers_only {
+            settings.approvals_from_assigned_reviewers_only = assigned;
+        }
+        if let Some(versioning) = changes.feature_versioning {
+            settings.feature_versioning = versioning;
+        }
+        if settings == self.settings {
+            return Ok(vec![]);
+        }
+        Ok(vec![EnvironmentEvent::EnvironmentSettingsChanged {
+            settings,
         }])
     }
 

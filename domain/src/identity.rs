@@ -56,6 +56,9 @@ impl DomainEvent for IdentityEvent {}
 #[derive(Debug, Clone, Default)]
 pub struct IdentityOverrides {
     pub overrides: BTreeMap<FeatureId, FeatureState>,
+    /// How many times each feature's override changed: what a change request's base is
+    /// compared with.
+    pub revisions: BTreeMap<FeatureId, u64>,
 }
 
 impl Aggregate for IdentityOverrides {
@@ -67,9 +70,11 @@ impl Aggregate for IdentityOverrides {
                 feature_id, state, ..
             } => {
                 self.overrides.insert(*feature_id, state.clone());
+                *self.revisions.entry(*feature_id).or_default() += 1;
             }
             IdentityEvent::IdentityOverrideRemoved { feature_id, .. } => {
                 self.overrides.remove(feature_id);
+                *self.revisions.entry(*feature_id).or_default() += 1;
             }
         }
     }

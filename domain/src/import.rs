@@ -85,6 +85,7 @@ pub fn plan(
             // Flagsmith lets two features differ only in case; an import must not lose one.
             case_sensitive_feature_names: true,
             hide_disabled_flags: document.project.hide_disabled_flags,
+            ..ProjectSettings::default()
         },
     )
     .map_err(|e| e.within("project"))?;

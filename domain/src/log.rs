@@ -33,6 +33,14 @@ pub struct Metadata {
     /// Free text: why the change was made.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// Applied directly by an admin while four-eyes was on (with `reason`): "applied without
+    /// review".
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub break_glass: bool,
+    /// Who approved the change request whose commit appended these events (`user:<id>`); the
+    /// request itself is `causation_id`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub approvers: Vec<String>,
 }
 
 impl Metadata {

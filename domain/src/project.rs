@@ -32,6 +32,17 @@ pub struct ProjectSettings {
     pub case_sensitive_feature_names: bool,
     #[serde(default)]
     pub hide_disabled_flags: bool,
+    /// Approvals a change request of the project's definitions (features, their options,
+    /// segments) needs; 0 turns four-eyes off for them.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub minimum_change_request_approvals: u32,
+    /// Only approvals of the reviewers assigned to a request count.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub approvals_from_assigned_reviewers_only: bool,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 impl ProjectSettings {
@@ -44,6 +55,15 @@ impl ProjectSettings {
                     format!("invalid regular expression: {e}"),
                 )
             })?;
+        }
+        if self.minimum_change_request_approvals > crate::environment::MAX_MINIMUM_APPROVALS {
+            return Err(Error::invalid(
+                "minimum_change_request_approvals",
+                format!(
+                    "must be at most {}",
+                    crate::environment::MAX_MINIMUM_APPROVALS
+                ),
+            ));
         }
         Ok(())
     }
@@ -92,6 +112,11 @@ pub struct Project {
     pub segments: BTreeMap<SegmentId, Segment>,
     /// Highest id ever given to a feature, segment or option here: ids are never reused.
     pub max_id: u64,
+    /// How many times each feature's definition changed (created, updated, deleted): what a
+    /// change request's base is compared with.
+    pub feature_revisions: BTreeMap<FeatureId, u64>,
+    /// The same for segments.
+    pub segment_revisions: BTreeMap<SegmentId, u64>,
     pub exists: bool,
 }
 
@@ -116,16 +141,20 @@ impl Aggregate for Project {
                 for option in &feature.multivariate_options {
                     self.max_id = self.max_id.max(option.id);
                 }
+                *self.feature_revisions.entry(feature.id).or_default() += 1;
                 self.features.insert(feature.id, feature.clone());
             }
             ProjectEvent::FeatureDeleted { id } => {
+                *self.feature_revisions.entry(*id).or_default() += 1;
                 self.features.remove(id);
             }
             ProjectEvent::SegmentCreated { segment } | ProjectEvent::SegmentUpdated { segment } => {
                 self.max_id = self.max_id.max(segment.id);
+                *self.segment_revisions.entry(segment.id).or_default() += 1;
                 self.segments.insert(segment.id, segment.clone());
             }
             ProjectEvent::SegmentDeleted { id } => {
+                *self.segment_revisions.entry(*id).or_default() += 1;
                 self.segments.remove(id);
             }
         }

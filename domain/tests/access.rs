@@ -45,6 +45,10 @@ fn settings_keys_and_creations_need_an_admin() {
             json!({"type": "create_environment", "project_id": 2, "name": "e", "client_key": "k"}),
             Scope::Project(2),
         ),
+        (
+            json!({"type": "update_environment_settings", "environment_id": 3, "minimum_change_request_approvals": 2}),
+            Scope::Environment(3),
+        ),
     ] {
         let needed = requirement(&command(value.clone()));
         assert_eq!((needed.scope, needed.role), (scope, Role::Admin), "{value}");
@@ -78,6 +82,7 @@ fn four_eyes_guards_what_environments_serve_and_nothing_else() {
     let unguarded = [
         json!({"type": "rename_environment", "environment_id": 3, "name": "x"}),
         json!({"type": "issue_server_side_key", "environment_id": 3, "name": "k", "key_hash": "h"}),
+        json!({"type": "update_environment_settings", "environment_id": 3, "minimum_change_request_approvals": 0}),
         json!({"type": "update_project", "project_id": 2, "settings": {"name": "p"}}),
         json!({"type": "create_environment", "project_id": 2, "name": "e", "client_key": "k"}),
         json!({"type": "create_project", "organisation_id": 1, "settings": {"name": "p"}}),

@@ -29,7 +29,7 @@ impl World {
         let mut world = World {
             request: ChangeRequest::default(),
             approvers: BTreeSet::from([ALICE, BOB]),
-            versions: BTreeMap::from([("environment-3".to_string(), 5)]),
+            versions: BTreeMap::from([("environment-3/feature-7".to_string(), 5)]),
             policy: ApprovalPolicy {
                 minimum_approvals,
                 assigned_reviewers_only: false,
@@ -73,7 +73,7 @@ fn open(value: serde_json::Value, live_from: Option<i64>) -> ChangeRequestComman
         "scope": {"kind": "environment", "id": 3}, "title": "Blue checkout",
         "commands": [{"type": "set_feature_state", "environment_id": 3, "feature_id": 7,
                       "enabled": true, "feature_state_value": value}],
-        "base_versions": {"environment-3": 5},
+        "base_versions": {"environment-3/feature-7": 5},
         "live_from_micros": live_from,
     }))
     .unwrap()
@@ -232,17 +232,19 @@ fn with_assigned_reviewers_only_an_unassigned_approver_is_refused() {
 }
 
 #[test]
-fn a_stale_request_is_refused_naming_the_stream_and_both_versions() {
+fn a_stale_request_is_refused_naming_the_feature_and_both_revisions() {
     let mut world = World::new(1, None);
     world.run(Actor::User(ALICE), approve()).unwrap();
-    world.versions.insert("environment-3".into(), 7);
+    world.versions.insert("environment-3/feature-7".into(), 7);
     let refused = world.run(Actor::User(AUTHOR), commit());
     let Err(Error::Conflict { field, message }) = refused else {
         panic!("{refused:?}")
     };
     assert_eq!(field, "base_versions");
     assert!(
-        message.contains("environment-3") && message.contains('5') && message.contains('7'),
+        message.contains("feature 7 in environment 3")
+            && message.contains("revision 5")
+            && message.contains("revision 7"),
         "{message}"
     );
 }
@@ -272,10 +274,10 @@ fn a_scheduled_change_goes_live_only_at_its_time_and_fails_if_its_base_moved() {
     failing.run(Actor::User(ALICE), approve()).unwrap();
     failing.run(Actor::User(AUTHOR), commit()).unwrap();
     failing.now = 6_000;
-    failing.versions.insert("environment-3".into(), 6);
+    failing.versions.insert("environment-3/feature-7".into(), 6);
     let failed = failing.run(Actor::Scheduler, apply.clone()).unwrap();
     assert!(
-        matches!(&failed[..], [ChangeRequestEvent::ChangeRequestFailed { reason }] if reason.contains("environment-3"))
+        matches!(&failed[..], [ChangeRequestEvent::ChangeRequestFailed { reason }] if reason.contains("feature 7 in environment 3"))
     );
     assert_eq!(failing.request.status, Status::Failed);
 
@@ -329,6 +331,19 @@ fn commands_outside_the_scope_and_empty_requests_are_refused() {
     let refused = world.run(Actor::User(AUTHOR), other_environment);
     assert!(
         matches!(&refused, Err(Error::Invalid { field, .. }) if field == "commands[0]"),
+        "{refused:?}"
+    );
+    let unreviewed: ChangeRequestCommand = serde_json::from_value(json!({
+        "type": "open_change_request", "change_request_id": 1,
+        "scope": {"kind": "environment", "id": 3}, "title": "t",
+        "commands": [{"type": "update_environment_settings", "environment_id": 3,
+                      "minimum_change_request_approvals": 0}],
+        "base_versions": {}}))
+    .unwrap();
+    let refused = world.run(Actor::User(AUTHOR), unreviewed);
+    assert!(
+        matches!(&refused, Err(Error::Invalid { field, message })
+            if field == "commands[0]" && message.contains("apply it directly")),
         "{refused:?}"
     );
     let empty: ChangeRequestCommand = serde_json::from_value(json!({

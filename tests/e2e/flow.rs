@@ -180,7 +180,8 @@ async fn the_whole_admin_flow_works_and_each_mutation_is_an_event(backend: Backe
         project_view,
         json!({"id": project, "organisation": organisation, "name": "Shop",
                "feature_name_regex": null, "case_sensitive_feature_names": false,
-               "hide_disabled_flags": true})
+               "hide_disabled_flags": true, "minimum_change_request_approvals": 0,
+               "approvals_from_assigned_reviewers_only": false})
     );
     let project_stream = format!("project-{project}");
     expected.push(expect(
@@ -435,7 +436,9 @@ async fn the_whole_admin_flow_works_and_each_mutation_is_an_event(backend: Backe
 
     let expected_environment = json!({"id": environment_id, "project": project,
         "name": "Production", "api_key": api_key,
-        "server_side_keys": [{"id": 1, "name": "backend"}]});
+        "server_side_keys": [{"id": 1, "name": "backend"}],
+        "minimum_change_request_approvals": 0, "approvals_from_assigned_reviewers_only": false,
+        "feature_versioning": false});
     let shown = server
         .get(&format!("{env_path}/"))
         .send()

@@ -100,11 +100,14 @@ impl FromRequestParts<AppState> for Admin {
 }
 
 /// What a request carries into the metadata of the events it appends: its id, and the optional
-/// correlation id (`X-Correlation-Id`) and reason (`X-Change-Reason`) the caller sent.
+/// correlation id (`X-Correlation-Id`) and reason (`X-Change-Reason`) the caller sent. An admin
+/// applying a change despite four-eyes sends its reason as `X-Break-Glass-Reason` instead: the
+/// change is then recorded as applied without review.
 pub struct RequestInfo {
     request_id: Option<String>,
     correlation_id: Option<String>,
     reason: Option<String>,
+    break_glass: bool,
 }
 
 impl RequestInfo {
@@ -117,10 +120,12 @@ impl RequestInfo {
                 .map(|v| v.chars().take(max).collect::<String>())
                 .filter(|v| !v.is_empty())
         };
+        let break_glass_reason = header_text("x-break-glass-reason", 2000);
         RequestInfo {
             request_id: parts.extensions.get::<RequestId>().map(|r| r.0.clone()),
             correlation_id: header_text("x-correlation-id", 200),
-            reason: header_text("x-change-reason", 2000),
+            break_glass: break_glass_reason.is_some(),
+            reason: break_glass_reason.or_else(|| header_text("x-change-reason", 2000)),
         }
     }
 
@@ -131,6 +136,8 @@ impl RequestInfo {
             correlation_id: self.correlation_id.clone(),
             causation_id: None,
             reason: self.reason.clone(),
+            break_glass: self.break_glass,
+            approvers: vec![],
         }
     }
 }

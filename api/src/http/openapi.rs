@@ -20,7 +20,7 @@ use crate::http::health;
         users::init, users::create, users::set_role,
         organisations::list, organisations::create,
         projects::list, projects::create, projects::show, projects::update,
-        environments::list, environments::create, environments::show, environments::rename,
+        environments::list, environments::create, environments::show, environments::update,
         environments::issue_key, environments::feature_states, environments::set_feature_state,
         environments::set_segment_override, environments::remove_segment_override,
         environments::identity_overrides, environments::set_identity_override,

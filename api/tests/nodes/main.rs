@@ -128,11 +128,19 @@ async fn the_leader_killed_another_node_takes_over_from_the_checkpoint() {
             successor.id
         );
     }
-    let status = successor.worker(PROJECTION).await;
-    assert!(
-        status["position"].as_u64().unwrap_or(0) >= before,
-        "{status}"
-    );
+    // Its reported position starts from there too (the status is written just after the log
+    // line, so it is waited for, not read once).
+    until(
+        "the new leader reports a position from the checkpoint on",
+        DEADLINE,
+        async || {
+            successor.worker(PROJECTION).await["position"]
+                .as_u64()
+                .unwrap_or(0)
+                >= before
+        },
+    )
+    .await;
 
     // And the documents stay right: a change through one survivor is served by the other.
     let other = nodes.iter().find(|n| n.id != new_leader).unwrap();

@@ -8,8 +8,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::{Deserialize, Serialize};
 
 use crate::change_request::{
-    ChangeRequest, ChangeRequestEvent, ChangeRequestId, Content, Scope, Status, Withdrawal,
-    content_hash,
+    ChangeRequest, ChangeRequestEvent, ChangeRequestId, Content, Scope, Status, Subject,
+    Withdrawal, content_hash,
 };
 use crate::command::{Command, StoredCommand};
 use crate::error::{Error, Result};
@@ -430,6 +430,15 @@ fn content_of(
             (Scope::Project(project), Command::Project(c)) => c.project_id() == project,
             _ => false,
         };
+        if in_scope && !crate::access::changes_what_is_served(command) {
+            return Err(Error::invalid(
+                format!("commands[{i}]"),
+                format!(
+                    "{} does not change what is served: it needs no review, apply it directly",
+                    command.type_name()
+                ),
+            ));
+        }
         if !in_scope {
             return Err(Error::invalid(
                 format!("commands[{i}]"),
@@ -480,16 +489,50 @@ fn counted_approvals(
     Ok(counted)
 }
 
-/// Refuses when a stream the request touches moved since the version it was based on.
-fn check_base_versions(request: &ChangeRequest, facts: &ChangeRequestFacts<'_>) -> Result<()> {
-    let moved: Vec<String> = request
+/// A subject of a request that changed since the revision the request was based on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Conflict {
+    /// The subject's key in `base_versions`.
+    pub key: String,
+    /// How a person names it ("feature 7 in environment 3").
+    pub subject: String,
+    pub base_revision: u64,
+    pub current_revision: u64,
+}
+
+/// The subjects of `request` that moved since its base, given their current revisions.
+pub fn conflicts(request: &ChangeRequest, current: &BTreeMap<String, u64>) -> Vec<Conflict> {
+    let mut described: BTreeMap<String, String> = BTreeMap::new();
+    for stored in &request.content.commands {
+        if let Some(subject) = stored.decode().ok().as_ref().and_then(Subject::of) {
+            described.insert(subject.key(), subject.describe());
+        }
+    }
+    request
         .content
         .base_versions
         .iter()
-        .filter_map(|(stream, base)| {
-            let current = facts.current_versions.get(stream).copied().unwrap_or(0);
-            (current != *base)
-                .then(|| format!("{stream} was at version {base} and is now at {current}"))
+        .filter_map(|(key, base)| {
+            let now = current.get(key).copied().unwrap_or(0);
+            (now != *base).then(|| Conflict {
+                key: key.clone(),
+                subject: described.get(key).cloned().unwrap_or_else(|| key.clone()),
+                base_revision: *base,
+                current_revision: now,
+            })
+        })
+        .collect()
+}
+
+/// Refuses when a subject of the request changed since the revision it was based on.
+fn check_base_versions(request: &ChangeRequest, facts: &ChangeRequestFacts<'_>) -> Result<()> {
+    let moved: Vec<String> = conflicts(request, facts.current_versions)
+        .into_iter()
+        .map(|c| {
+            format!(
+                "{} was at revision {} and is now at revision {}",
+                c.subject, c.base_revision, c.current_revision
+            )
         })
         .collect();
     if moved.is_empty() {

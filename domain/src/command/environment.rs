@@ -6,7 +6,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::environment::{Environment, EnvironmentEvent, FeatureStateInput};
+use crate::environment::{
+    Environment, EnvironmentEvent, EnvironmentSettingsChanges, FeatureStateInput,
+};
 use crate::error::{Error, Result};
 use crate::model::{EnvironmentId, FeatureId, SegmentId};
 use crate::project::Project;
@@ -49,6 +51,12 @@ pub enum EnvironmentCommand {
         feature_id: FeatureId,
         segment_id: SegmentId,
     },
+    /// Four-eyes and versioning settings; absent fields stay as they are.
+    UpdateEnvironmentSettings {
+        environment_id: EnvironmentId,
+        #[serde(flatten)]
+        changes: EnvironmentSettingsChanges,
+    },
 }
 
 /// What an environment decision reads from other aggregates: the environment's project.
@@ -64,7 +72,10 @@ impl EnvironmentCommand {
             | EnvironmentCommand::IssueServerSideKey { environment_id, .. }
             | EnvironmentCommand::SetFeatureState { environment_id, .. }
             | EnvironmentCommand::SetSegmentOverride { environment_id, .. }
-            | EnvironmentCommand::RemoveSegmentOverride { environment_id, .. } => *environment_id,
+            | EnvironmentCommand::RemoveSegmentOverride { environment_id, .. }
+            | EnvironmentCommand::UpdateEnvironmentSettings { environment_id, .. } => {
+                *environment_id
+            }
         }
     }
 
@@ -116,5 +127,8 @@ pub fn decide(
             segment_id,
             ..
         } => environment.remove_segment_override(*feature_id, *segment_id),
+        EnvironmentCommand::UpdateEnvironmentSettings { changes, .. } => {
+            environment.change_settings(changes)
+        }
     }
 }

@@ -21,6 +21,7 @@ const SAMPLES: &[&str] = &[
     r#"{"type":"update_segment","project_id":2,"segment_id":8,"segment":{"name":"beta","description":"paying users","rules":[]}}"#,
     r#"{"type":"delete_segment","project_id":2,"segment_id":8}"#,
     r#"{"type":"rename_environment","environment_id":3,"name":"prod"}"#,
+    r#"{"type":"update_environment_settings","environment_id":3,"minimum_change_request_approvals":2,"feature_versioning":true}"#,
     r#"{"type":"issue_server_side_key","environment_id":3,"name":"backend","key_hash":"cd34"}"#,
     r#"{"type":"set_feature_state","environment_id":3,"feature_id":7,"enabled":true,"feature_state_value":"blue"}"#,
     r#"{"type":"set_segment_override","environment_id":3,"feature_id":7,"segment_id":8,"priority":1,"enabled":false,"feature_state_value":null,"multivariate_feature_state_values":[{"multivariate_feature_option":9,"percentage_allocation":50.0}]}"#,

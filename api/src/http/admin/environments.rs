@@ -7,8 +7,8 @@ use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use commands::secrets;
 use domain::command::{DirectoryCommand, EnvironmentCommand, IdentityCommand};
-use domain::environment::{Environment, FeatureStateInput};
-use domain::model::{FeatureState, FeatureType};
+use domain::environment::{Environment, EnvironmentSettingsChanges, FeatureStateInput};
+use domain::model::{FeatureState, FeatureType, validate_name};
 use domain::project::Project;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -21,7 +21,7 @@ use crate::http::extract::{Admin, JsonBody, Path, Query};
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/api/v1/environments/", get(list).post(create))
-        .route("/api/v1/environments/{api_key}/", get(show).patch(rename))
+        .route("/api/v1/environments/{api_key}/", get(show).patch(update))
         .route("/api/v1/environments/{api_key}/api-keys/", post(issue_key))
         .route(
             "/api/v1/environments/{api_key}/featurestates/",
@@ -52,6 +52,10 @@ pub struct EnvironmentView {
     pub api_key: String,
     /// Names and ids of the server-side keys (the keys themselves are shown once, when issued).
     pub server_side_keys: Vec<ServerSideKeyView>,
+    /// Approvals a change request needs here; 0: four-eyes is off.
+    pub minimum_change_request_approvals: u32,
+    pub approvals_from_assigned_reviewers_only: bool,
+    pub feature_versioning: bool,
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -75,6 +79,11 @@ impl EnvironmentView {
                     name: k.name.clone(),
                 })
                 .collect(),
+            minimum_change_request_approvals: env.settings.minimum_change_request_approvals,
+            approvals_from_assigned_reviewers_only: env
+                .settings
+                .approvals_from_assigned_reviewers_only,
+            feature_versioning: env.settings.feature_versioning,
         }
     }
 }
@@ -146,26 +155,45 @@ pub async fn show(
     Ok(Json(EnvironmentView::of(&env.state)))
 }
 
+/// What to change of an environment: its name and its four-eyes and versioning settings; absent
+/// fields stay as they are.
 #[derive(Deserialize, utoipa::ToSchema)]
-pub struct RenameEnvironment {
-    pub name: String,
+pub struct UpdateEnvironment {
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(flatten)]
+    pub settings: EnvironmentSettingsChanges,
 }
 
 #[utoipa::path(patch, path = "/api/v1/environments/{api_key}/", tag = "environments",
-    params(("api_key" = String, Path)), request_body = RenameEnvironment,
-    responses((status = 200, body = EnvironmentView), (status = 404, body = crate::http::error::ErrorBody)))]
-pub async fn rename(
+    params(("api_key" = String, Path)), request_body = UpdateEnvironment,
+    responses((status = 200, body = EnvironmentView), (status = 400, body = crate::http::error::ErrorBody),
+              (status = 403, body = crate::http::error::ErrorBody), (status = 404, body = crate::http::error::ErrorBody)))]
+pub async fn update(
     State(state): State<AppState>,
     admin: Admin,
     Path(api_key): Path<String>,
-    JsonBody(body): JsonBody<RenameEnvironment>,
+    JsonBody(body): JsonBody<UpdateEnvironment>,
 ) -> Result<Json<EnvironmentView>> {
     let env = environment_by_key(&state, &api_key).await?;
-    let command = EnvironmentCommand::RenameEnvironment {
-        environment_id: env.state.id,
-        name: body.name,
-    };
-    execute(&state, &admin, command).await?;
+    if let Some(name) = &body.name {
+        // Checked before anything is written, so the settings never change without the name.
+        validate_name("name", name)?;
+    }
+    if body.settings != EnvironmentSettingsChanges::default() {
+        let command = EnvironmentCommand::UpdateEnvironmentSettings {
+            environment_id: env.state.id,
+            changes: body.settings,
+        };
+        execute(&state, &admin, command).await?;
+    }
+    if let Some(name) = body.name {
+        let command = EnvironmentCommand::RenameEnvironment {
+            environment_id: env.state.id,
+            name,
+        };
+        execute(&state, &admin, command).await?;
+    }
     let env = state.commands.environment(env.state.id).await?;
     Ok(Json(EnvironmentView::of(&env.state)))
 }

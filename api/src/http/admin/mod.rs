@@ -2,6 +2,7 @@
 //! Every route needs `Authorization: Token <token>` except the one-time bootstrap of the first
 //! user. Reads answer from the aggregates' current state, so a write is visible to the next read.
 
+pub mod change_requests;
 pub mod commands;
 pub mod environments;
 pub mod features;
@@ -35,6 +36,7 @@ pub fn router() -> Router<AppState> {
         .merge(segments::router())
         .merge(import::router())
         .merge(commands::router())
+        .merge(change_requests::router())
 }
 
 /// The environment whose client key is `api_key` (how Flagsmith's admin API names environments).
@@ -48,14 +50,24 @@ pub async fn environment_by_key(state: &AppState, api_key: &str) -> Result<Loade
 }
 
 /// Executes `command` for the caller: the one path every admin mutation takes, checked against
-/// `domain::access` (where the command applies, the least role it needs there).
+/// `domain::access` (where the command applies, the least role it needs there). A break-glass
+/// change (applied despite four-eyes, `X-Break-Glass-Reason`) needs the admin role there.
 pub async fn execute(
     state: &AppState,
     caller: &crate::http::extract::Admin,
     command: impl Into<Command>,
 ) -> Result<Executed> {
     let command = command.into();
-    let needed = access::requirement(&command);
+    let mut needed = access::requirement(&command);
+    if caller.metadata.break_glass {
+        needed.role = access::Role::Admin;
+    }
+    require(state, caller, &needed).await?;
+    Ok(state.commands.execute(&caller.metadata, &command).await?)
+}
+
+/// Refuses (403, naming the role) a caller who does not meet `needed`.
+pub async fn require(state: &AppState, caller: &Admin, needed: &access::Requirement) -> Result<()> {
     let role = if caller.user.is_admin {
         None
     } else {
@@ -69,10 +81,11 @@ pub async fn execute(
         };
         project.and_then(|project| directory.role_of(caller.user.id, project))
     };
-    if !access::allows(&needed, role, caller.user.is_admin) {
-        return Err(Error::Forbidden(needed.refusal()));
+    if access::allows(needed, role, caller.user.is_admin) {
+        Ok(())
+    } else {
+        Err(Error::Forbidden(needed.refusal()))
     }
-    Ok(state.commands.execute(&caller.metadata, &command).await?)
 }
 
 /// Whether the caller may read `project`: any role on it (organisation admins read everything).

@@ -27,6 +27,9 @@ pub struct ProjectView {
     pub feature_name_regex: Option<String>,
     pub case_sensitive_feature_names: bool,
     pub hide_disabled_flags: bool,
+    /// Approvals a change request of the project's features and segments needs (0: off).
+    pub minimum_change_request_approvals: u32,
+    pub approvals_from_assigned_reviewers_only: bool,
 }
 
 impl ProjectView {
@@ -38,6 +41,10 @@ impl ProjectView {
             feature_name_regex: project.settings.feature_name_regex.clone(),
             case_sensitive_feature_names: project.settings.case_sensitive_feature_names,
             hide_disabled_flags: project.settings.hide_disabled_flags,
+            minimum_change_request_approvals: project.settings.minimum_change_request_approvals,
+            approvals_from_assigned_reviewers_only: project
+                .settings
+                .approvals_from_assigned_reviewers_only,
         }
     }
 }
@@ -56,7 +63,9 @@ pub struct CreateProject {
     pub hide_disabled_flags: bool,
 }
 
-/// A project's settings; on update the whole set is given.
+/// A project's settings; on update the whole set is given, except the four-eyes settings,
+/// which stay as they are when absent (so an update that does not know them cannot turn
+/// review off).
 #[derive(Deserialize, utoipa::ToSchema)]
 pub struct ProjectSettingsBody {
     pub name: String,
@@ -66,15 +75,25 @@ pub struct ProjectSettingsBody {
     pub case_sensitive_feature_names: bool,
     #[serde(default)]
     pub hide_disabled_flags: bool,
+    #[serde(default)]
+    pub minimum_change_request_approvals: Option<u32>,
+    #[serde(default)]
+    pub approvals_from_assigned_reviewers_only: Option<bool>,
 }
 
-impl From<ProjectSettingsBody> for ProjectSettings {
-    fn from(b: ProjectSettingsBody) -> Self {
+impl ProjectSettingsBody {
+    fn into_settings(self, current: &ProjectSettings) -> ProjectSettings {
         ProjectSettings {
-            name: b.name,
-            feature_name_regex: b.feature_name_regex.filter(|r| !r.is_empty()),
-            case_sensitive_feature_names: b.case_sensitive_feature_names,
-            hide_disabled_flags: b.hide_disabled_flags,
+            name: self.name,
+            feature_name_regex: self.feature_name_regex.filter(|r| !r.is_empty()),
+            case_sensitive_feature_names: self.case_sensitive_feature_names,
+            hide_disabled_flags: self.hide_disabled_flags,
+            minimum_change_request_approvals: self
+                .minimum_change_request_approvals
+                .unwrap_or(current.minimum_change_request_approvals),
+            approvals_from_assigned_reviewers_only: self
+                .approvals_from_assigned_reviewers_only
+                .unwrap_or(current.approvals_from_assigned_reviewers_only),
         }
     }
 }
@@ -108,8 +127,10 @@ pub async fn create(
             feature_name_regex: body.feature_name_regex,
             case_sensitive_feature_names: body.case_sensitive_feature_names,
             hide_disabled_flags: body.hide_disabled_flags,
+            minimum_change_request_approvals: None,
+            approvals_from_assigned_reviewers_only: None,
         }
-        .into(),
+        .into_settings(&ProjectSettings::default()),
     };
     let id = execute(&state, &admin, command).await?.created_id()?;
     let project = state.commands.project(id).await?;
@@ -138,9 +159,10 @@ pub async fn update(
     Path(project_id): Path<u64>,
     JsonBody(body): JsonBody<ProjectSettingsBody>,
 ) -> Result<Json<ProjectView>> {
+    let current = state.commands.project(project_id).await?.state.settings;
     let command = ProjectCommand::UpdateProject {
         project_id,
-        settings: body.into(),
+        settings: body.into_settings(&current),
     };
     execute(&state, &admin, command).await?;
     let project = state.commands.project(project_id).await?;
