@@ -252,8 +252,9 @@ impl Commands {
         };
         // The commit: the proposed commands, decided in order on the current state, in the same
         // append as the request's own events.
+        // Decided in the workspace the current revisions were read from, so that the append
+        // expects the versions the conflict check saw.
         let mut events = events;
-        let mut workspace = Workspace::new(self);
         if let Err(refusal) = apply_all(&mut workspace, &request.state).await {
             if matches!(actor, Actor::Scheduler) {
                 let failed = ChangeRequestEvent::ChangeRequestFailed {

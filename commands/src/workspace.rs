@@ -253,7 +253,8 @@ impl<'a> Workspace<'a> {
     }
 
     /// The current revision of `subject` (with what this workspace decided so far): what a change
-    /// request's base is compared with.
+    /// request's base is compared with. The stream it was read from is expected unchanged by
+    /// the append, so a decision taken on this revision cannot land after it moved.
     pub async fn revision(&mut self, subject: &Subject) -> Result<u64> {
         Ok(match subject {
             Subject::FeatureState {
@@ -261,8 +262,13 @@ impl<'a> Workspace<'a> {
                 feature_id,
             } => {
                 self.load_environment(*environment_id).await?;
-                self.environments[environment_id]
-                    .state
+                self.environments
+                    .get_mut(environment_id)
+                    .map(|staged| {
+                        staged.expected = true;
+                        &staged.state
+                    })
+                    .ok_or_else(|| Error::Storage("loaded above".into()))?
                     .feature_revisions
                     .get(feature_id)
                     .copied()
@@ -274,8 +280,13 @@ impl<'a> Workspace<'a> {
                 feature_id,
             } => {
                 let stream = self.load_identity(*environment_id, identifier).await?;
-                self.identities[&stream]
-                    .state
+                self.identities
+                    .get_mut(&stream)
+                    .map(|staged| {
+                        staged.expected = true;
+                        &staged.state
+                    })
+                    .ok_or_else(|| Error::Storage("loaded above".into()))?
                     .revisions
                     .get(feature_id)
                     .copied()
@@ -286,8 +297,13 @@ impl<'a> Workspace<'a> {
                 feature_id,
             } => {
                 self.load_project(*project_id).await?;
-                self.projects[project_id]
-                    .state
+                self.projects
+                    .get_mut(project_id)
+                    .map(|staged| {
+                        staged.expected = true;
+                        &staged.state
+                    })
+                    .ok_or_else(|| Error::Storage("loaded above".into()))?
                     .feature_revisions
                     .get(feature_id)
                     .copied()
@@ -298,8 +314,13 @@ impl<'a> Workspace<'a> {
                 segment_id,
             } => {
                 self.load_project(*project_id).await?;
-                self.projects[project_id]
-                    .state
+                self.projects
+                    .get_mut(project_id)
+                    .map(|staged| {
+                        staged.expected = true;
+                        &staged.state
+                    })
+                    .ok_or_else(|| Error::Storage("loaded above".into()))?
                     .segment_revisions
                     .get(segment_id)
                     .copied()

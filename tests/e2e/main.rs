@@ -3,10 +3,12 @@
 //! area; the server and client helpers live in `support/lib.rs`.
 
 mod auth;
+mod change_requests;
 mod commands;
 mod concurrency;
 mod discovery;
 mod flow;
+mod four_eyes;
 mod references;
 mod roles;
 mod validation;

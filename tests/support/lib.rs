@@ -22,6 +22,9 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
 pub use commands::log::Backend;
+pub use team::User;
+
+mod team;
 
 /// How long one HTTP request may take before the test fails instead of hanging.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);

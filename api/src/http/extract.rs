@@ -117,7 +117,7 @@ impl RequestInfo {
                 .headers
                 .get(name)
                 .and_then(|v| v.to_str().ok())
-                .map(|v| v.chars().take(max).collect::<String>())
+                .map(|v| v.trim().chars().take(max).collect::<String>())
                 .filter(|v| !v.is_empty())
         };
         let break_glass_reason = header_text("x-break-glass-reason", 2000);

@@ -8,7 +8,8 @@ use utoipa::{Modify, OpenApi};
 
 use crate::http::AppState;
 use crate::http::admin::{
-    commands, environments, features, import, organisations, projects, segments, users,
+    change_requests, commands, environments, features, import, organisations, projects, segments,
+    users,
 };
 use crate::http::health;
 
@@ -29,6 +30,12 @@ use crate::http::health;
         segments::list, segments::create, segments::show, segments::update, segments::delete,
         import::import_document,
         commands::execute_command,
+        change_requests::open_for_environment, change_requests::list_for_environment,
+        change_requests::open_for_project, change_requests::list_for_project,
+        change_requests::show, change_requests::edit, change_requests::approve,
+        change_requests::withdraw_approval, change_requests::reject, change_requests::comment,
+        change_requests::close, change_requests::commit, change_requests::rebase,
+        change_requests::cancel_schedule, change_requests::applied_without_review,
     ),
     modifiers(&TokenAuth, &UniqueOperationIds),
     security(("token" = [])),

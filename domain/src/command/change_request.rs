@@ -292,7 +292,7 @@ pub fn decide(
             if !matches!(facts.actor, Actor::User(_)) {
                 return Err(Error::forbidden("a change request is committed by a user"));
             }
-            let approvers = counted_approvals(request, facts)?;
+            let approvers = enough_approvals(request, facts)?;
             check_base_versions(request, facts)?;
             Ok(match request.content.live_from_micros {
                 Some(live_from_micros) if live_from_micros > facts.now_micros => {
@@ -464,17 +464,26 @@ fn content_of(
     })
 }
 
-/// The approvals a commit may count: of the current content, by users who are approvers now
-/// (and assigned, when the policy says so); refused when fewer than the policy's minimum.
-fn counted_approvals(
+/// The approvals that count: of the current content, by users other than the author who are
+/// approvers now (and assigned, when the policy says so).
+pub fn counted_approvals(
+    request: &ChangeRequest,
+    policy: ApprovalPolicy,
+    approvers: &BTreeSet<UserId>,
+) -> Vec<UserId> {
+    request
+        .current_approvals()
+        .filter(|user| *user != request.author && approvers.contains(user))
+        .filter(|user| !policy.assigned_reviewers_only || request.reviewers.contains(user))
+        .collect()
+}
+
+/// The approvals a commit counts; refused when fewer than the policy's minimum.
+fn enough_approvals(
     request: &ChangeRequest,
     facts: &ChangeRequestFacts<'_>,
 ) -> Result<Vec<UserId>> {
-    let counted: Vec<UserId> = request
-        .current_approvals()
-        .filter(|user| *user != request.author && facts.approvers.contains(user))
-        .filter(|user| !facts.policy.assigned_reviewers_only || request.reviewers.contains(user))
-        .collect();
+    let counted = counted_approvals(request, facts.policy, facts.approvers);
     let needed = facts.policy.minimum_approvals as usize;
     if counted.len() < needed {
         return Err(Error::conflict(

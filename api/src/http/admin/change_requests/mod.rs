@@ -156,8 +156,7 @@ async fn view_of(state: &AppState, request: &ChangeRequest) -> Result<ChangeRequ
         request,
         Context {
             conflicts,
-            required_approvals: policy.minimum_approvals,
-            assigned_reviewers_only: policy.assigned_reviewers_only,
+            policy,
             approvers: &approvers,
         },
     ))

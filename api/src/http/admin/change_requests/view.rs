@@ -2,7 +2,7 @@
 //! counts, the approvals the policy in force needs, and its conflicts as of now.
 
 use domain::change_request::{ChangeRequest, Scope, Status};
-use domain::command::change_request::Conflict;
+use domain::command::change_request::{ApprovalPolicy, Conflict, counted_approvals};
 use serde::Serialize;
 use serde_json::Value;
 use time::OffsetDateTime;
@@ -71,8 +71,7 @@ pub struct ConflictView {
 /// What the view needs besides the request itself.
 pub struct Context<'a> {
     pub conflicts: Vec<Conflict>,
-    pub required_approvals: u32,
-    pub assigned_reviewers_only: bool,
+    pub policy: ApprovalPolicy,
     pub approvers: &'a std::collections::BTreeSet<u64>,
 }
 
@@ -84,11 +83,7 @@ pub fn rfc3339(micros: i64) -> Option<String> {
 
 impl ChangeRequestView {
     pub fn of(request: &ChangeRequest, context: Context<'_>) -> Self {
-        let approval_count = request
-            .current_approvals()
-            .filter(|user| *user != request.author && context.approvers.contains(user))
-            .filter(|user| !context.assigned_reviewers_only || request.reviewers.contains(user))
-            .count();
+        let approval_count = counted_approvals(request, context.policy, context.approvers).len();
         ChangeRequestView {
             id: request.id,
             scope: request.scope.unwrap_or(Scope::Project(0)),
@@ -115,7 +110,7 @@ impl ChangeRequestView {
                 })
                 .collect(),
             approval_count,
-            required_approvals: context.required_approvals,
+            required_approvals: context.policy.minimum_approvals,
             comments: request
                 .comments
                 .iter()
