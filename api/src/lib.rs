@@ -5,6 +5,7 @@
 pub mod cli;
 pub mod config;
 pub mod http;
+pub mod scheduler;
 pub mod sdk_cache;
 pub mod sdk_store;
 pub mod telemetry;
@@ -131,8 +132,15 @@ pub async fn start_node(
         ),
     );
 
+    let commands = commands(log.clone());
+    runtime.spawn(
+        scheduler::NAME,
+        Placement::OneNode,
+        scheduler::Scheduler::new(commands.clone(), log.clone()),
+    );
+
     Ok(http::AppState::new(http::Services {
-        commands: commands(log.clone()),
+        commands,
         log,
         sdk,
         sdk_store,

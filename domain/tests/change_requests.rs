@@ -314,6 +314,42 @@ fn a_cancelled_schedule_never_fires() {
 }
 
 #[test]
+fn editing_a_scheduled_request_takes_it_off_the_schedule() {
+    let mut world = World::new(1, Some(5_000));
+    world.run(Actor::User(ALICE), approve()).unwrap();
+    world.run(Actor::User(AUTHOR), commit()).unwrap();
+    assert_eq!(world.request.status, Status::Scheduled);
+    let later: ChangeRequestCommand = serde_json::from_value(json!({
+        "type": "edit_change_request", "change_request_id": 9, "title": "Blue checkout",
+        "commands": [{"type": "set_feature_state", "environment_id": 3, "feature_id": 7,
+                      "enabled": true, "feature_state_value": "blue"}],
+        "base_versions": {"environment-3/feature-7": 5},
+        "live_from_micros": 8_000,
+    }))
+    .unwrap();
+    let events = world.run(Actor::User(AUTHOR), later).unwrap();
+    assert!(
+        matches!(
+            &events[..],
+            [
+                ChangeRequestEvent::ScheduleCancelled { user_id: AUTHOR },
+                ChangeRequestEvent::ChangeRequestEdited { .. },
+                ChangeRequestEvent::ApprovalWithdrawn { user_id: ALICE, .. },
+            ]
+        ),
+        "{events:?}"
+    );
+    assert_eq!(world.request.status, Status::Open);
+    // The old time passes: nothing fires; the new time needs approval and a commit again.
+    world.now = 6_000;
+    let apply = ChangeRequestCommand::ApplyScheduledChange {
+        change_request_id: 9,
+    };
+    assert!(world.run(Actor::Scheduler, apply).is_err());
+    assert!(world.run(Actor::User(AUTHOR), commit()).is_err());
+}
+
+#[test]
 fn commands_outside_the_scope_and_empty_requests_are_refused() {
     let mut world = World {
         request: ChangeRequest::default(),

@@ -8,17 +8,17 @@ use serde_json::{Value, json};
 
 /// A project with one environment (four-eyes at `minimum`), a feature, an editor who proposes
 /// and three approvers.
-struct Review {
-    server: Server,
-    project: u64,
-    environment: u64,
-    key: &'static str,
-    feature: u64,
-    author: User,
-    approvers: [User; 3],
+pub struct Review {
+    pub server: Server,
+    pub project: u64,
+    pub environment: u64,
+    pub key: &'static str,
+    pub feature: u64,
+    pub author: User,
+    pub approvers: [User; 3],
 }
 
-async fn review(backend: Backend, minimum: u32) -> Review {
+pub async fn review(backend: Backend, minimum: u32) -> Review {
     let server = Server::start(backend).await;
     let project = server.project(json!({"name": "reviewed"})).await;
     let key = "reviewed-key";
@@ -51,12 +51,12 @@ async fn review(backend: Backend, minimum: u32) -> Review {
 }
 
 impl Review {
-    fn set_state(&self, value: &str) -> Value {
+    pub fn set_state(&self, value: &str) -> Value {
         json!({"type": "set_feature_state", "environment_id": self.environment,
                "feature_id": self.feature, "enabled": true, "feature_state_value": value})
     }
 
-    async fn open(&self, commands: Vec<Value>, reviewers: &[&User]) -> Value {
+    pub async fn open(&self, commands: Vec<Value>, reviewers: &[&User]) -> Value {
         let reviewers: Vec<u64> = reviewers.iter().map(|u| u.id).collect();
         self.server
             .post(
@@ -70,7 +70,7 @@ impl Review {
             .body
     }
 
-    fn act(&self, id: &Value, action: &str, who: &User) -> flaglog_tests::Call {
+    pub fn act(&self, id: &Value, action: &str, who: &User) -> flaglog_tests::Call {
         self.server
             .post(
                 &format!("/api/v1/change-requests/{id}/{action}/"),
@@ -79,7 +79,7 @@ impl Review {
             .token(&who.token)
     }
 
-    async fn show(&self, id: &Value) -> Value {
+    pub async fn show(&self, id: &Value) -> Value {
         self.server
             .get(&format!("/api/v1/change-requests/{id}/"))
             .send()
@@ -88,7 +88,7 @@ impl Review {
             .body
     }
 
-    async fn served_value(&self) -> Value {
+    pub async fn served_value(&self) -> Value {
         let states = self
             .server
             .get(&format!("/api/v1/environments/{}/featurestates/", self.key))

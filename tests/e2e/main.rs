@@ -11,4 +11,5 @@ mod flow;
 mod four_eyes;
 mod references;
 mod roles;
+mod schedules;
 mod validation;

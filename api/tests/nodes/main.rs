@@ -13,6 +13,7 @@
 //!   read model's checkpoint consistent with its rows (both backends);
 //! - `/health` and `flaglog workers status` name the workers and their leader (both backends).
 
+mod schedules;
 mod support;
 
 use std::time::{Duration, Instant};

@@ -175,11 +175,6 @@ pub fn decide(
             Ok(vec![ChangeRequestEvent::ScheduleCancelled { user_id }])
         }
         ChangeRequestCommand::ApplyScheduledChange { .. } => apply_scheduled(request, facts),
-        _ if !request.status.is_open() => Err(not_in(request, "open")),
-        ChangeRequestCommand::AssignReviewers { reviewers, .. } => {
-            by_author_or_admin()?;
-            assignment(request.author, &request.reviewers, reviewers)
-        }
         ChangeRequestCommand::EditChangeRequest {
             title,
             description,
@@ -188,7 +183,10 @@ pub fn decide(
             live_from_micros,
             ..
         } => {
-            by_author_or_admin()?;
+            if !request.status.is_open() && request.status != Status::Scheduled {
+                return Err(not_in(request, "open or scheduled"));
+            }
+            let user_id = by_author_or_admin()?;
             validate_name("title", title)?;
             let scope = request
                 .scope
@@ -213,14 +211,24 @@ pub fn decide(
                     })
                     .collect()
             };
-            let mut events = vec![ChangeRequestEvent::ChangeRequestEdited {
+            // Any change of the content (the commands, their base, the time) takes a scheduled
+            // request off the schedule: it goes live only once approved and committed again.
+            let unscheduled = (request.status == Status::Scheduled && hash != request.content_hash)
+                .then_some(ChangeRequestEvent::ScheduleCancelled { user_id });
+            let mut events: Vec<_> = unscheduled.into_iter().collect();
+            events.push(ChangeRequestEvent::ChangeRequestEdited {
                 title: title.trim().to_string(),
                 description: description.clone(),
                 content,
                 content_hash: hash,
-            }];
+            });
             events.extend(withdrawn);
             Ok(events)
+        }
+        _ if !request.status.is_open() => Err(not_in(request, "open")),
+        ChangeRequestCommand::AssignReviewers { reviewers, .. } => {
+            by_author_or_admin()?;
+            assignment(request.author, &request.reviewers, reviewers)
         }
         ChangeRequestCommand::ApproveChangeRequest { .. } => {
             let user_id = match facts.actor {
