@@ -447,7 +447,7 @@ fn decode_all(request: &ChangeRequest) -> Result<Vec<Command>> {
 }
 
 /// A refusal of the `i`th proposed command, named as such.
-fn within_command(error: Error, i: usize) -> Error {
+pub(crate) fn within_command(error: Error, i: usize) -> Error {
     match error {
         Error::Domain(e) => Error::Domain(e.within(&format!("commands[{i}]"))),
         other => other,

@@ -156,28 +156,31 @@ impl Commands {
     /// what is served is refused unless the metadata marks it as break-glass (the caller checked
     /// the actor may: an admin, with a reason).
     pub async fn execute(&self, metadata: &Metadata, command: &Command) -> Result<Executed> {
-        let review = if metadata.break_glass {
-            if metadata
-                .reason
-                .as_deref()
-                .is_none_or(|r| r.trim().is_empty())
-            {
+        if let Command::Directory(c) = command {
+            let (created, position) = self
+                .run(metadata, directory::STREAM, || self.decide_directory(c))
+                .await?;
+            return Ok(Executed { position, created });
+        }
+        self.execute_all(metadata, std::slice::from_ref(command))
+            .await
+    }
+
+    /// Executes `commands` in order as one atomic append: all of them, or nothing (the refusal
+    /// names the command, `commands[i]`, when there are several). None may be a directory
+    /// command. What the last one created is returned.
+    pub async fn execute_all(&self, metadata: &Metadata, commands: &[Command]) -> Result<Executed> {
+        let review = review_of(metadata)?;
+        let Some(first) = commands.first() else {
+            return Err(domain::Error::invalid("commands", "no command to execute").into());
+        };
+        let stream = match first {
+            Command::Directory(_) => {
                 return Err(domain::Error::invalid(
-                    "reason",
-                    "a change applied without review needs a reason",
+                    "commands",
+                    "a directory command is executed on its own",
                 )
                 .into());
-            }
-            Review::BreakGlass
-        } else {
-            Review::Direct
-        };
-        let stream = match command {
-            Command::Directory(c) => {
-                let (created, position) = self
-                    .run(metadata, directory::STREAM, || self.decide_directory(c))
-                    .await?;
-                return Ok(Executed { position, created });
             }
             Command::Project(c) => project::stream(c.project_id()),
             Command::Environment(c) => environment::stream(c.environment_id()),
@@ -189,7 +192,15 @@ impl Commands {
         let (created, position) = self
             .run(metadata, &stream, || async {
                 let mut workspace = Workspace::new(self);
-                workspace.apply(command, review).await?;
+                for (i, command) in commands.iter().enumerate() {
+                    workspace.apply(command, review).await.map_err(|e| {
+                        if commands.len() > 1 {
+                            crate::change_requests::within_command(e, i)
+                        } else {
+                            e
+                        }
+                    })?;
+                }
                 let created = workspace.created.take();
                 workspace.into_decision(created)
             })
@@ -350,4 +361,23 @@ impl Commands {
             .user_for_token_hash(&secrets::sha256_hex(token))
             .cloned())
     }
+}
+
+/// How a direct change is reviewed: a break-glass change needs a reason.
+fn review_of(metadata: &Metadata) -> Result<Review> {
+    if !metadata.break_glass {
+        return Ok(Review::Direct);
+    }
+    if metadata
+        .reason
+        .as_deref()
+        .is_none_or(|r| r.trim().is_empty())
+    {
+        return Err(domain::Error::invalid(
+            "reason",
+            "a change applied without review needs a reason",
+        )
+        .into());
+    }
+    Ok(Review::BreakGlass)
 }

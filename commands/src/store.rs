@@ -70,6 +70,27 @@ impl Store {
     }
 
     /// The current state of `stream_id`'s aggregate.
+    /// The aggregate as it stood with only the events of `stream_id` that `keep` admits (read
+    /// uncached: history, for reverts and versions).
+    pub async fn load_with<A: Aggregate>(
+        &self,
+        stream_id: &str,
+        keep: impl Fn(&domain::log::RecordedEvent) -> bool,
+    ) -> Result<Loaded<A>> {
+        let mut loaded = Loaded {
+            stream_id: stream_id.to_string(),
+            state: A::default(),
+            version: 0,
+        };
+        for record in self.log.read_stream(stream_id, 0).await? {
+            if keep(&record) {
+                loaded.state.apply(&A::Event::from_recorded(&record)?);
+                loaded.version = record.version;
+            }
+        }
+        Ok(loaded)
+    }
+
     pub async fn load<A: Aggregate>(&self, stream_id: &str) -> Result<Loaded<A>> {
         let cached = self
             .states

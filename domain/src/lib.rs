@@ -15,6 +15,7 @@ pub mod document;
 pub mod environment;
 pub mod error;
 pub mod evaluation;
+pub mod feature_version;
 pub mod flagsmith;
 pub mod identity;
 pub mod import;

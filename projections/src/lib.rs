@@ -6,6 +6,7 @@
 
 pub mod document_notifications;
 pub mod environment_documents;
+pub mod feature_versions;
 pub mod runner;
 pub mod workers;
 

@@ -113,6 +113,11 @@ const NOT_GUARDED: &[(&str, &str, &str)] = &[
         "/api/v1/environment-document/import/",
         "new projects",
     ),
+    (
+        "post",
+        "/api/v1/environments/{api_key}/features/{feature_id}/versions/{number}/restore/",
+        "proposes a change request when four-eyes is on (tests/e2e/versions.rs)",
+    ),
 ];
 
 fn is_change_request_route(path: &str) -> bool {

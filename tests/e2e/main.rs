@@ -13,3 +13,4 @@ mod references;
 mod roles;
 mod schedules;
 mod validation;
+mod versions;

@@ -9,7 +9,7 @@ use utoipa::{Modify, OpenApi};
 use crate::http::AppState;
 use crate::http::admin::{
     change_requests, commands, environments, features, import, organisations, projects, segments,
-    users,
+    users, versions,
 };
 use crate::http::health;
 
@@ -35,7 +35,10 @@ use crate::http::health;
         change_requests::show, change_requests::edit, change_requests::approve,
         change_requests::withdraw_approval, change_requests::reject, change_requests::comment,
         change_requests::close, change_requests::commit, change_requests::rebase,
-        change_requests::cancel_schedule, change_requests::applied_without_review,
+        change_requests::cancel_schedule, change_requests::revert,
+        change_requests::unreviewed::applied_without_review,
+        versions::list, versions::show, versions::compare_versions, versions::restore,
+        versions::compare_environments,
     ),
     modifiers(&TokenAuth, &UniqueOperationIds),
     security(("token" = [])),

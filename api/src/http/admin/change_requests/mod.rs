@@ -4,6 +4,7 @@
 //! `domain::command::change_request`; the commit applies the proposed commands in the same
 //! append. Also the list of changes applied without review (break-glass).
 
+pub mod unreviewed;
 mod view;
 
 use axum::extract::State;
@@ -14,7 +15,7 @@ use domain::access::{Requirement, Role, Scope as AccessScope};
 use domain::change_request::{ChangeRequest, ChangeRequestId, Scope, Status};
 use domain::command::Command;
 use domain::command::change_request::{Actor, ChangeRequestCommand};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::Value;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
@@ -24,7 +25,8 @@ use crate::http::admin::{environment_by_key, require, require_reader};
 use crate::http::error::{Error, Result};
 use crate::http::extract::{Admin, JsonBody, Path, Query};
 pub use view::ChangeRequestView;
-use view::{Context, rfc3339};
+use view::Context;
+pub use view::rfc3339;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -51,9 +53,10 @@ pub fn router() -> Router<AppState> {
             "/api/v1/change-requests/{id}/cancel-schedule/",
             post(cancel_schedule),
         )
+        .route("/api/v1/change-requests/{id}/revert/", post(revert))
         .route(
             "/api/v1/environments/{api_key}/applied-without-review/",
-            get(applied_without_review),
+            get(unreviewed::applied_without_review),
         )
 }
 
@@ -180,7 +183,6 @@ async fn open(
     scope: Scope,
     body: OpenChangeRequest,
 ) -> Result<(StatusCode, Json<ChangeRequestView>)> {
-    require_role(state, caller, scope, Role::Editor).await?;
     let live_from_micros = body.live_from.as_deref().map(parse_live_from).transpose()?;
     let command = ChangeRequestCommand::OpenChangeRequest {
         change_request_id: 0,
@@ -192,6 +194,17 @@ async fn open(
         live_from_micros,
         reviewers: body.reviewers,
     };
+    open_command(state, caller, scope, command).await
+}
+
+/// Opens the request `command` describes, for an editor of `scope`.
+pub(crate) async fn open_command(
+    state: &AppState,
+    caller: &Admin,
+    scope: Scope,
+    command: ChangeRequestCommand,
+) -> Result<(StatusCode, Json<ChangeRequestView>)> {
+    require_role(state, caller, scope, Role::Editor).await?;
     let opened = state
         .commands
         .execute_change_request(&caller.metadata, actor(caller), &command)
@@ -486,53 +499,21 @@ pub async fn rebase(
     act(&state, &caller, id, Role::Editor, command).await
 }
 
-/// A change applied without review: by an admin, with a reason, while four-eyes was on.
-#[derive(Serialize, utoipa::ToSchema)]
-pub struct UnreviewedChange {
-    pub position: u64,
-    pub event_type: String,
-    pub actor: String,
-    pub reason: Option<String>,
-    /// RFC 3339.
-    pub recorded_at: Option<String>,
-    #[schema(value_type = Object)]
-    pub payload: Value,
-}
-
-#[utoipa::path(get, path = "/api/v1/environments/{api_key}/applied-without-review/", tag = "change requests",
-    params(("api_key" = String, Path)),
-    responses((status = 200, body = Vec<UnreviewedChange>), (status = 404, body = crate::http::error::ErrorBody)))]
-pub async fn applied_without_review(
+/// Proposes undoing a committed request: a new change request that puts back what was there
+/// before its commit, based on the current revisions. Answers the new request.
+#[utoipa::path(post, path = "/api/v1/change-requests/{id}/revert/", tag = "change requests",
+    params(("id" = u64, Path)),
+    responses((status = 201, body = ChangeRequestView), (status = 403, body = crate::http::error::ErrorBody),
+              (status = 409, body = crate::http::error::ErrorBody)))]
+pub async fn revert(
     State(state): State<AppState>,
     caller: Admin,
-    Path(api_key): Path<String>,
-) -> Result<Json<Vec<UnreviewedChange>>> {
-    let env = environment_by_key(&state, &api_key).await?;
-    require_reader(&state, &caller, env.state.project_id).await?;
-    let project = domain::project::stream(env.state.project_id);
-    let mut changes = Vec::new();
-    for stream in [env.stream_id.clone(), project] {
-        let records = state
-            .commands
-            .store()
-            .log()
-            .read_stream(&stream, 0)
-            .await
-            .map_err(commands::Error::from)?;
-        changes.extend(
-            records
-                .into_iter()
-                .filter(|r| r.metadata.break_glass)
-                .map(|r| UnreviewedChange {
-                    position: r.position,
-                    event_type: r.event_type,
-                    actor: r.metadata.actor,
-                    reason: r.metadata.reason,
-                    recorded_at: rfc3339(r.recorded_at_micros),
-                    payload: r.payload,
-                }),
-        );
-    }
-    changes.sort_by_key(|c| c.position);
-    Ok(Json(changes))
+    Path(id): Path<u64>,
+) -> Result<(StatusCode, Json<ChangeRequestView>)> {
+    let request = readable(&state, &caller, id).await?;
+    let scope = request
+        .scope
+        .ok_or_else(|| Error::NotFound(format!("change request {id} not found")))?;
+    let command = state.commands.revert_command(id).await?;
+    open_command(&state, &caller, scope, command).await
 }
