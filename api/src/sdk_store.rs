@@ -139,6 +139,21 @@ impl SdkStore {
             .unwrap_or_default())
     }
 
+    /// Every identity of the environment with stored traits, by identifier.
+    pub async fn identities(&self, environment_id: u64) -> sqlx::Result<Vec<(String, Traits)>> {
+        let rows: Vec<(String, String)> = sqlx::query_as(
+            "SELECT identifier, traits FROM identity_traits WHERE environment_id = $1 \
+             ORDER BY identifier",
+        )
+        .bind(environment_id as i64)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(identifier, text)| (identifier, serde_json::from_str(&text).unwrap_or_default()))
+            .collect())
+    }
+
     /// Stores an identity's traits, replacing what was stored.
     pub async fn store_traits(
         &self,

@@ -10,6 +10,7 @@ pub mod error;
 pub mod handlers;
 pub mod import;
 pub mod log;
+pub mod preview;
 pub mod revert;
 pub mod scheduler;
 pub mod secrets;

@@ -329,6 +329,21 @@ impl<'a> Workspace<'a> {
         })
     }
 
+    /// The project as decided so far (as loaded when nothing changed it), if loaded.
+    pub fn project_state(&self, id: ProjectId) -> Option<&Project> {
+        self.projects.get(&id).map(|staged| &staged.state)
+    }
+
+    /// The environment as decided so far, if loaded.
+    pub fn environment_state(&self, id: EnvironmentId) -> Option<&Environment> {
+        self.environments.get(&id).map(|staged| &staged.state)
+    }
+
+    /// An identity's overrides as decided so far, if loaded.
+    pub fn identity_state(&self, stream: &str) -> Option<&IdentityOverrides> {
+        self.identities.get(stream).map(|staged| &staged.state)
+    }
+
     /// What the workspace appends: the streams with events, each expecting its loaded version,
     /// and the expectations that the facts read are unchanged.
     pub fn into_decision<T>(self, outcome: T) -> Result<Decision<T>> {

@@ -18,6 +18,7 @@ pub mod evaluation;
 pub mod feature_version;
 pub mod flagsmith;
 pub mod identity;
+pub mod impact;
 pub mod import;
 pub mod log;
 pub mod model;

@@ -10,6 +10,7 @@ mod analytics;
 mod document;
 mod flags;
 mod identities;
+mod impact;
 mod metrics;
 mod realtime;
 mod validation;

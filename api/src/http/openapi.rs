@@ -36,7 +36,7 @@ use crate::http::health;
         change_requests::withdraw_approval, change_requests::reject, change_requests::comment,
         change_requests::close, change_requests::commit, change_requests::rebase,
         change_requests::cancel_schedule, change_requests::revert,
-        change_requests::unreviewed::applied_without_review,
+        change_requests::unreviewed::applied_without_review, change_requests::impact::impact_of,
         versions::list, versions::show, versions::compare_versions, versions::restore,
         versions::compare_environments,
     ),

@@ -4,6 +4,7 @@
 //! `domain::command::change_request`; the commit applies the proposed commands in the same
 //! append. Also the list of changes applied without review (break-glass).
 
+pub mod impact;
 pub mod unreviewed;
 mod view;
 
@@ -54,6 +55,10 @@ pub fn router() -> Router<AppState> {
             post(cancel_schedule),
         )
         .route("/api/v1/change-requests/{id}/revert/", post(revert))
+        .route(
+            "/api/v1/change-requests/{id}/impact/",
+            get(impact::impact_of),
+        )
         .route(
             "/api/v1/environments/{api_key}/applied-without-review/",
             get(unreviewed::applied_without_review),

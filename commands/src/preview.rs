@@ -1,0 +1,95 @@
+//! What a change request would make of each environment it affects, without appending: the
+//! proposed commands decided in a [`Workspace`] on the current state, and the states before and
+//! after, for the impact preview (`domain::impact`).
+
+use std::collections::BTreeMap;
+
+use domain::access::Review;
+use domain::change_request::{ChangeRequest, Scope};
+use domain::command::Command;
+use domain::environment::Environment;
+use domain::identity::{self, IdentityOverrides};
+use domain::model::EnvironmentId;
+use domain::project::Project;
+
+use crate::Commands;
+use crate::change_requests::within_command;
+use crate::error::Result;
+use crate::workspace::Workspace;
+
+/// One environment before and after a request.
+pub struct Proposed {
+    pub environment_id: EnvironmentId,
+    pub project_before: Project,
+    pub before: Environment,
+    pub project_after: Project,
+    pub after: Environment,
+    /// The overrides after the request of each identity it changes, by identifier.
+    pub identity_overrides_after: BTreeMap<String, IdentityOverrides>,
+}
+
+impl Commands {
+    /// Each environment `request` affects (its environment, or every environment of its
+    /// project), before and after its commands. Refused as a commit would refuse them.
+    pub async fn proposed(&self, request: &ChangeRequest) -> Result<Vec<Proposed>> {
+        let commands: Vec<Command> = request
+            .content
+            .commands
+            .iter()
+            .map(|stored| stored.decode())
+            .collect::<std::result::Result<_, _>>()?;
+        let mut workspace = Workspace::new(self);
+        for (i, command) in commands.iter().enumerate() {
+            workspace
+                .apply(command, Review::ChangeRequest)
+                .await
+                .map_err(|e| within_command(e, i))?;
+        }
+        let environments: Vec<EnvironmentId> = match request.scope {
+            Some(Scope::Environment(id)) => vec![id],
+            Some(Scope::Project(project)) => self
+                .directory()
+                .await?
+                .state
+                .environments
+                .iter()
+                .filter(|(_, (p, _))| *p == project)
+                .map(|(id, _)| *id)
+                .collect(),
+            None => vec![],
+        };
+        let mut proposed = Vec::new();
+        for environment_id in environments {
+            let before = self.environment(environment_id).await?.state;
+            let project_before = self.project(before.project_id).await?.state;
+            let after = workspace
+                .environment_state(environment_id)
+                .cloned()
+                .unwrap_or_else(|| before.clone());
+            let project_after = workspace
+                .project_state(before.project_id)
+                .cloned()
+                .unwrap_or_else(|| project_before.clone());
+            let mut identity_overrides_after = BTreeMap::new();
+            for command in &commands {
+                if let Command::Identity(c) = command
+                    && c.environment_id() == environment_id
+                {
+                    let stream = identity::stream(environment_id, c.identifier());
+                    if let Some(state) = workspace.identity_state(&stream) {
+                        identity_overrides_after.insert(c.identifier().to_string(), state.clone());
+                    }
+                }
+            }
+            proposed.push(Proposed {
+                environment_id,
+                project_before,
+                before,
+                project_after,
+                after,
+                identity_overrides_after,
+            });
+        }
+        Ok(proposed)
+    }
+}
