@@ -16,8 +16,8 @@ use super::context::{
     SegmentCondition, SegmentContext, SegmentRule,
 };
 use super::hashing::hashed_percentage;
-use super::operators::{cast_float, is_in, matches};
-use super::python::ContextValue;
+use super::operators::{Operand, holds};
+use super::prepared::{Plan, RulePlan, SegmentPlan};
 use super::result::{Evaluation, Flag, Reason};
 use indexmap::IndexMap;
 
@@ -26,11 +26,14 @@ mod query;
 /// The override a feature gets from a matched segment, with that segment's name.
 type Override<'a> = (&'a FeatureContext, &'a str);
 
+/// Evaluates `context` for `identity`, with `plan` prepared from that same context. The result
+/// borrows the context only.
 pub(crate) fn run<'a>(
     context: &'a EvaluationContext,
+    plan: &Plan,
     identity: Option<&'a IdentityContext>,
 ) -> Evaluation<'a> {
-    let mut evaluator = Evaluator::new(context, identity);
+    let mut evaluator = Evaluator::new(context, plan, identity);
     let (segments, overrides) = evaluator.evaluate_segments();
     let mut flags = evaluator.evaluate_features(&overrides);
 
@@ -72,21 +75,25 @@ struct LazyFlags<'a> {
     cycle_hits: u64,
     /// The flags being resolved, innermost last.
     resolving: Vec<&'a str>,
-    /// Memoised segment verdicts (by segment key) for flag resolution.
-    segment_matches: HashMap<&'a str, bool>,
-    /// Keys of the segments overriding each feature name (a key repeats once per override).
-    segments_by_feature: Option<HashMap<&'a str, Vec<&'a str>>>,
+    /// Memoised segment verdicts (by segment index) for flag resolution.
+    segment_matches: HashMap<usize, bool>,
 }
 
-struct Evaluator<'a> {
+/// One evaluation: the context (`'a`, which the result borrows) and its plan (`'p`).
+struct Evaluator<'a, 'p> {
     context: &'a EvaluationContext,
+    plan: &'p Plan,
     identity: Option<&'a IdentityContext>,
     identity_key: Option<Cow<'a, str>>,
     lazy: LazyFlags<'a>,
 }
 
-impl<'a> Evaluator<'a> {
-    fn new(context: &'a EvaluationContext, identity: Option<&'a IdentityContext>) -> Self {
+impl<'a, 'p> Evaluator<'a, 'p> {
+    fn new(
+        context: &'a EvaluationContext,
+        plan: &'p Plan,
+        identity: Option<&'a IdentityContext>,
+    ) -> Self {
         let identity_key = identity.map(|identity| match identity.key.as_deref() {
             Some(key) if !key.is_empty() => Cow::Borrowed(key),
             _ => Cow::Owned(format!(
@@ -96,6 +103,7 @@ impl<'a> Evaluator<'a> {
         });
         Evaluator {
             context,
+            plan,
             identity,
             identity_key,
             lazy: LazyFlags::default(),
@@ -106,18 +114,19 @@ impl<'a> Evaluator<'a> {
     fn evaluate_segments(&mut self) -> (Vec<&'a SegmentContext>, Vec<Option<Override<'a>>>) {
         let mut results = Vec::new();
         let context = self.context;
+        let plan = self.plan;
         let mut overrides: Vec<Option<Override<'a>>> = vec![None; context.features.len()];
-        for segment in context.segments.values() {
+        for (segment, segment_plan) in context.segments.values().zip(&plan.segments) {
             let hits = self.lazy.cycle_hits;
-            let matched = self.in_segment(segment);
+            let matched = self.in_segment(segment, segment_plan);
             if self.lazy.cycle_hits != hits || !matched {
                 // A verdict reached by cutting a cycle is neither a match nor a non-match.
                 continue;
             }
             results.push(segment);
-            for candidate in &segment.overrides {
+            for (candidate, target) in segment.overrides.iter().zip(&segment_plan.targets) {
                 // An override of a feature the context does not have applies to nothing.
-                let Some(i) = context.features.get_index_of(candidate.name.as_str()) else {
+                let Some(i) = *target else {
                     continue;
                 };
                 if wins_over(candidate, overrides[i].map(|(fc, _)| fc)) {
@@ -129,25 +138,16 @@ impl<'a> Evaluator<'a> {
     }
 
     fn evaluate_features(&self, overrides: &[Option<Override<'a>>]) -> Vec<Flag<'a>> {
-        let context = self.context;
-        // Whether any segment overrides each feature (by feature index).
-        let mut targeted = vec![false; context.features.len()];
-        for segment in context.segments.values() {
-            for candidate in &segment.overrides {
-                if let Some(i) = context.features.get_index_of(candidate.name.as_str()) {
-                    targeted[i] = true;
-                }
-            }
-        }
-        context
+        self.context
             .features
             .values()
-            .zip(overrides.iter().zip(targeted))
-            .map(|(feature, (winner, targeted))| match winner {
+            .zip(overrides.iter().zip(&self.plan.segments_by_feature))
+            .map(|(feature, (winner, by))| match winner {
                 Some((feature_override, segment_name)) => {
                     self.flag_result(feature_override, Reason::TargetingMatch(segment_name))
                 }
-                None if targeted => self.flag_result(feature, Reason::Default),
+                // Targeted by some segment, though by none that matched.
+                None if !by.is_empty() => self.flag_result(feature, Reason::Default),
                 None => self.flag_result(feature, Reason::Static),
             })
             .collect()
@@ -175,57 +175,75 @@ impl<'a> Evaluator<'a> {
         }
     }
 
-    fn in_segment(&mut self, segment: &'a SegmentContext) -> bool {
+    fn in_segment(&mut self, segment: &'a SegmentContext, plan: &'p SegmentPlan) -> bool {
         if segment.rules.is_empty() {
             return false;
         }
-        for rule in &segment.rules {
-            if !self.rule_matches(rule, &segment.key) {
+        for (rule, rule_plan) in segment.rules.iter().zip(&plan.rules) {
+            if !self.rule_matches(rule, rule_plan, &segment.key) {
                 return false;
             }
         }
         true
     }
 
-    fn rule_matches(&mut self, rule: &'a SegmentRule, segment_key: &'a str) -> bool {
+    fn rule_matches(
+        &mut self,
+        rule: &'a SegmentRule,
+        plan: &'p RulePlan,
+        segment_key: &str,
+    ) -> bool {
         // Both sides are evaluated (each short-circuiting on its own), as in Flagsmith: reading
         // a flag on the second side has effects even when the first side already failed.
         let conditions = rule.conditions.is_empty()
-            || quantify(self, rule.rule_type, &rule.conditions, |this, condition| {
-                this.condition_matches(condition, segment_key)
-            });
+            || quantify(
+                self,
+                rule.rule_type,
+                rule.conditions.iter().zip(&plan.conditions),
+                |this, (condition, operand)| {
+                    this.condition_matches(condition, operand, segment_key)
+                },
+            );
         let rules = rule.rules.is_empty()
-            || quantify(self, rule.rule_type, &rule.rules, |this, sub_rule| {
-                this.rule_matches(sub_rule, segment_key)
-            });
+            || quantify(
+                self,
+                rule.rule_type,
+                rule.rules.iter().zip(&plan.rules),
+                |this, (sub_rule, sub_plan)| this.rule_matches(sub_rule, sub_plan, segment_key),
+            );
         conditions && rules
     }
 
-    fn condition_matches(&mut self, condition: &'a SegmentCondition, segment_key: &str) -> bool {
-        let value = if condition.operator == ConditionOperator::PercentageSplit
-            && condition.property.is_empty()
-        {
-            // A percentage split without a property buckets the identity itself.
-            self.identity_key
-                .as_deref()
-                .map(|key| ContextValue::Str(Cow::Owned(key.to_owned())))
-        } else {
-            self.context_value(&condition.property)
-        };
-        match &condition.operator {
-            ConditionOperator::In => is_in(&condition.value, value.as_ref()),
-            ConditionOperator::PercentageSplit => {
-                let Some(value) = value else {
+    fn condition_matches(
+        &mut self,
+        condition: &'a SegmentCondition,
+        operand: &Operand,
+        segment_key: &str,
+    ) -> bool {
+        if condition.operator == ConditionOperator::PercentageSplit {
+            let threshold = match operand {
+                Operand::Threshold(threshold) => *threshold,
+                _ => None,
+            };
+            if condition.property.is_empty() {
+                // A percentage split without a property buckets the identity itself.
+                let (Some(key), Some(threshold)) = (self.identity_key.as_deref(), threshold) else {
                     return false;
                 };
-                let Some(threshold) = cast_float(&condition.value) else {
-                    return false;
-                };
-                hashed_percentage(&[segment_key, &value.py_str()]) <= threshold
+                return hashed_percentage(&[segment_key, key]) <= threshold;
             }
+            // The property is read first, threshold or not: reading a flag has effects.
+            let value = self.context_value(&condition.property);
+            let (Some(value), Some(threshold)) = (value, threshold) else {
+                return false;
+            };
+            return hashed_percentage(&[segment_key, &value.py_str()]) <= threshold;
+        }
+        let value = self.context_value(&condition.property);
+        match &condition.operator {
             ConditionOperator::IsSet => value.is_some(),
             ConditionOperator::IsNotSet => value.is_none(),
-            operator => value.is_some_and(|value| matches(operator, &condition.value, &value)),
+            operator => value.is_some_and(|value| holds(operator, operand, &value)),
         }
     }
 
@@ -248,13 +266,13 @@ impl<'a> Evaluator<'a> {
             return;
         }
         let context = self.context;
-        let Some((name, feature)) = context.features.get_key_value(name) else {
+        let Some((index, name, feature)) = context.features.get_full(name) else {
             // Depending on a feature absent from the context: nothing to resolve.
             return;
         };
         let name = name.as_str();
         self.lazy.resolving.push(name);
-        let feature_override = self.segment_override(name);
+        let feature_override = self.segment_override(index);
         self.lazy.resolving.pop();
 
         if self.lazy.cyclic.contains(name) {
@@ -265,10 +283,10 @@ impl<'a> Evaluator<'a> {
                 self.flag_result(feature_override, Reason::TargetingMatch(segment_name))
             }
             None => {
-                let reason = if self.segments_by_feature().contains_key(name) {
-                    Reason::Default
-                } else {
+                let reason = if self.plan.segments_by_feature[index].is_empty() {
                     Reason::Static
+                } else {
+                    Reason::Default
                 };
                 self.flag_result(feature, reason)
             }
@@ -276,40 +294,26 @@ impl<'a> Evaluator<'a> {
         self.lazy.resolved.insert(name, flag);
     }
 
-    fn segments_by_feature(&mut self) -> &HashMap<&'a str, Vec<&'a str>> {
+    /// The winning override of one feature (by index) among the segments that override it,
+    /// each segment's verdict memoised.
+    fn segment_override(&mut self, feature: usize) -> Option<Override<'a>> {
         let context = self.context;
-        self.lazy.segments_by_feature.get_or_insert_with(|| {
-            let mut index: HashMap<&'a str, Vec<&'a str>> = HashMap::new();
-            for (key, segment) in &context.segments {
-                for feature_override in &segment.overrides {
-                    index
-                        .entry(feature_override.name.as_str())
-                        .or_default()
-                        .push(key.as_str());
-                }
-            }
-            index
-        })
-    }
-
-    /// The winning override of one feature among the segments that override it, each segment's
-    /// verdict memoised.
-    fn segment_override(&mut self, name: &str) -> Option<Override<'a>> {
-        let keys = self
-            .segments_by_feature()
-            .get(name)
-            .cloned()
-            .unwrap_or_default();
-        let context = self.context;
+        let plan = self.plan;
         let mut best: Option<Override<'a>> = None;
-        for key in keys {
-            if !self.segment_matches(key) {
+        for &index in &plan.segments_by_feature[feature] {
+            if !self.segment_matches(index) {
                 continue;
             }
-            let Some(segment) = context.segments.get(key) else {
+            let Some((_, segment)) = context.segments.get_index(index) else {
                 continue;
             };
-            for candidate in segment.overrides.iter().filter(|o| o.name == name) {
+            let targets = &plan.segments[index].targets;
+            for (candidate, _) in segment
+                .overrides
+                .iter()
+                .zip(targets)
+                .filter(|(_, target)| **target == Some(feature))
+            {
                 if wins_over(candidate, best.map(|(fc, _)| fc)) {
                     best = Some((candidate, &segment.name));
                 }
@@ -318,20 +322,24 @@ impl<'a> Evaluator<'a> {
         best
     }
 
-    fn segment_matches(&mut self, key: &'a str) -> bool {
-        if let Some(matched) = self.lazy.segment_matches.get(key) {
+    fn segment_matches(&mut self, index: usize) -> bool {
+        if let Some(matched) = self.lazy.segment_matches.get(&index) {
             return *matched;
         }
-        let Some(segment) = self.context.segments.get(key) else {
+        let plan = self.plan;
+        let (Some((_, segment)), Some(segment_plan)) = (
+            self.context.segments.get_index(index),
+            plan.segments.get(index),
+        ) else {
             return false;
         };
         let hits = self.lazy.cycle_hits;
-        let matched = self.in_segment(segment);
+        let matched = self.in_segment(segment, segment_plan);
         if self.lazy.cycle_hits != hits {
             // Reached by cutting a cycle: not a match, and not worth memoising.
             return false;
         }
-        self.lazy.segment_matches.insert(key, matched);
+        self.lazy.segment_matches.insert(index, matched);
         matched
     }
 }
@@ -367,16 +375,16 @@ fn chosen_variant(variants: &[FeatureValue], percentage: f64) -> Option<&Feature
 }
 
 /// Applies a rule's quantifier to items, short-circuiting as Python's `all`/`any` do.
-fn quantify<'a, T>(
-    evaluator: &mut Evaluator<'a>,
+fn quantify<'a, 'p, I: Iterator>(
+    evaluator: &mut Evaluator<'a, 'p>,
     rule_type: RuleType,
-    items: &'a [T],
-    mut holds: impl FnMut(&mut Evaluator<'a>, &'a T) -> bool,
+    mut items: I,
+    mut holds: impl FnMut(&mut Evaluator<'a, 'p>, I::Item) -> bool,
 ) -> bool {
     match rule_type {
-        RuleType::All => items.iter().all(|item| holds(evaluator, item)),
-        RuleType::Any => items.iter().any(|item| holds(evaluator, item)),
-        RuleType::None => !items.iter().any(|item| holds(evaluator, item)),
+        RuleType::All => items.all(|item| holds(evaluator, item)),
+        RuleType::Any => items.any(|item| holds(evaluator, item)),
+        RuleType::None => !items.any(|item| holds(evaluator, item)),
     }
 }
 

@@ -39,7 +39,7 @@ impl Node<'_> {
     }
 }
 
-impl<'a> Evaluator<'a> {
+impl<'a> Evaluator<'a, '_> {
     /// The value a condition property designates: a trait, or (for `$.`-prefixed properties
     /// that are not also trait names) the first node a JSONPath query finds in the context.
     pub(super) fn context_value(&mut self, property: &str) -> Option<ContextValue<'a>> {
