@@ -18,7 +18,6 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use domain::evaluation::evaluation;
 use domain::flagsmith::identity_context;
 use domain::identity::MAX_IDENTIFIER_LEN;
 use futures_util::Stream;
@@ -237,7 +236,7 @@ async fn identity_response(
 ) -> Result<Response> {
     let env = evaluable(state, env).await?;
     let who = identity_context(identifier, traits);
-    let result = evaluation(&env.context, Some(&who));
+    let result = env.prepared.evaluation(Some(&who));
     let traits: Vec<TraitRef<'_>> = who
         .traits
         .iter()
