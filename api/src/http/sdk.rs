@@ -98,10 +98,18 @@ pub struct FlagsQuery {
 /// whole so that its headers are read in place: the busiest endpoint copies none of them.)
 pub async fn flags(State(state): State<AppState>, request: Request) -> Result<Response> {
     let headers = request.headers();
-    let query = axum::extract::Query::<FlagsQuery>::try_from_uri(request.uri())
-        .map_err(|e| Error::bad_request("query", e.body_text()))?;
+    // Most requests have no query string at all: nothing to parse.
+    let feature = match request.uri().query() {
+        None => None,
+        Some(_) => {
+            axum::extract::Query::<FlagsQuery>::try_from_uri(request.uri())
+                .map_err(|e| Error::bad_request("query", e.body_text()))?
+                .0
+                .feature
+        }
+    };
     let env = environment(&state, headers, Keys::ClientOrServer).await?;
-    let Some(name) = query.0.feature else {
+    let Some(name) = feature else {
         return Ok(cached_json(headers, &env, env.flags.clone()));
     };
     let flags: Vec<Value> =
