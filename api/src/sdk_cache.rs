@@ -24,7 +24,7 @@ use std::sync::{Arc, Mutex};
 use axum::body::Bytes;
 use axum::http::HeaderValue;
 use domain::document::FlagListing;
-use domain::evaluation::EvaluationContext;
+use domain::evaluation::{EvaluationContext, PreparedContext};
 use domain::flagsmith::{CONTEXT_BYTES_PER_DOCUMENT_BYTE, EnvironmentDocument};
 use moka::future::Cache;
 use projections::environment_documents::{self, DocumentChanged, StoredEnvironment};
@@ -78,12 +78,12 @@ impl CachedEnvironment {
 }
 
 /// What evaluating an environment for an identity needs: its evaluation context (segments and
-/// identity overrides included) and the listing that writes the evaluated flags, which holds
-/// the flags body it copies from, all of one version.
+/// identity overrides included), prepared for evaluating it many times, and the listing that
+/// writes the evaluated flags, which holds the flags body it copies from, all of one version.
 pub struct Evaluable {
     /// The log position this version reflects.
     pub position: u64,
-    pub context: Arc<EvaluationContext>,
+    pub prepared: PreparedContext,
     pub listing: FlagListing,
     /// The length of the document's text, which the context's size follows.
     document_len: usize,
@@ -103,18 +103,28 @@ impl Evaluable {
         Some(Evaluable {
             position: stored.position,
             listing: FlagListing::of(&document, context.clone(), flags),
-            context,
+            prepared: PreparedContext::new(context),
             document_len: stored.document.len(),
         })
     }
 
+    pub fn context(&self) -> &EvaluationContext {
+        self.prepared.context()
+    }
+
     /// Roughly the bytes this entry holds: the context, counted as
-    /// [`CONTEXT_BYTES_PER_DOCUMENT_BYTE`] times its document's text, the listing and the
-    /// flags body (counted though it is usually the environment entry's own: erring high).
+    /// [`CONTEXT_BYTES_PER_DOCUMENT_BYTE`] times its document's text, its preparation, the
+    /// listing and the flags body (counted though it is usually the environment entry's own:
+    /// erring high).
     pub fn weight(&self) -> u64 {
         let context = (self.document_len as f64 * CONTEXT_BYTES_PER_DOCUMENT_BYTE) as usize;
         let flags = self.listing.body().len();
-        (std::mem::size_of::<Self>() + context + self.listing.heap_size() + flags) as u64
+        let held = std::mem::size_of::<Self>()
+            + context
+            + self.prepared.heap_size()
+            + self.listing.heap_size()
+            + flags;
+        held as u64
     }
 }
 

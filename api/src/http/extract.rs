@@ -3,8 +3,8 @@
 
 use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Request};
-use axum::http::header;
 use axum::http::request::Parts;
+use axum::http::{HeaderValue, header};
 use domain::directory::UserEntry;
 use domain::log::Metadata;
 use serde::de::DeserializeOwned;
@@ -62,9 +62,17 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T> {
 }
 
 /// The id of the request being served: from `X-Request-Id` when the caller sent a sane one,
-/// else made here. It is logged with the request and stored in every event the request appends.
+/// else made here (ASCII letters, digits, `-`, `_` and `.` either way). It is logged with the
+/// request, answered in the response's `X-Request-Id`, and stored in every event the request
+/// appends.
 #[derive(Debug, Clone)]
-pub struct RequestId(pub String);
+pub struct RequestId(pub HeaderValue);
+
+impl RequestId {
+    pub fn as_str(&self) -> &str {
+        self.0.to_str().unwrap_or_default()
+    }
+}
 
 /// An authenticated admin caller (`Authorization: Token <token>`), with what their events record.
 pub struct Admin {
@@ -122,7 +130,10 @@ impl RequestInfo {
         };
         let break_glass_reason = header_text("x-break-glass-reason", 2000);
         RequestInfo {
-            request_id: parts.extensions.get::<RequestId>().map(|r| r.0.clone()),
+            request_id: parts
+                .extensions
+                .get::<RequestId>()
+                .map(|r| r.as_str().to_owned()),
             correlation_id: header_text("x-correlation-id", 200),
             break_glass: break_glass_reason.is_some(),
             reason: break_glass_reason.or_else(|| header_text("x-change-reason", 2000)),

@@ -95,16 +95,31 @@ async fn method_not_allowed() -> error::Error {
     error::Error::MethodNotAllowed
 }
 
-/// A new request id: this process's random prefix and a counter, unique without asking the
-/// operating system for randomness on every request.
-fn new_request_id() -> String {
+/// A new request id, `<16 hex digits>-<8 or more hex digits>`: this process's random prefix
+/// and a counter, unique without asking the operating system for randomness on every request.
+/// Written as a header value directly (the response carries it; the log and events read it
+/// back from there), without formatting machinery.
+fn new_request_id() -> HeaderValue {
     static PREFIX: LazyLock<u64> = LazyLock::new(|| uuid::Uuid::new_v4().as_u64_pair().0);
     static COUNTER: AtomicU64 = AtomicU64::new(0);
-    format!(
-        "{:016x}-{:08x}",
-        *PREFIX,
-        COUNTER.fetch_add(1, Ordering::Relaxed)
-    )
+    let counter = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let counter_digits = (16 - (counter.leading_zeros() / 4) as usize).max(8);
+    let mut text = [0u8; 33];
+    let len = 17 + counter_digits;
+    write_hex(*PREFIX, &mut text[..16]);
+    text[16] = b'-';
+    write_hex(counter, &mut text[17..len]);
+    // Hex digits and a dash: always a valid header value.
+    HeaderValue::from_bytes(&text[..len]).unwrap_or(HeaderValue::from_static("-"))
+}
+
+/// `value`'s last `out.len()` hex digits, zero-padded, into `out`.
+fn write_hex(mut value: u64, out: &mut [u8]) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    for digit in out.iter_mut().rev() {
+        *digit = DIGITS[(value & 0xf) as usize];
+        value >>= 4;
+    }
 }
 
 /// The route templates whose requests are logged at `debug` (see the module documentation):
@@ -124,29 +139,27 @@ pub const SDK_ROUTES: &[&str] = &[
 /// Gives the request an id, and counts, times and logs the request when its response is ready.
 async fn request_context(mut request: Request, next: Next) -> Response {
     let started = Instant::now();
-    let request_id = request
+    // The caller's id when it is sane (the same header value, shared), else a new one.
+    let id_header = request
         .headers()
         .get("x-request-id")
-        .and_then(|v| v.to_str().ok())
         .filter(|v| {
+            let v = v.as_bytes();
             !v.is_empty()
                 && v.len() <= 128
-                && v.chars()
-                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+                && v.iter()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'))
         })
-        .map_or_else(new_request_id, str::to_string);
+        .cloned()
+        .unwrap_or_else(new_request_id);
     let method = request.method().clone();
     let route = request.extensions().get::<MatchedPath>().cloned();
     let route = route.as_ref().map_or("<unmatched>", MatchedPath::as_str);
-    // The response's header, made now: the log reads the id back from it, so the id is
-    // copied once (into the header), not once more for the log.
-    let id_header = HeaderValue::from_str(&request_id).ok();
-    request.extensions_mut().insert(RequestId(request_id));
+    request
+        .extensions_mut()
+        .insert(RequestId(id_header.clone()));
     let mut response = next.run(request).await;
-    let request_id = id_header
-        .as_ref()
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default();
+    let request_id = id_header.to_str().unwrap_or_default();
     let elapsed = started.elapsed();
     let status = response.status();
     metrics::record_request(&method, route, status, elapsed);
@@ -171,8 +184,6 @@ async fn request_context(mut request: Request, next: Next) -> Response {
             "request"
         );
     }
-    if let Some(value) = id_header {
-        response.headers_mut().insert("x-request-id", value);
-    }
+    response.headers_mut().insert("x-request-id", id_header);
     response
 }

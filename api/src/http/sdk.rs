@@ -18,7 +18,6 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use domain::evaluation::evaluation;
 use domain::flagsmith::identity_context;
 use domain::identity::MAX_IDENTIFIER_LEN;
 use futures_util::Stream;
@@ -99,10 +98,18 @@ pub struct FlagsQuery {
 /// whole so that its headers are read in place: the busiest endpoint copies none of them.)
 pub async fn flags(State(state): State<AppState>, request: Request) -> Result<Response> {
     let headers = request.headers();
-    let query = axum::extract::Query::<FlagsQuery>::try_from_uri(request.uri())
-        .map_err(|e| Error::bad_request("query", e.body_text()))?;
+    // Most requests have no query string at all: nothing to parse.
+    let feature = match request.uri().query() {
+        None => None,
+        Some(_) => {
+            axum::extract::Query::<FlagsQuery>::try_from_uri(request.uri())
+                .map_err(|e| Error::bad_request("query", e.body_text()))?
+                .0
+                .feature
+        }
+    };
     let env = environment(&state, headers, Keys::ClientOrServer).await?;
-    let Some(name) = query.0.feature else {
+    let Some(name) = feature else {
         return Ok(cached_json(headers, &env, env.flags.clone()));
     };
     let flags: Vec<Value> =
@@ -237,7 +244,7 @@ async fn identity_response(
 ) -> Result<Response> {
     let env = evaluable(state, env).await?;
     let who = identity_context(identifier, traits);
-    let result = evaluation(&env.context, Some(&who));
+    let result = env.prepared.evaluation(Some(&who));
     let traits: Vec<TraitRef<'_>> = who
         .traits
         .iter()

@@ -96,7 +96,7 @@ pub async fn evaluable(
 /// in its environment-wide state, segments not evaluated (as Flagsmith serves
 /// `GET /api/v1/flags/`, whose pre-serialised body is this same evaluation).
 pub fn anonymous(evaluable: &Evaluable) -> Evaluation<'_> {
-    environment_evaluation(&evaluable.context)
+    environment_evaluation(evaluable.context())
 }
 
 /// Whether a request body labelled `content_type` is JSON: no label, `application/json` or a

@@ -14,6 +14,9 @@ use md5::{Digest, Md5};
 /// 100; Flagsmith then hashes the ids repeated (`a,b,a,b`, then `a,b,a,b,a,b`, ...) until the
 /// result is below 100, and so does this.
 pub fn hashed_percentage(ids: &[&str]) -> f64 {
+    if let Some(value) = single_block_percentage(ids) {
+        return value;
+    }
     let mut repetitions = 1;
     loop {
         let mut hasher = Md5::new();
@@ -26,14 +29,51 @@ pub fn hashed_percentage(ids: &[&str]) -> f64 {
             }
         }
         let digest: [u8; 16] = hasher.finalize().into();
-        let bucket = u128::from_be_bytes(digest) % 9999;
-        // Both operands are small integers, so this division rounds exactly as Python's does.
-        let value = (bucket as f64 / 9998.0) * 100.0;
-        if value < 100.0 {
+        if let Some(value) = percentage_of(digest) {
             return value;
         }
         repetitions += 1;
     }
+}
+
+/// The digest as a percentage, or `None` when it is the top bucket (exactly 100).
+fn percentage_of(digest: [u8; 16]) -> Option<f64> {
+    let bucket = u128::from_be_bytes(digest) % 9999;
+    // Both operands are small integers, so this division rounds exactly as Python's does.
+    let value = (bucket as f64 / 9998.0) * 100.0;
+    (value < 100.0).then_some(value)
+}
+
+/// The common case, hashed without the streaming hasher: ids whose joined text fits one MD5
+/// block (at most 55 bytes, with room for the padding) and do not hash to the top bucket. The
+/// block is padded by hand (`0x80`, zeros, the length in bits) and compressed once; `None`
+/// leaves the rest to the general loop.
+fn single_block_percentage(ids: &[&str]) -> Option<f64> {
+    const INITIAL_STATE: [u32; 4] = [0x6745_2301, 0xefcd_ab89, 0x98ba_dcfe, 0x1032_5476];
+    let mut block = [0u8; 64];
+    let mut len = 0;
+    for (i, id) in ids.iter().enumerate() {
+        let bytes = id.as_bytes();
+        let end = len + usize::from(i > 0) + bytes.len();
+        if end > 55 {
+            return None;
+        }
+        if i > 0 {
+            block[len] = b',';
+            len += 1;
+        }
+        block[len..end].copy_from_slice(bytes);
+        len = end;
+    }
+    block[len] = 0x80;
+    block[56..].copy_from_slice(&((len as u64) * 8).to_le_bytes());
+    let mut state = INITIAL_STATE;
+    md5::block_api::compress(&mut state, std::slice::from_ref(&block));
+    let mut digest = [0u8; 16];
+    for (chunk, word) in digest.chunks_exact_mut(4).zip(state) {
+        chunk.copy_from_slice(&word.to_le_bytes());
+    }
+    percentage_of(digest)
 }
 
 #[cfg(test)]
@@ -82,6 +122,15 @@ mod tests {
             let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
             let value = hashed_percentage(&refs);
             prop_assert!((0.0..100.0).contains(&value), "{value}");
+        }
+
+        #[test]
+        fn one_block_hashing_is_md5(ids in proptest::collection::vec("[a-z0-9_,-]{0,30}", 0..4)) {
+            let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+            if let Some(fast) = single_block_percentage(&refs) {
+                let digest: [u8; 16] = Md5::digest(refs.join(",").as_bytes()).into();
+                prop_assert_eq!(Some(fast), percentage_of(digest));
+            }
         }
 
         #[test]

@@ -42,6 +42,7 @@ mod engine;
 mod hashing;
 mod jsonpath;
 mod operators;
+mod prepared;
 mod pyregex;
 mod python;
 mod result;
@@ -54,12 +55,13 @@ pub use context::{
 };
 pub use hashing::hashed_percentage;
 pub use operators::regex_compiles;
+pub use prepared::PreparedContext;
 pub(crate) use python::py_eq as python_eq;
 pub use result::{Evaluation, EvaluationResult, Flag, FlagResult, Reason, SegmentResult};
 
 /// Evaluates every feature of the context for the context's identity (if any).
 pub fn evaluate(context: &EvaluationContext) -> EvaluationResult {
-    engine::run(context, context.identity.as_ref()).to_result()
+    evaluation(context, context.identity.as_ref()).to_result()
 }
 
 /// Evaluates the context as if its identity were `identity` (the context's own is ignored).
@@ -70,17 +72,21 @@ pub fn evaluate_for_identity(
     context: &EvaluationContext,
     identity: Option<&IdentityContext>,
 ) -> EvaluationResult {
-    engine::run(context, identity).to_result()
+    evaluation(context, identity).to_result()
 }
 
 /// [`evaluate_for_identity`], borrowed from the context instead of copied out of it: what a
 /// server serialises straight into a response. Its [`Evaluation::to_result`] is exactly
 /// [`evaluate_for_identity`]'s result.
+///
+/// What this works out from the context alone is worked out anew on each call; a server that
+/// evaluates one context many times keeps a [`PreparedContext`] instead, whose
+/// [`PreparedContext::evaluation`] gives the same result.
 pub fn evaluation<'a>(
     context: &'a EvaluationContext,
     identity: Option<&'a IdentityContext>,
 ) -> Evaluation<'a> {
-    engine::run(context, identity)
+    engine::run(context, &prepared::Plan::new(context), identity)
 }
 
 /// What an anonymous caller gets: every feature in its environment-wide state, without identity

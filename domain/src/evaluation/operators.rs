@@ -18,34 +18,124 @@ use super::semver::Version;
 
 const SEMVER_SUFFIX: &str = ":semver";
 
-/// Does `operator value` hold for the (present) context value? For every operator but IN,
-/// PERCENTAGE_SPLIT, IS_SET and IS_NOT_SET, which the evaluator handles itself.
-pub(crate) fn matches(
-    operator: &ConditionOperator,
-    condition: &Value,
-    context: &ContextValue,
-) -> bool {
-    use ConditionOperator::*;
-    match operator {
-        NotContains => match context {
-            ContextValue::Str(s) => !s.contains(py_str(condition).as_str()),
-            _ => false,
-        },
-        Regex => regex_matches(&py_str(condition), &context.py_str()),
-        Modulo => modulo(condition, context),
-        Equal | NotEqual | GreaterThan | GreaterThanInclusive | LessThan | LessThanInclusive
-        | Contains => typed_comparison(operator, condition, context),
-        In | PercentageSplit | IsSet | IsNotSet | Other(_) => false,
+/// A condition's value made ready for its operator once, when a context is prepared, rather
+/// than on every evaluation: cast to each type a context value can have, its IN list split, its
+/// pattern compiled. [`holds`] then does with it exactly what the operator does with the raw
+/// value.
+#[derive(Debug, Clone)]
+pub(crate) enum Operand {
+    /// EQUAL, NOT_EQUAL, the ordering operators and CONTAINS: the value as each type of context
+    /// value reads it.
+    Typed(Box<Typed>),
+    /// NOT_CONTAINS: Python's `str` of the value.
+    Text(Box<str>),
+    /// REGEX: the compiled pattern; `None` if it does not compile (it never matches).
+    Regex(Option<Arc<fancy_regex::Regex>>),
+    /// MODULO: the divisor and the remainder; `None` if the spec is malformed.
+    Modulo(Option<(f64, f64)>),
+    /// IN: the members as strings; `None` for a value that is no list (it never matches).
+    In(Option<Box<[Box<str>]>>),
+    /// PERCENTAGE_SPLIT: the threshold; `None` if it is not a number.
+    Threshold(Option<f64>),
+    /// IS_SET, IS_NOT_SET and unknown operators read no value.
+    Nothing,
+}
+
+/// A typed comparison's value, cast for each type of context value.
+#[derive(Debug, Clone)]
+pub(crate) struct Typed {
+    /// Against a string.
+    text: TextOperand,
+    /// Against a boolean: the value is `True` unless it is the string `False` or `false`.
+    truthy: bool,
+    /// Against an integer: Python's `int(value)`.
+    int: Option<i128>,
+    /// Against a float: Python's `float(value)`.
+    float: Option<f64>,
+}
+
+#[derive(Debug, Clone)]
+enum TextOperand {
+    /// `"<version>:semver"`: the version, and whether it parses (one that does not matches no
+    /// ordering, though CONTAINS still looks for it among the context version's parts).
+    Semver { wanted: Box<str>, parses: bool },
+    /// Numbers, booleans and objects: Python's suffix check raises, which is no match.
+    Never,
+    /// Anything else, as Python's `str`.
+    Plain(Box<str>),
+}
+
+impl Operand {
+    pub(crate) fn new(operator: &ConditionOperator, value: &Value) -> Operand {
+        use ConditionOperator::*;
+        match operator {
+            NotContains => Operand::Text(py_str(value).into_boxed_str()),
+            Regex => Operand::Regex(compiled_regex(&py_str(value))),
+            Modulo => Operand::Modulo(modulo_spec(value)),
+            Equal | NotEqual | GreaterThan | GreaterThanInclusive | LessThan
+            | LessThanInclusive | Contains => Operand::Typed(Box::new(Typed::new(value))),
+            In => Operand::In(members(value)),
+            PercentageSplit => Operand::Threshold(cast_float(value)),
+            IsSet | IsNotSet | Other(_) => Operand::Nothing,
+        }
     }
 }
 
-/// The ordering operators and CONTAINS, after casting the condition value to the context value's
-/// type. `None` results (failed casts, incomparable values) are "no match".
-fn typed_comparison(
+impl Typed {
+    fn new(value: &Value) -> Typed {
+        let text = match value {
+            Value::String(c) if c.ends_with(SEMVER_SUFFIX) => {
+                let wanted = &c[..c.len() - SEMVER_SUFFIX.len()];
+                TextOperand::Semver {
+                    parses: Version::parse(wanted).is_some(),
+                    wanted: wanted.into(),
+                }
+            }
+            Value::Number(_) | Value::Bool(_) | Value::Object(_) => TextOperand::Never,
+            _ => TextOperand::Plain(py_str(value).into_boxed_str()),
+        };
+        Typed {
+            text,
+            truthy: !matches!(value, Value::String(s) if s == "False" || s == "false"),
+            int: cast_int(value),
+            float: cast_float(value),
+        }
+    }
+}
+
+/// Does `operator operand` hold for the (present) context value? For every operator but
+/// PERCENTAGE_SPLIT, IS_SET and IS_NOT_SET, which the evaluator handles itself.
+pub(crate) fn holds(
     operator: &ConditionOperator,
-    condition: &Value,
+    operand: &Operand,
     context: &ContextValue,
 ) -> bool {
+    match operand {
+        Operand::Typed(typed) => typed_comparison(operator, typed, context),
+        Operand::Text(text) => match context {
+            ContextValue::Str(s) => !s.contains(&**text),
+            _ => false,
+        },
+        Operand::Regex(regex) => regex
+            .as_ref()
+            .is_some_and(|regex| regex.is_match(context.py_str().as_ref()).unwrap_or(false)),
+        Operand::Modulo(spec) => spec.is_some_and(|spec| modulo(spec, context)),
+        Operand::In(members) => members
+            .as_ref()
+            .is_some_and(|members| is_in(members, context)),
+        Operand::Threshold(_) | Operand::Nothing => false,
+    }
+}
+
+/// [`holds`] on a raw condition value (prepared on the spot).
+#[cfg(test)]
+fn matches(operator: &ConditionOperator, condition: &Value, context: &ContextValue) -> bool {
+    holds(operator, &Operand::new(operator, condition), context)
+}
+
+/// The ordering operators and CONTAINS, with the condition value cast to the context value's
+/// type. Failed casts and incomparable values are "no match".
+fn typed_comparison(operator: &ConditionOperator, typed: &Typed, context: &ContextValue) -> bool {
     use ConditionOperator::*;
     use std::cmp::Ordering;
 
@@ -65,46 +155,42 @@ fn typed_comparison(
     };
 
     match context {
-        ContextValue::Str(text) => {
-            match condition {
-                Value::String(c) if c.ends_with(SEMVER_SUFFIX) => {
-                    let wanted = &c[..c.len() - SEMVER_SUFFIX.len()];
-                    let Some(version) = Version::parse(text) else {
-                        return false;
-                    };
-                    if *operator == Contains {
-                        // Python's `in` iterates the version's parts.
-                        return version.has_string_part(wanted);
-                    }
-                    let Some(wanted) = Version::parse(wanted) else {
-                        return false;
-                    };
-                    holds(Some(version.precedence(&wanted)))
+        ContextValue::Str(text) => match &typed.text {
+            TextOperand::Semver { wanted, parses } => {
+                let Some(version) = Version::parse(text) else {
+                    return false;
+                };
+                if *operator == Contains {
+                    // Python's `in` iterates the version's parts.
+                    return version.has_string_part(wanted);
                 }
-                // Python's suffix check on a number or an object raises, which Flagsmith treats as
-                // no match.
-                Value::Number(_) | Value::Bool(_) | Value::Object(_) => false,
-                _ => {
-                    let wanted = py_str(condition);
-                    if *operator == Contains {
-                        return text.contains(wanted.as_str());
-                    }
-                    holds(Some(text.as_ref().cmp(wanted.as_str())))
+                if !parses {
+                    return false;
                 }
+                let Some(wanted) = Version::parse(wanted) else {
+                    return false;
+                };
+                holds(Some(version.precedence(&wanted)))
             }
-        }
+            TextOperand::Never => false,
+            TextOperand::Plain(wanted) => {
+                if *operator == Contains {
+                    return text.contains(&**wanted);
+                }
+                holds(Some(text.as_ref().cmp(&**wanted)))
+            }
+        },
         ContextValue::Bool(b) => {
             if *operator == Contains {
                 return false;
             }
-            let wanted = !matches!(condition, Value::String(s) if s == "False" || s == "false");
-            holds(Some(b.cmp(&wanted)))
+            holds(Some(b.cmp(&typed.truthy)))
         }
         ContextValue::Int(i) => {
             if *operator == Contains {
                 return false;
             }
-            holds(cast_int(condition).map(|wanted| i.cmp(&wanted)))
+            holds(typed.int.map(|wanted| i.cmp(&wanted)))
         }
         ContextValue::Float(f) => {
             if *operator == Contains {
@@ -112,7 +198,7 @@ fn typed_comparison(
             }
             // Compared with IEEE operators rather than an ordering, so that NaN is unequal to
             // everything (NOT_EQUAL holds), as in Python.
-            let Some(wanted) = cast_float(condition) else {
+            let Some(wanted) = typed.float else {
                 return false;
             };
             match operator {
@@ -159,9 +245,21 @@ pub(crate) fn cast_float(value: &Value) -> Option<f64> {
     }
 }
 
-/// MODULO: the condition value is `"divisor|remainder"`; holds when the numeric context value
-/// modulo the divisor (with Python's sign rule) equals the remainder.
-fn modulo(condition: &Value, context: &ContextValue) -> bool {
+/// MODULO's spec: the condition value is `"divisor|remainder"`.
+fn modulo_spec(condition: &Value) -> Option<(f64, f64)> {
+    let Value::String(spec) = condition else {
+        return None;
+    };
+    let mut parts = spec.split('|');
+    let (Some(divisor), Some(remainder), None) = (parts.next(), parts.next(), parts.next()) else {
+        return None;
+    };
+    Some((parse_float(divisor)?, parse_float(remainder)?))
+}
+
+/// MODULO: holds when the numeric context value modulo the divisor (with Python's sign rule)
+/// equals the remainder.
+fn modulo((divisor, remainder): (f64, f64), context: &ContextValue) -> bool {
     let x = match context {
         ContextValue::Int(i) => *i as f64,
         ContextValue::Float(f) => *f,
@@ -169,51 +267,50 @@ fn modulo(condition: &Value, context: &ContextValue) -> bool {
         ContextValue::Bool(b) => f64::from(u8::from(*b)),
         ContextValue::Str(_) => return false,
     };
-    let Value::String(spec) = condition else {
-        return false;
-    };
-    let mut parts = spec.split('|');
-    let (Some(divisor), Some(remainder), None) = (parts.next(), parts.next(), parts.next()) else {
-        return false;
-    };
-    let (Some(divisor), Some(remainder)) = (parse_float(divisor), parse_float(remainder)) else {
-        return false;
-    };
     float_mod(x, divisor) == Some(remainder)
 }
 
-/// IN: is the context value (a string, or an integer as its digits) one of the listed values?
-/// The list is an array, a string holding a JSON array, or a comma-separated string (also the
-/// fallback when a `[`-prefixed string is not valid JSON).
-pub(crate) fn is_in(condition: &Value, context: Option<&ContextValue>) -> bool {
-    let needle = match context {
-        Some(ContextValue::Str(s)) => std::borrow::Cow::Borrowed(s.as_ref()),
-        Some(ContextValue::Int(i)) => std::borrow::Cow::Owned(i.to_string()),
-        // Booleans, floats and absent values are never members, as in Flagsmith.
-        _ => return false,
-    };
-    let in_list = |items: &[Value]| {
-        items.iter().any(|item| match item {
-            Value::String(s) => *s == needle,
-            other => py_str(other) == needle,
-        })
+/// IN's members: the list is an array, a string holding a JSON array, or a comma-separated
+/// string (also the fallback when a `[`-prefixed string is not valid JSON); members that are not
+/// strings count as their Python `str`.
+fn members(condition: &Value) -> Option<Box<[Box<str>]>> {
+    let of_items = |items: &[Value]| {
+        items
+            .iter()
+            .map(|item| match item {
+                Value::String(s) => s.as_str().into(),
+                other => py_str(other).into_boxed_str(),
+            })
+            .collect()
     };
     match condition {
-        Value::Array(items) => in_list(items),
+        Value::Array(items) => Some(of_items(items)),
         Value::String(list) => {
             if list.starts_with('[')
                 && let Ok(items) = serde_json::from_str::<Vec<Value>>(list)
             {
-                return in_list(&items);
+                return Some(of_items(&items));
             }
-            list.split(',').any(|item| item == needle)
+            Some(list.split(',').map(Into::into).collect())
         }
-        _ => false,
+        _ => None,
     }
+}
+
+/// IN: is the context value (a string, or an integer as its digits) one of the members?
+fn is_in(members: &[Box<str>], context: &ContextValue) -> bool {
+    let needle = match context {
+        ContextValue::Str(s) => std::borrow::Cow::Borrowed(s.as_ref()),
+        ContextValue::Int(i) => std::borrow::Cow::Owned(i.to_string()),
+        // Booleans and floats are never members, as in Flagsmith.
+        _ => return false,
+    };
+    members.iter().any(|member| **member == *needle)
 }
 
 /// Python's `re.match`: the pattern (Python syntax, see `pyregex`) must match at the start of the
 /// value. A pattern that does not compile never matches.
+#[cfg(test)]
 fn regex_matches(pattern: &str, value: &str) -> bool {
     compiled_regex(pattern).is_some_and(|regex| regex.is_match(value).unwrap_or(false))
 }
@@ -329,13 +426,29 @@ mod tests {
 
     #[test]
     fn in_accepts_arrays_json_strings_and_comma_lists() {
-        assert!(is_in(&json!(["a", "b"]), Some(&s("b"))));
-        assert!(is_in(&json!("[\"a\", 1]"), Some(&ContextValue::Int(1))));
-        assert!(is_in(&json!("[foo,bar"), Some(&s("[foo"))));
-        assert!(!is_in(&json!("a, b"), Some(&s("b"))));
-        assert!(!is_in(&json!("1,2"), Some(&ContextValue::Float(1.0))));
-        assert!(!is_in(&json!("True"), Some(&ContextValue::Bool(true))));
-        assert!(!is_in(&json!(null), Some(&s("x"))));
+        assert!(matches(&ConditionOperator::In, &json!(["a", "b"]), &s("b")));
+        assert!(matches(
+            &ConditionOperator::In,
+            &json!("[\"a\", 1]"),
+            &ContextValue::Int(1)
+        ));
+        assert!(matches(
+            &ConditionOperator::In,
+            &json!("[foo,bar"),
+            &s("[foo")
+        ));
+        assert!(!matches(&ConditionOperator::In, &json!("a, b"), &s("b")));
+        assert!(!matches(
+            &ConditionOperator::In,
+            &json!("1,2"),
+            &ContextValue::Float(1.0)
+        ));
+        assert!(!matches(
+            &ConditionOperator::In,
+            &json!("True"),
+            &ContextValue::Bool(true)
+        ));
+        assert!(!matches(&ConditionOperator::In, &json!(null), &s("x")));
     }
 
     #[test]

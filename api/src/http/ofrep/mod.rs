@@ -86,7 +86,7 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
-use domain::evaluation::{Evaluation, Flag, IdentityContext, evaluation};
+use domain::evaluation::{Evaluation, Flag, IdentityContext};
 use serde_json::json;
 
 use self::failure::{ErrorCode, Failure, Result};
@@ -121,7 +121,7 @@ async fn environment(
 /// caller without identity ([`sdk_common::anonymous`]: environment flags, no segments).
 fn evaluate<'a>(env: &'a Evaluable, identity: Option<&'a IdentityContext>) -> Evaluation<'a> {
     match identity {
-        Some(identity) => evaluation(&env.context, Some(identity)),
+        Some(identity) => env.prepared.evaluation(Some(identity)),
         None => sdk_common::anonymous(env),
     }
 }
