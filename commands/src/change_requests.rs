@@ -416,40 +416,23 @@ async fn current_revisions<'k>(
 
 /// Tries `commands` on the current state, as a commit would apply them, without appending.
 async fn try_commands(commands: &Commands, proposed: &[Command]) -> Result<()> {
-    let mut workspace = Workspace::new(commands);
-    for (i, command) in proposed.iter().enumerate() {
-        workspace
-            .apply(command, Review::ChangeRequest)
-            .await
-            .map_err(|e| within_command(e, i))?;
-    }
-    Ok(())
+    Workspace::new(commands)
+        .apply_each(proposed, Review::ChangeRequest)
+        .await
 }
 
 /// Decides every command of `request` in order, in `workspace`.
 async fn apply_all(workspace: &mut Workspace<'_>, request: &ChangeRequest) -> Result<()> {
-    for (i, command) in decode_all(request)?.iter().enumerate() {
-        workspace
-            .apply(command, Review::ChangeRequest)
-            .await
-            .map_err(|e| within_command(e, i))?;
-    }
-    Ok(())
+    workspace
+        .apply_each(&decode_all(request)?, Review::ChangeRequest)
+        .await
 }
 
-fn decode_all(request: &ChangeRequest) -> Result<Vec<Command>> {
+pub(crate) fn decode_all(request: &ChangeRequest) -> Result<Vec<Command>> {
     request
         .content
         .commands
         .iter()
         .map(|stored| stored.decode().map_err(Error::from))
         .collect()
-}
-
-/// A refusal of the `i`th proposed command, named as such.
-pub(crate) fn within_command(error: Error, i: usize) -> Error {
-    match error {
-        Error::Domain(e) => Error::Domain(e.within(&format!("commands[{i}]"))),
-        other => other,
-    }
 }

@@ -192,14 +192,9 @@ impl Commands {
         let (created, position) = self
             .run(metadata, &stream, || async {
                 let mut workspace = Workspace::new(self);
-                for (i, command) in commands.iter().enumerate() {
-                    workspace.apply(command, review).await.map_err(|e| {
-                        if commands.len() > 1 {
-                            crate::change_requests::within_command(e, i)
-                        } else {
-                            e
-                        }
-                    })?;
+                match commands {
+                    [one] => workspace.apply(one, review).await?,
+                    several => workspace.apply_each(several, review).await?,
                 }
                 let created = workspace.created.take();
                 workspace.into_decision(created)

@@ -13,7 +13,7 @@ use domain::model::EnvironmentId;
 use domain::project::Project;
 
 use crate::Commands;
-use crate::change_requests::within_command;
+use crate::change_requests::decode_all;
 use crate::error::Result;
 use crate::workspace::Workspace;
 
@@ -32,19 +32,11 @@ impl Commands {
     /// Each environment `request` affects (its environment, or every environment of its
     /// project), before and after its commands. Refused as a commit would refuse them.
     pub async fn proposed(&self, request: &ChangeRequest) -> Result<Vec<Proposed>> {
-        let commands: Vec<Command> = request
-            .content
-            .commands
-            .iter()
-            .map(|stored| stored.decode())
-            .collect::<std::result::Result<_, _>>()?;
+        let commands = decode_all(request)?;
         let mut workspace = Workspace::new(self);
-        for (i, command) in commands.iter().enumerate() {
-            workspace
-                .apply(command, Review::ChangeRequest)
-                .await
-                .map_err(|e| within_command(e, i))?;
-        }
+        workspace
+            .apply_each(&commands, Review::ChangeRequest)
+            .await?;
         let environments: Vec<EnvironmentId> = match request.scope {
             Some(Scope::Environment(id)) => vec![id],
             Some(Scope::Project(project)) => self

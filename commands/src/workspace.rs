@@ -252,6 +252,17 @@ impl<'a> Workspace<'a> {
         Ok(())
     }
 
+    /// Decides `commands` in order, each on the states the earlier ones produced; a refusal
+    /// names the command it refused (`commands[i]`).
+    pub async fn apply_each(&mut self, commands: &[Command], review: Review) -> Result<()> {
+        for (i, command) in commands.iter().enumerate() {
+            self.apply(command, review)
+                .await
+                .map_err(|e| within_command(e, i))?;
+        }
+        Ok(())
+    }
+
     /// The current revision of `subject` (with what this workspace decided so far): what a change
     /// request's base is compared with. The stream it was read from is expected unchanged by
     /// the append, so a decision taken on this revision cannot land after it moved.
@@ -368,5 +379,13 @@ impl<'a> Workspace<'a> {
             outcome,
             reviewed_by: None,
         })
+    }
+}
+
+/// A refusal of the `i`th proposed command, named as such.
+fn within_command(error: Error, i: usize) -> Error {
+    match error {
+        Error::Domain(e) => Error::Domain(e.within(&format!("commands[{i}]"))),
+        other => other,
     }
 }
