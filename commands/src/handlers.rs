@@ -18,11 +18,11 @@ use std::sync::Arc;
 
 use domain::access::Review;
 use domain::command::{Command, DirectoryCommand};
-use domain::directory::{self, Directory, DirectoryEvent, UserEntry};
+use domain::directory::{self, Directory, DirectoryEvent, Principal};
 use domain::environment::{self, Environment};
 use domain::identity::{self, IdentityOverrides};
 use domain::log::{LogError, Metadata, StreamAppend};
-use domain::model::{EnvironmentId, Feature, ProjectId, SegmentId, UserId};
+use domain::model::{EnvironmentId, Feature, ProjectId, SegmentId, TokenId, UserId};
 use domain::project::{self, Project};
 use serde::Serialize;
 
@@ -63,6 +63,9 @@ pub enum Created {
         id: EnvironmentId,
         client_key: String,
     },
+    Token {
+        id: TokenId,
+    },
     Feature {
         feature: Feature,
     },
@@ -81,6 +84,7 @@ impl Executed {
                 | Created::User { id }
                 | Created::Project { id }
                 | Created::Environment { id, .. }
+                | Created::Token { id }
                 | Created::Segment { id },
             ) => Ok(*id),
             Some(Created::Feature { feature }) => Ok(feature.id),
@@ -116,15 +120,22 @@ pub fn new_user_command(
     is_admin: bool,
     only_if_first: bool,
 ) -> Result<(DirectoryCommand, String)> {
-    let token = secrets::new_token();
+    let (token, token_hash) = new_api_token();
     let command = DirectoryCommand::CreateUser {
         email: email.to_string(),
         is_admin,
         password_hash: password.map(secrets::hash_password).transpose()?,
-        token_hash: secrets::sha256_hex(&token),
+        token_hash,
         only_if_first,
     };
     Ok((command, token))
+}
+
+/// A new API token: the token, to be shown once, and the hash that goes into a command.
+pub fn new_api_token() -> (String, String) {
+    let token = secrets::new_token();
+    let hash = secrets::sha256_hex(&token);
+    (token, hash)
 }
 
 /// A new user and the API token to give them (shown once; only its hash is stored).
@@ -301,7 +312,11 @@ impl Commands {
                     client_key: client_key.clone(),
                 })
             }
-            DirectoryEvent::ApiTokenIssued { .. }
+            DirectoryEvent::ApiTokenIssued { id: Some(id), .. }
+            | DirectoryEvent::ServiceTokenIssued { id, .. } => Some(Created::Token { id: *id }),
+            DirectoryEvent::ApiTokenIssued { id: None, .. }
+            | DirectoryEvent::ApiTokenRotated { .. }
+            | DirectoryEvent::ApiTokenRevoked { .. }
             | DirectoryEvent::ProjectRoleSet { .. }
             | DirectoryEvent::ChangeRequestRegistered { .. } => None,
         });
@@ -348,13 +363,12 @@ impl Commands {
             .await
     }
 
-    /// The user an API token belongs to, if any.
-    pub async fn user_for_token(&self, token: &str) -> Result<Option<UserEntry>> {
+    /// Who an API token authenticates as, if it works.
+    pub async fn principal_for_token(&self, token: &str) -> Result<Option<Principal>> {
         let directory = self.directory().await?;
         Ok(directory
             .state
-            .user_for_token_hash(&secrets::sha256_hex(token))
-            .cloned())
+            .principal_for_token_hash(&secrets::sha256_hex(token)))
     }
 }
 

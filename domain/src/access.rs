@@ -13,7 +13,8 @@ use serde::{Deserialize, Serialize};
 use crate::command::{
     Command, DirectoryCommand, EnvironmentCommand, IdentityCommand, ProjectCommand,
 };
-use crate::model::{EnvironmentId, OrganisationId, ProjectId};
+use crate::directory::{Directory, Principal};
+use crate::model::{EnvironmentId, OrganisationId, ProjectId, TokenId, UserId};
 
 /// A role on a project, weakest first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -44,6 +45,11 @@ pub enum Scope {
     Project(ProjectId),
     /// An environment: the role on its project counts.
     Environment(EnvironmentId),
+    /// What a user does for themselves (their own tokens): that user, or an organisation admin.
+    User(UserId),
+    /// One API token: the token itself, its owner, an admin of a service token's project, or an
+    /// organisation admin.
+    Token(TokenId),
 }
 
 /// What executing a command needs.
@@ -65,6 +71,13 @@ impl Requirement {
                 "this needs the {} role on the project of environment {id}",
                 self.role.as_str()
             ),
+            Scope::User(id) => {
+                format!("only user {id} or an organisation administrator may do this")
+            }
+            Scope::Token(id) => format!(
+                "only API token {id} itself, its owner, an admin of its project or an \
+                 organisation administrator may do this"
+            ),
         }
     }
 }
@@ -80,8 +93,16 @@ pub fn requirement(command: &Command) -> Requirement {
                 organisation_id, ..
             } => (Scope::Organisation(Some(*organisation_id)), Role::Admin),
             DirectoryCommand::CreateEnvironment { project_id, .. }
-            | DirectoryCommand::SetProjectRole { project_id, .. } => {
+            | DirectoryCommand::SetProjectRole { project_id, .. }
+            | DirectoryCommand::IssueServiceToken { project_id, .. } => {
                 (Scope::Project(*project_id), Role::Admin)
+            }
+            DirectoryCommand::IssueApiToken { user_id, .. } => {
+                (Scope::User(*user_id), Role::Viewer)
+            }
+            DirectoryCommand::RotateApiToken { token_id, .. }
+            | DirectoryCommand::RevokeApiToken { token_id } => {
+                (Scope::Token(*token_id), Role::Viewer)
             }
         },
         Command::Project(c) => {
@@ -134,16 +155,28 @@ pub fn changes_what_is_served(command: &Command) -> bool {
     }
 }
 
-/// Whether `role` (the actor's on the scope, if any) meets `requirement`; organisation admins
-/// meet every requirement.
-pub fn allows(requirement: &Requirement, role: Option<Role>, organisation_admin: bool) -> bool {
-    if organisation_admin {
+/// Whether `principal` meets `requirement`, looked up in `directory`; organisation admins meet
+/// every requirement.
+pub fn allows(directory: &Directory, principal: &Principal, requirement: &Requirement) -> bool {
+    if principal.is_organisation_admin() {
         return true;
     }
-    match requirement.scope {
-        Scope::Organisation(_) => false,
-        Scope::Project(_) | Scope::Environment(_) => role.is_some_and(|r| r >= requirement.role),
-    }
+    let project = match requirement.scope {
+        Scope::Organisation(_) => return false,
+        Scope::User(user) => return principal.user_id() == Some(user),
+        Scope::Token(id) => {
+            // An unknown token is for the command to refuse (404), not a matter of access.
+            return directory
+                .tokens
+                .get(&id)
+                .is_none_or(|token| directory.may_manage_token(principal, token));
+        }
+        Scope::Project(project) => Some(project),
+        Scope::Environment(environment) => directory.environments.get(&environment).map(|e| e.0),
+    };
+    project
+        .and_then(|project| principal.role_on(directory, project))
+        .is_some_and(|role| role >= requirement.role)
 }
 
 /// How a command reaches the log: what four-eyes asks of it.

@@ -17,6 +17,7 @@ pub type FeatureId = u64;
 pub type SegmentId = u64;
 pub type OptionId = u64;
 pub type UserId = u64;
+pub type TokenId = u64;
 
 /// Longest name of a feature, segment, project or environment.
 pub const MAX_NAME_LEN: usize = 2000;

@@ -2,8 +2,54 @@
 //! guards exactly what changes what environments serve.
 
 use domain::access::{Role, Scope, allows, changes_what_is_served, requirement};
+use domain::aggregate::Aggregate;
 use domain::command::Command;
+use domain::directory::{Directory, DirectoryEvent, Principal, UserEntry};
 use serde_json::json;
+
+/// A directory with project 2 (environment 3) and user 2 holding `role` on it, and user 2's
+/// principal; `organisation_admin` makes user 2 one.
+fn user_with(role: Option<Role>, organisation_admin: bool) -> (Directory, Principal) {
+    let mut directory = Directory::default();
+    let events = [
+        DirectoryEvent::OrganisationCreated {
+            id: 1,
+            name: "o".into(),
+        },
+        DirectoryEvent::ProjectRegistered {
+            id: 2,
+            organisation_id: 1,
+        },
+        DirectoryEvent::EnvironmentRegistered {
+            id: 3,
+            project_id: 2,
+            client_key: "k".into(),
+        },
+        DirectoryEvent::UserCreated {
+            id: 2,
+            email: "u@x.io".into(),
+            is_admin: organisation_admin,
+            password_hash: None,
+        },
+        DirectoryEvent::ProjectRoleSet {
+            project_id: 2,
+            user_id: 2,
+            role,
+        },
+    ];
+    events.iter().for_each(|e| directory.apply(e));
+    let user = UserEntry {
+        id: 2,
+        email: "u@x.io".into(),
+        is_admin: organisation_admin,
+    };
+    (directory, Principal::User { user, token_id: 1 })
+}
+
+fn allowed(needed: &domain::access::Requirement, role: Option<Role>, org_admin: bool) -> bool {
+    let (directory, principal) = user_with(role, org_admin);
+    allows(&directory, &principal, needed)
+}
 
 fn command(value: serde_json::Value) -> Command {
     serde_json::from_value(value).unwrap()
@@ -22,11 +68,11 @@ fn roles_are_ordered_and_an_organisation_admin_meets_every_requirement() {
     let needed = requirement(&set);
     assert_eq!(needed.scope, Scope::Environment(3));
     assert_eq!(needed.role, Role::Editor);
-    assert!(!allows(&needed, None, false));
-    assert!(!allows(&needed, Some(Role::Viewer), false));
-    assert!(allows(&needed, Some(Role::Editor), false));
-    assert!(allows(&needed, Some(Role::Admin), false));
-    assert!(allows(&needed, None, true));
+    assert!(!allowed(&needed, None, false));
+    assert!(!allowed(&needed, Some(Role::Viewer), false));
+    assert!(allowed(&needed, Some(Role::Editor), false));
+    assert!(allowed(&needed, Some(Role::Admin), false));
+    assert!(allowed(&needed, None, true));
     assert!(needed.refusal().contains("editor"), "{}", needed.refusal());
 }
 
@@ -52,16 +98,16 @@ fn settings_keys_and_creations_need_an_admin() {
     ] {
         let needed = requirement(&command(value.clone()));
         assert_eq!((needed.scope, needed.role), (scope, Role::Admin), "{value}");
-        assert!(!allows(&needed, Some(Role::Approver), false), "{value}");
+        assert!(!allowed(&needed, Some(Role::Approver), false), "{value}");
     }
     let organisation = requirement(&command(
         json!({"type": "create_organisation", "name": "o"}),
     ));
     assert!(
-        !allows(&organisation, Some(Role::Admin), false),
+        !allowed(&organisation, Some(Role::Admin), false),
         "a project admin is not an organisation admin"
     );
-    assert!(allows(&organisation, None, true));
+    assert!(allowed(&organisation, None, true));
 }
 
 #[test]
@@ -89,6 +135,10 @@ fn four_eyes_guards_what_environments_serve_and_nothing_else() {
         json!({"type": "create_organisation", "name": "o"}),
         json!({"type": "create_user", "email": "a@b.c", "is_admin": false, "token_hash": "h"}),
         json!({"type": "set_project_role", "project_id": 2, "user_id": 4, "role": "editor"}),
+        json!({"type": "issue_api_token", "user_id": 4, "name": "t", "token_hash": "h"}),
+        json!({"type": "issue_service_token", "project_id": 2, "name": "ci", "role": "editor", "token_hash": "h"}),
+        json!({"type": "rotate_api_token", "token_id": 5, "token_hash": "h"}),
+        json!({"type": "revoke_api_token", "token_id": 5}),
     ];
     for value in &guarded {
         assert!(changes_what_is_served(&command(value.clone())), "{value}");
@@ -104,4 +154,48 @@ fn four_eyes_guards_what_environments_serve_and_nothing_else() {
         .collect();
     let all: std::collections::BTreeSet<&str> = Command::types().collect();
     assert_eq!(classified, all);
+}
+
+#[test]
+fn a_user_issues_their_own_tokens_and_a_project_admin_issues_service_tokens() {
+    let own = requirement(&command(
+        json!({"type": "issue_api_token", "user_id": 2, "name": "t", "token_hash": "h"}),
+    ));
+    let others = requirement(&command(
+        json!({"type": "issue_api_token", "user_id": 4, "name": "t", "token_hash": "h"}),
+    ));
+    assert!(allowed(&own, None, false));
+    assert!(!allowed(&others, Some(Role::Admin), false));
+    assert!(allowed(&others, None, true));
+    let service = requirement(&command(
+        json!({"type": "issue_service_token", "project_id": 2, "name": "ci", "role": "viewer", "token_hash": "h"}),
+    ));
+    assert!(!allowed(&service, Some(Role::Approver), false));
+    assert!(allowed(&service, Some(Role::Admin), false));
+}
+
+#[test]
+fn a_service_token_acts_with_its_role_on_its_project_only() {
+    let (directory, _) = user_with(None, false);
+    let token = Principal::ServiceToken {
+        token_id: 9,
+        project_id: 2,
+        role: Role::Editor,
+    };
+    let set = |environment: u64| {
+        requirement(&command(json!({"type": "set_feature_state",
+            "environment_id": environment, "feature_id": 7, "enabled": true})))
+    };
+    assert!(allows(&directory, &token, &set(3)));
+    assert!(
+        !allows(&directory, &token, &set(4)),
+        "another project's environment"
+    );
+    let settings = requirement(&command(json!({"type": "update_environment_settings",
+        "environment_id": 3, "minimum_change_request_approvals": 0})));
+    assert!(!allows(&directory, &token, &settings));
+    let organisation = requirement(&command(
+        json!({"type": "create_organisation", "name": "o"}),
+    ));
+    assert!(!allows(&directory, &token, &organisation));
 }

@@ -126,6 +126,15 @@ async fn approved_by_others_and_committed_in_one_append_that_names_the_request(b
         "{}",
         own.str("message")
     );
+    // Nor with a second token of their own.
+    let second = r.server.personal_token(&r.author, "laptop").await;
+    assert_ne!(second.token, r.author.token);
+    let own = r
+        .act(&id, "approve", &second)
+        .send()
+        .await
+        .expect_error(403, "forbidden", None);
+    assert!(own.str("message").contains("author"), "{}", own.text);
     r.act(&id, "commit", &r.author)
         .send()
         .await

@@ -101,6 +101,14 @@ const NOT_GUARDED: &[(&str, &str, &str)] = &[
         "/api/v1/projects/{project_id}/roles/{user_id}/",
         "roles",
     ),
+    ("post", "/api/v1/tokens/", "API tokens"),
+    ("post", "/api/v1/tokens/{token_id}/rotate/", "API tokens"),
+    ("delete", "/api/v1/tokens/{token_id}/", "API tokens"),
+    (
+        "post",
+        "/api/v1/projects/{project_id}/service-tokens/",
+        "API tokens",
+    ),
     ("post", "/api/v1/environments/", "a new environment"),
     ("patch", "/api/v1/environments/{api_key}/", "settings"),
     (

@@ -12,5 +12,6 @@ mod four_eyes;
 mod references;
 mod roles;
 mod schedules;
+mod tokens;
 mod validation;
 mod versions;

@@ -524,6 +524,19 @@ pub const ADMIN_ROUTES: &[(&str, &str, &str)] = &[
         "/api/v1/projects/1/features/2/compare-environments/?from=a&to=b",
     ),
     ("POST", "/api/v1/commands/", "/api/v1/commands/"),
+    ("GET", "/api/v1/tokens/", "/api/v1/tokens/"),
+    ("POST", "/api/v1/tokens/", "/api/v1/tokens/"),
+    ("DELETE", "/api/v1/tokens/{token_id}/", "/api/v1/tokens/1/"),
+    (
+        "POST",
+        "/api/v1/tokens/{token_id}/rotate/",
+        "/api/v1/tokens/1/rotate/",
+    ),
+    (
+        "POST",
+        "/api/v1/projects/{project_id}/service-tokens/",
+        "/api/v1/projects/1/service-tokens/",
+    ),
     ("POST", "/api/v1/users/", "/api/v1/users/"),
     (
         "PUT",

@@ -40,6 +40,35 @@ impl Server {
         .expect_status(200);
     }
 
+    /// A further personal token of `user`, issued with one of theirs: the same person.
+    pub async fn personal_token(&self, user: &User, name: &str) -> User {
+        let issued = self
+            .post("/api/v1/tokens/", json!({"name": name}))
+            .token(&user.token)
+            .send()
+            .await
+            .expect_status(201);
+        assert_eq!(issued.body["user_id"], user.id, "{}", issued.text);
+        User {
+            id: user.id,
+            token: issued.str("token").to_string(),
+        }
+    }
+
+    /// A service token with `role` on `project` (issued by the first admin): its token id and
+    /// secret.
+    pub async fn service_token(&self, project: u64, name: &str, role: &str) -> (u64, String) {
+        let issued = self
+            .post(
+                &format!("/api/v1/projects/{project}/service-tokens/"),
+                json!({"name": name, "role": role}),
+            )
+            .send()
+            .await
+            .expect_status(201);
+        (issued.u64("id"), issued.str("token").to_string())
+    }
+
     /// A user with `role` on `project`.
     pub async fn member(&self, project: u64, email: &str, role: &str) -> User {
         let user = self.user(email).await;

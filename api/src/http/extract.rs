@@ -5,7 +5,7 @@ use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::{HeaderValue, header};
-use domain::directory::UserEntry;
+use domain::directory::Principal;
 use domain::log::Metadata;
 use serde::de::DeserializeOwned;
 
@@ -74,9 +74,10 @@ impl RequestId {
     }
 }
 
-/// An authenticated admin caller (`Authorization: Token <token>`), with what their events record.
+/// An authenticated admin-API caller (`Authorization: Token <token>`: a user's token or a
+/// service token), with what their events record.
 pub struct Admin {
-    pub user: UserEntry,
+    pub principal: Principal,
     pub metadata: Metadata,
 }
 
@@ -97,13 +98,16 @@ impl FromRequestParts<AppState> for Admin {
             .ok_or_else(|| {
                 Error::Unauthorized("send an API token as 'Authorization: Token <token>'".into())
             })?;
-        let user = state
+        let principal = state
             .commands
-            .user_for_token(token)
+            .principal_for_token(token)
             .await?
             .ok_or_else(|| Error::Unauthorized("the API token is not valid".into()))?;
-        let metadata = RequestInfo::from_parts(parts).metadata(&format!("user:{}", user.id));
-        Ok(Admin { user, metadata })
+        let metadata = RequestInfo::from_parts(parts).metadata(&principal.actor());
+        Ok(Admin {
+            principal,
+            metadata,
+        })
     }
 }
 

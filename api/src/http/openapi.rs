@@ -9,7 +9,7 @@ use utoipa::{Modify, OpenApi};
 use crate::http::AppState;
 use crate::http::admin::{
     change_requests, commands, environments, features, import, organisations, projects, segments,
-    users, versions,
+    tokens, users, versions,
 };
 use crate::http::health;
 
@@ -19,6 +19,7 @@ use crate::http::health;
     paths(
         health::health,
         users::init, users::create, users::set_role,
+        tokens::list, tokens::issue_personal, tokens::issue_service, tokens::rotate, tokens::revoke,
         organisations::list, organisations::create,
         projects::list, projects::create, projects::show, projects::update,
         environments::list, environments::create, environments::show, environments::update,

@@ -88,7 +88,7 @@ pub enum ChangeRequestCommand {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Actor {
     User(UserId),
-    /// A service token: it can propose, never approve (an approval is a person's).
+    /// A service token: change requests are people's, so it neither opens nor approves one.
     ServiceToken,
     Scheduler,
 }

@@ -8,7 +8,7 @@ use crate::access::Role;
 use crate::directory::{Directory, DirectoryEvent};
 use crate::environment::{Environment, EnvironmentEvent};
 use crate::error::{Error, Result};
-use crate::model::{EnvironmentId, OrganisationId, ProjectId, UserId};
+use crate::model::{EnvironmentId, OrganisationId, ProjectId, TokenId, UserId};
 use crate::project::{Project, ProjectEvent, ProjectSettings};
 
 #[derive(
@@ -49,6 +49,29 @@ pub enum DirectoryCommand {
         user_id: UserId,
         #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
         role: Option<Role>,
+    },
+    /// A further personal API token for a user (`token_hash`: hex SHA-256 of a token the caller
+    /// shows once).
+    IssueApiToken {
+        user_id: UserId,
+        name: String,
+        token_hash: String,
+    },
+    /// A service token: no person's, holding `role` on one project.
+    IssueServiceToken {
+        project_id: ProjectId,
+        name: String,
+        #[cfg_attr(feature = "openapi", schema(value_type = String))]
+        role: Role,
+        token_hash: String,
+    },
+    /// A new secret for a token; the old one stops working.
+    RotateApiToken {
+        token_id: TokenId,
+        token_hash: String,
+    },
+    RevokeApiToken {
+        token_id: TokenId,
     },
 }
 
@@ -111,6 +134,38 @@ pub fn decide(directory: &Directory, command: &DirectoryCommand) -> Result<Direc
             role,
         } => Ok(DirectoryDecision {
             directory: directory.set_project_role(*project_id, *user_id, *role)?,
+            ..DirectoryDecision::default()
+        }),
+        DirectoryCommand::IssueApiToken {
+            user_id,
+            name,
+            token_hash,
+        } => Ok(DirectoryDecision {
+            directory: directory
+                .issue_personal_token(*user_id, name, token_hash.clone())?
+                .1,
+            ..DirectoryDecision::default()
+        }),
+        DirectoryCommand::IssueServiceToken {
+            project_id,
+            name,
+            role,
+            token_hash,
+        } => Ok(DirectoryDecision {
+            directory: directory
+                .issue_service_token(*project_id, name, *role, token_hash.clone())?
+                .1,
+            ..DirectoryDecision::default()
+        }),
+        DirectoryCommand::RotateApiToken {
+            token_id,
+            token_hash,
+        } => Ok(DirectoryDecision {
+            directory: directory.rotate_token(*token_id, token_hash.clone())?,
+            ..DirectoryDecision::default()
+        }),
+        DirectoryCommand::RevokeApiToken { token_id } => Ok(DirectoryDecision {
+            directory: directory.revoke_token(*token_id)?,
             ..DirectoryDecision::default()
         }),
         DirectoryCommand::CreateEnvironment {

@@ -39,7 +39,7 @@ pub async fn import_document(
     metadata.actor = "import".into();
     metadata
         .reason
-        .get_or_insert_with(|| format!("import requested by user:{}", admin.user.id));
+        .get_or_insert_with(|| format!("import requested by {}", admin.principal.actor()));
     let imported = commands::import::import(&state.commands, &metadata, document).await?;
     Ok((StatusCode::CREATED, Json(imported)))
 }

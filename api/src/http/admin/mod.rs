@@ -10,6 +10,7 @@ pub mod import;
 pub mod organisations;
 pub mod projects;
 pub mod segments;
+pub mod tokens;
 pub mod users;
 pub mod versions;
 
@@ -39,6 +40,7 @@ pub fn router() -> Router<AppState> {
         .merge(commands::router())
         .merge(change_requests::router())
         .merge(versions::router())
+        .merge(tokens::router())
 }
 
 /// The environment whose client key is `api_key` (how Flagsmith's admin API names environments).
@@ -90,20 +92,11 @@ pub async fn execute_all(
 
 /// Refuses (403, naming the role) a caller who does not meet `needed`.
 pub async fn require(state: &AppState, caller: &Admin, needed: &access::Requirement) -> Result<()> {
-    let role = if caller.user.is_admin {
-        None
-    } else {
+    let allowed = caller.principal.is_organisation_admin() || {
         let directory = state.commands.directory().await?.state;
-        let project = match needed.scope {
-            access::Scope::Organisation(_) => None,
-            access::Scope::Project(project) => Some(project),
-            access::Scope::Environment(environment) => {
-                directory.environments.get(&environment).map(|(p, _)| *p)
-            }
-        };
-        project.and_then(|project| directory.role_of(caller.user.id, project))
+        access::allows(&directory, &caller.principal, needed)
     };
-    if access::allows(needed, role, caller.user.is_admin) {
+    if allowed {
         Ok(())
     } else {
         Err(Error::Forbidden(needed.refusal()))
@@ -112,7 +105,8 @@ pub async fn require(state: &AppState, caller: &Admin, needed: &access::Requirem
 
 /// Whether the caller may read `project`: any role on it (organisation admins read everything).
 pub fn may_read(directory: &Directory, caller: &Admin, project: ProjectId) -> bool {
-    caller.user.is_admin || directory.role_of(caller.user.id, project).is_some()
+    caller.principal.is_organisation_admin()
+        || caller.principal.role_on(directory, project).is_some()
 }
 
 /// Refuses (403) a caller who may not read `project`.
@@ -133,7 +127,7 @@ pub async fn require_reader(state: &AppState, caller: &Admin, project: ProjectId
 
 /// Refuses callers that are not administrators.
 pub fn require_admin(admin: &crate::http::extract::Admin) -> Result<()> {
-    if admin.user.is_admin {
+    if admin.principal.is_organisation_admin() {
         Ok(())
     } else {
         Err(Error::Forbidden("this needs an administrator".into()))

@@ -129,7 +129,10 @@ fn parse_live_from(text: &str) -> Result<i64> {
 }
 
 fn actor(caller: &Admin) -> Actor {
-    Actor::User(caller.user.id)
+    caller
+        .principal
+        .user_id()
+        .map_or(Actor::ServiceToken, Actor::User)
 }
 
 fn access_scope(scope: Scope) -> AccessScope {

@@ -14,7 +14,10 @@ use crate::access::Role;
 use crate::aggregate::{Aggregate, DomainEvent};
 use crate::change_request::{ChangeRequestId, Scope as ChangeRequestScope};
 use crate::error::{Error, Result};
-use crate::model::{EnvironmentId, OrganisationId, ProjectId, UserId, validate_name};
+use crate::model::{EnvironmentId, OrganisationId, ProjectId, TokenId, UserId, validate_name};
+
+mod tokens;
+pub use tokens::{ApiToken, DEFAULT_TOKEN_NAME, Principal, TokenOwner};
 
 pub const STREAM: &str = "directory";
 
@@ -42,10 +45,32 @@ pub enum DirectoryEvent {
         #[serde(default)]
         password_hash: Option<String>,
     },
+    /// A user's personal API token.
     ApiTokenIssued {
         user_id: UserId,
         /// Hex SHA-256 of the token: the token itself is never stored.
         token_hash: String,
+        /// Absent on tokens issued before tokens had ids: those take the next id in log order.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<TokenId>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        name: Option<String>,
+    },
+    /// A token that is no person's (for CI and other tools), holding one role on one project.
+    ServiceTokenIssued {
+        id: TokenId,
+        name: String,
+        project_id: ProjectId,
+        role: Role,
+        token_hash: String,
+    },
+    /// A token's secret replaced: the old one stops working at once.
+    ApiTokenRotated {
+        id: TokenId,
+        token_hash: String,
+    },
+    ApiTokenRevoked {
+        id: TokenId,
     },
     /// A user's role on a project; `None` takes it away.
     ProjectRoleSet {
@@ -78,8 +103,11 @@ pub struct Directory {
     /// Environment id → (project id, client key).
     pub environments: BTreeMap<EnvironmentId, (ProjectId, String)>,
     pub users: BTreeMap<UserId, UserEntry>,
-    /// Token hash → user id.
-    pub tokens: BTreeMap<String, UserId>,
+    /// The API tokens that work now, by id.
+    pub tokens: BTreeMap<TokenId, ApiToken>,
+    /// Token hash → token id.
+    token_ids: BTreeMap<String, TokenId>,
+    next_token_id: TokenId,
     /// Each user's role on each project they have one on.
     pub roles: BTreeMap<(ProjectId, UserId), Role>,
     /// Every change request, with what it changes.
@@ -126,8 +154,41 @@ impl Aggregate for Directory {
             DirectoryEvent::ApiTokenIssued {
                 user_id,
                 token_hash,
-            } => {
-                self.tokens.insert(token_hash.clone(), *user_id);
+                id,
+                name,
+            } => self.add_token(
+                id.unwrap_or(self.next_token_id.max(1)),
+                name.clone()
+                    .unwrap_or_else(|| DEFAULT_TOKEN_NAME.to_string()),
+                TokenOwner::user(*user_id),
+                token_hash,
+            ),
+            DirectoryEvent::ServiceTokenIssued {
+                id,
+                name,
+                project_id,
+                role,
+                token_hash,
+            } => self.add_token(
+                *id,
+                name.clone(),
+                TokenOwner::Service {
+                    project_id: *project_id,
+                    role: *role,
+                },
+                token_hash,
+            ),
+            DirectoryEvent::ApiTokenRotated { id, token_hash } => {
+                if let Some(token) = self.tokens.get_mut(id) {
+                    self.token_ids.remove(&token.token_hash);
+                    token.token_hash.clone_from(token_hash);
+                    self.token_ids.insert(token_hash.clone(), *id);
+                }
+            }
+            DirectoryEvent::ApiTokenRevoked { id } => {
+                if let Some(token) = self.tokens.remove(id) {
+                    self.token_ids.remove(&token.token_hash);
+                }
             }
             DirectoryEvent::ProjectRoleSet {
                 project_id,
@@ -153,12 +214,6 @@ fn next_id<V>(map: &BTreeMap<u64, V>) -> u64 {
 }
 
 impl Directory {
-    pub fn user_for_token_hash(&self, token_hash: &str) -> Option<&UserEntry> {
-        self.tokens
-            .get(token_hash)
-            .and_then(|id| self.users.get(id))
-    }
-
     /// The user's role on the project, if they have one (organisation admins hold every role
     /// without one being recorded).
     pub fn role_of(&self, user_id: UserId, project_id: ProjectId) -> Option<Role> {
@@ -321,19 +376,11 @@ impl Directory {
                 DirectoryEvent::ApiTokenIssued {
                     user_id: id,
                     token_hash,
+                    id: Some(self.next_token_id()),
+                    name: None,
                 },
             ],
         ))
-    }
-
-    pub fn issue_token(&self, user_id: UserId, token_hash: String) -> Result<Vec<DirectoryEvent>> {
-        if !self.users.contains_key(&user_id) {
-            return Err(Error::not_found("user", user_id));
-        }
-        Ok(vec![DirectoryEvent::ApiTokenIssued {
-            user_id,
-            token_hash,
-        }])
     }
 }
 
@@ -419,6 +466,9 @@ mod tests {
             d.create_user("A@X.io", false, None, "h2".into()),
             Err(Error::Conflict { .. })
         ));
-        assert_eq!(d.user_for_token_hash("h1").map(|u| u.id), Some(1));
+        assert!(matches!(
+            d.principal_for_token_hash("h1"),
+            Some(Principal::User { user, token_id: 1 }) if user.id == 1
+        ));
     }
 }
