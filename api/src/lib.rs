@@ -16,6 +16,7 @@ use std::sync::Arc;
 use commands::Commands;
 use commands::store::Store;
 use domain::log::EventLog;
+use projections::change_request_inbox::ChangeRequestInbox;
 use projections::environment_documents::EnvironmentDocuments;
 use projections::runner::ProjectionWorker;
 use projections::workers::{Leadership, Placement, Workers};
@@ -132,6 +133,19 @@ pub async fn start_node(
         ),
     );
 
+    let inbox_pool = pool.clone();
+    let inbox_log = log.clone();
+    runtime.spawn(
+        workers::CHANGE_REQUEST_INBOX,
+        Placement::OneNode,
+        ProjectionWorker::new(
+            workers::CHANGE_REQUEST_INBOX,
+            log.clone(),
+            move || ChangeRequestInbox::new(inbox_pool.clone(), inbox_log.clone()),
+            watch::channel(0).0,
+        ),
+    );
+
     let commands = commands(log.clone());
     runtime.spawn(
         scheduler::NAME,
@@ -144,6 +158,7 @@ pub async fn start_node(
         log,
         sdk,
         sdk_store,
+        read_models: pool,
         document_changes,
         projection_progress,
         workers: runtime,

@@ -400,31 +400,15 @@ impl EnvironmentDocuments {
 
     /// Forgets the read model, so the next run rebuilds it from position 0.
     pub async fn reset(pool: &AnyPool) -> Result<(), Error> {
-        let mut tx = pool.begin().await?;
-        sqlx::query("DELETE FROM environment_documents")
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query("DELETE FROM environment_server_keys")
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query("DELETE FROM projection_checkpoints WHERE name = $1")
-            .bind(NAME)
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        Ok(())
+        let tables = ["environment_documents", "environment_server_keys"];
+        crate::reset_read_model(pool, NAME, &tables).await
     }
 }
 
 #[async_trait]
 impl Projection for EnvironmentDocuments {
     async fn checkpoint(&mut self) -> Result<u64, Error> {
-        let position: Option<i64> =
-            sqlx::query_scalar("SELECT position FROM projection_checkpoints WHERE name = $1")
-                .bind(NAME)
-                .fetch_optional(&self.pool)
-                .await?;
-        Ok(position.map_or(0, |p| p as u64))
+        crate::checkpoint(&self.pool, NAME).await
     }
 
     fn warm(&mut self, events: &[RecordedEvent]) -> Result<(), Error> {
@@ -450,7 +434,6 @@ impl Projection for EnvironmentDocuments {
             self.folded.evict();
         }
 
-        let position = last.position as i64;
         let mut tx = self.pool.begin().await?;
         let notify = tx.backend_name() == notifications::POSTGRES;
         for env in &rendered {
@@ -486,16 +469,7 @@ impl Projection for EnvironmentDocuments {
         }
         // The checkpoint only moves forward too; if another node has moved it past this batch,
         // this node is a former leader: write nothing (the transaction rolls back when dropped).
-        let moved = sqlx::query(
-            "INSERT INTO projection_checkpoints (name, position) VALUES ($1, $2) \
-             ON CONFLICT (name) DO UPDATE SET position = excluded.position \
-             WHERE excluded.position > projection_checkpoints.position",
-        )
-        .bind(NAME)
-        .bind(position)
-        .execute(&mut *tx)
-        .await?;
-        if moved.rows_affected() == 0 {
+        if !crate::advance_checkpoint(&mut tx, NAME, last.position).await? {
             return Err(Error::Superseded(last.position));
         }
         let changes: Vec<DocumentChanged> = rendered

@@ -1,9 +1,10 @@
 //! flaglog's read side: the subscription runner ([`runner`]: checkpoints, catch-up, wake-ups), the
-//! projections it feeds ([`environment_documents`]) and the runtime every background worker runs
+//! projections it feeds ([`environment_documents`], [`change_request_inbox`]) and the runtime every background worker runs
 //! in ([`workers`]: cancellation, restarts with backoff, status, one leader per database). It reads the log only through
 //! `domain::log::EventLog`; the composition root (`api`) hands it the adapter and the database
 //! its read-model tables live in.
 
+pub mod change_request_inbox;
 pub mod document_notifications;
 pub mod environment_documents;
 pub mod feature_versions;
@@ -39,4 +40,55 @@ pub async fn connect(database_url: &str) -> Result<sqlx::AnyPool, Error> {
         .max_connections(8)
         .connect(database_url)
         .await?)
+}
+
+/// The position projection `name`'s read model reflects (0 if it has none).
+pub(crate) async fn checkpoint(pool: &sqlx::AnyPool, name: &str) -> Result<u64, Error> {
+    let position: Option<i64> =
+        sqlx::query_scalar("SELECT position FROM projection_checkpoints WHERE name = $1")
+            .bind(name)
+            .fetch_optional(pool)
+            .await?;
+    Ok(position.map_or(0, |p| p as u64))
+}
+
+/// Moves projection `name`'s checkpoint to `position` within `tx`, only forwards: false if
+/// another node has moved it there or past already (this node is a former leader, and the
+/// transaction must write nothing).
+pub(crate) async fn advance_checkpoint(
+    tx: &mut sqlx::AnyConnection,
+    name: &str,
+    position: u64,
+) -> Result<bool, Error> {
+    let moved = sqlx::query(
+        "INSERT INTO projection_checkpoints (name, position) VALUES ($1, $2) \
+         ON CONFLICT (name) DO UPDATE SET position = excluded.position \
+         WHERE excluded.position > projection_checkpoints.position",
+    )
+    .bind(name)
+    .bind(position as i64)
+    .execute(&mut *tx)
+    .await?;
+    Ok(moved.rows_affected() > 0)
+}
+
+/// Empties `tables` and forgets projection `name`'s checkpoint, in one transaction: the next run
+/// rebuilds the read model from position 0.
+pub(crate) async fn reset_read_model(
+    pool: &sqlx::AnyPool,
+    name: &str,
+    tables: &[&str],
+) -> Result<(), Error> {
+    let mut tx = pool.begin().await?;
+    for table in tables {
+        sqlx::query(sqlx::AssertSqlSafe(format!("DELETE FROM {table}")))
+            .execute(&mut *tx)
+            .await?;
+    }
+    sqlx::query("DELETE FROM projection_checkpoints WHERE name = $1")
+        .bind(name)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(())
 }

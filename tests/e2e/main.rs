@@ -9,6 +9,7 @@ mod concurrency;
 mod discovery;
 mod flow;
 mod four_eyes;
+mod inbox;
 mod references;
 mod roles;
 mod schedules;

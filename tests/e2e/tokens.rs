@@ -230,7 +230,9 @@ async fn a_service_token_acts_with_its_role_on_its_project_and_never_approves(ba
     );
 
     // A project admin (not only the organisation admin) rotates and revokes it.
-    let admin = server.member(project, "project-admin@example.com", "admin").await;
+    let admin = server
+        .member(project, "project-admin@example.com", "admin")
+        .await;
     let rotated = server
         .post(&format!("/api/v1/tokens/{token_id}/rotate/"), json!({}))
         .token(&admin.token)

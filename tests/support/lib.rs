@@ -415,6 +415,11 @@ impl Reply {
 pub const ADMIN_ROUTES: &[(&str, &str, &str)] = &[
     (
         "GET",
+        "/api/v1/change-requests/",
+        "/api/v1/change-requests/",
+    ),
+    (
+        "GET",
         "/api/v1/change-requests/{id}/",
         "/api/v1/change-requests/1/",
     ),

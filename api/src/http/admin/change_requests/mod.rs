@@ -2,9 +2,11 @@
 //! (approve, withdraw, comment, reject), commit them now or at their `live_from`, rebase a stale
 //! one. Every step is a command on the request's own stream, decided by
 //! `domain::command::change_request`; the commit applies the proposed commands in the same
-//! append. Also the list of changes applied without review (break-glass).
+//! append. Lists are answered from the inbox projection ([`inbox`]). Also the list of changes
+//! applied without review (break-glass).
 
 pub mod impact;
+pub mod inbox;
 pub mod unreviewed;
 mod view;
 
@@ -24,7 +26,7 @@ use time::format_description::well_known::Rfc3339;
 use crate::http::AppState;
 use crate::http::admin::{environment_by_key, require, require_reader};
 use crate::http::error::{Error, Result};
-use crate::http::extract::{Admin, JsonBody, Path, Query};
+use crate::http::extract::{Admin, JsonBody, Path};
 pub use view::ChangeRequestView;
 use view::Context;
 pub use view::rfc3339;
@@ -33,12 +35,13 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route(
             "/api/v1/environments/{api_key}/change-requests/",
-            get(list_for_environment).post(open_for_environment),
+            get(inbox::list_for_environment).post(open_for_environment),
         )
         .route(
             "/api/v1/projects/{project_id}/change-requests/",
-            get(list_for_project).post(open_for_project),
+            get(inbox::list_for_project).post(open_for_project),
         )
+        .route("/api/v1/change-requests/", get(inbox::inbox))
         .route("/api/v1/change-requests/{id}/", get(show).patch(edit))
         .route("/api/v1/change-requests/{id}/approve/", post(approve))
         .route(
@@ -108,17 +111,6 @@ pub struct Reason {
 #[derive(Deserialize, utoipa::ToSchema)]
 pub struct Comment {
     pub text: String,
-}
-
-#[derive(Deserialize, utoipa::IntoParams)]
-pub struct ListQuery {
-    /// Only requests in this state (`open`, `scheduled`, `committed`, ...).
-    pub status: Option<String>,
-    pub author: Option<u64>,
-    /// Only requests this user is assigned to review.
-    pub reviewer: Option<u64>,
-    /// Only requests with a command about this feature.
-    pub feature: Option<u64>,
 }
 
 fn parse_live_from(text: &str) -> Result<i64> {
@@ -253,73 +245,6 @@ pub async fn open_for_project(
 ) -> Result<(StatusCode, Json<ChangeRequestView>)> {
     state.commands.project(project_id).await?;
     open(&state, &caller, Scope::Project(project_id), body).await
-}
-
-async fn list(
-    state: &AppState,
-    caller: &Admin,
-    scope: Scope,
-    query: ListQuery,
-) -> Result<Json<Vec<ChangeRequestView>>> {
-    let directory = state.commands.directory().await?.state;
-    let project = directory
-        .project_of_scope(scope)
-        .ok_or_else(|| Error::NotFound("not found".into()))?;
-    require_reader(state, caller, project).await?;
-    let mut views = Vec::new();
-    for (id, _) in directory
-        .change_requests
-        .iter()
-        .filter(|(_, s)| **s == scope)
-    {
-        let request = state.commands.change_request(*id).await?.state;
-        if !matches_query(&request, &query) {
-            continue;
-        }
-        views.push(view_of(state, &request).await?);
-    }
-    Ok(Json(views))
-}
-
-fn matches_query(request: &ChangeRequest, query: &ListQuery) -> bool {
-    let status = serde_json::to_value(request.status).unwrap_or(Value::Null);
-    query.status.as_deref().is_none_or(|s| status == s)
-        && query.author.is_none_or(|a| a == request.author)
-        && query
-            .reviewer
-            .is_none_or(|r| request.reviewers.contains(&r))
-        && query.feature.is_none_or(|f| {
-            request
-                .content
-                .commands
-                .iter()
-                .any(|c| c.command.get("feature_id").and_then(Value::as_u64) == Some(f))
-        })
-}
-
-#[utoipa::path(get, path = "/api/v1/environments/{api_key}/change-requests/", tag = "change requests",
-    params(("api_key" = String, Path), ListQuery),
-    responses((status = 200, body = Vec<ChangeRequestView>), (status = 404, body = crate::http::error::ErrorBody)))]
-pub async fn list_for_environment(
-    State(state): State<AppState>,
-    caller: Admin,
-    Path(api_key): Path<String>,
-    Query(query): Query<ListQuery>,
-) -> Result<Json<Vec<ChangeRequestView>>> {
-    let env = environment_by_key(&state, &api_key).await?;
-    list(&state, &caller, Scope::Environment(env.state.id), query).await
-}
-
-#[utoipa::path(get, path = "/api/v1/projects/{project_id}/change-requests/", tag = "change requests",
-    params(("project_id" = u64, Path), ListQuery),
-    responses((status = 200, body = Vec<ChangeRequestView>), (status = 404, body = crate::http::error::ErrorBody)))]
-pub async fn list_for_project(
-    State(state): State<AppState>,
-    caller: Admin,
-    Path(project_id): Path<u64>,
-    Query(query): Query<ListQuery>,
-) -> Result<Json<Vec<ChangeRequestView>>> {
-    list(&state, &caller, Scope::Project(project_id), query).await
 }
 
 #[utoipa::path(get, path = "/api/v1/change-requests/{id}/", tag = "change requests",
