@@ -1,18 +1,22 @@
 //! Reverting a committed change request: the commands that put back, for everything it changed,
 //! what was there just before its commit, proposed as a new change request based on the current
 //! revisions. A feature's state in an environment is restored whole (its state and its segment
-//! overrides), an identity's override is set back or removed. Reverting changes of feature or
-//! segment definitions is refused: a deleted feature cannot get its id back, and an edit of a
-//! definition is better proposed by hand.
+//! overrides), an identity's override is set back or removed, and a feature's or segment's
+//! definition is put back (`domain::command::restore`): one the request created is deleted, one
+//! it deleted is created again under its own id, one it changed is updated to what it was.
 
-use domain::change_request::{self, ChangeRequestId, Status, Subject};
+use domain::aggregate::DomainEvent;
+use domain::change_request::{self, ChangeRequestId, Scope, Status, Subject};
 use domain::command::Command;
 use domain::command::change_request::ChangeRequestCommand;
 use domain::command::identity::IdentityCommand;
+use domain::command::restore::{restore_feature, restore_segment};
 use domain::environment::{self, Environment};
 use domain::feature_version::{PublishedState, restore_commands, state_input};
 use domain::identity::{self, IdentityOverrides};
 use domain::log::RecordedEvent;
+use domain::model::ProjectId;
+use domain::project::{self, Project, ProjectEvent};
 
 use crate::Commands;
 use crate::error::{Error, Result};
@@ -29,14 +33,30 @@ impl Commands {
             .into());
         }
         let commit = self.commit_record(id).await?;
-        let mut subjects: Vec<Subject> = Vec::new();
-        for stored in &request.content.commands {
-            if let Some(subject) = Subject::of(&stored.decode()?)
-                && !subjects.contains(&subject)
-            {
-                subjects.push(subject);
+        // What it changed, in the order it changed it. A project's request may have created
+        // features or segments (no subject in its commands): its commit's events name them all.
+        let mut subjects: Vec<Subject> = match request.scope {
+            Some(Scope::Project(project_id)) => {
+                self.definitions_written(project_id, &commit).await?
             }
-        }
+            _ => request
+                .content
+                .commands
+                .iter()
+                .map(|stored| Ok(Subject::of(&stored.decode()?)))
+                .collect::<Result<Vec<_>>>()?
+                .into_iter()
+                .flatten()
+                .collect(),
+        };
+        let mut seen = Vec::new();
+        subjects.retain(|subject| {
+            let new = !seen.contains(subject);
+            seen.push(subject.clone());
+            new
+        });
+        // Undone last change first.
+        subjects.reverse();
         let mut commands = Vec::new();
         for subject in &subjects {
             commands.extend(self.undo(subject, &commit).await?);
@@ -128,18 +148,76 @@ impl Commands {
                 };
                 vec![Command::Identity(command)]
             }
-            Subject::FeatureDefinition { .. } | Subject::SegmentDefinition { .. } => {
-                return Err(domain::Error::conflict(
-                    "commands",
-                    format!(
-                        "{} was changed by this request: reverting definitions is not supported; \
-                         propose the inverse change in a new request",
-                        subject.describe()
-                    ),
-                )
-                .into());
+            Subject::FeatureDefinition {
+                project_id,
+                feature_id,
+            } => {
+                let (then, now) = self.project_then_and_now(*project_id, before).await?;
+                restore_feature(*project_id, *feature_id, &then, &now)
+                    .into_iter()
+                    .collect()
+            }
+            Subject::SegmentDefinition {
+                project_id,
+                segment_id,
+            } => {
+                let (then, now) = self.project_then_and_now(*project_id, before).await?;
+                restore_segment(*project_id, *segment_id, &then, &now)
+                    .into_iter()
+                    .collect()
             }
         })
+    }
+}
+
+impl Commands {
+    /// Project `id` as it stood just before `before` stops holding, and as it is now.
+    async fn project_then_and_now(
+        &self,
+        id: ProjectId,
+        before: impl Fn(&RecordedEvent) -> bool,
+    ) -> Result<(Project, Project)> {
+        let then: Project = self
+            .store()
+            .load_with(&project::stream(id), before)
+            .await?
+            .state;
+        Ok((then, self.project(id).await?.state))
+    }
+
+    /// The features and segments of project `id` that `commit`'s append created, changed or
+    /// deleted.
+    async fn definitions_written(
+        &self,
+        id: ProjectId,
+        commit: &RecordedEvent,
+    ) -> Result<Vec<Subject>> {
+        let records = self
+            .store()
+            .log()
+            .read_stream(&project::stream(id), 0)
+            .await?;
+        let mut subjects = Vec::new();
+        for record in records.iter().filter(|r| same_append(r, commit)) {
+            let (feature_id, segment_id) = match ProjectEvent::from_recorded(record)? {
+                ProjectEvent::FeatureCreated { feature }
+                | ProjectEvent::FeatureUpdated { feature } => (Some(feature.id), None),
+                ProjectEvent::FeatureDeleted { id } => (Some(id), None),
+                ProjectEvent::SegmentCreated { segment }
+                | ProjectEvent::SegmentUpdated { segment } => (None, Some(segment.id)),
+                ProjectEvent::SegmentDeleted { id } => (None, Some(id)),
+                _ => (None, None),
+            };
+            subjects.extend(feature_id.map(|feature_id| Subject::FeatureDefinition {
+                project_id: id,
+                feature_id,
+            }));
+            subjects.extend(segment_id.map(|segment_id| Subject::SegmentDefinition {
+                project_id: id,
+                segment_id,
+            }));
+        }
+        Ok(subjects)
     }
 }
 

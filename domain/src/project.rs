@@ -207,6 +207,7 @@ pub struct FeatureChanges {
     pub default_enabled: Option<bool>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub initial_value: Option<Value>,
+    /// An empty string clears it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -412,7 +413,8 @@ impl Project {
             feature.initial_value = value;
         }
         if let Some(description) = changes.description {
-            feature.description = Some(description);
+            // An empty description clears it.
+            feature.description = (!description.is_empty()).then_some(description);
         }
         if let Some(tags) = changes.tags {
             feature.tags = tags;

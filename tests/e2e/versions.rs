@@ -220,6 +220,7 @@ async fn with_four_eyes_restore_proposes_and_revert_undoes_a_request(backend: Ba
         .expect_status(201)
         .body;
     assert_eq!(revert["status"], "open");
+    // Undone last change first.
     let types: Vec<&Value> = revert["commands"]
         .as_array()
         .unwrap()
@@ -229,8 +230,8 @@ async fn with_four_eyes_restore_proposes_and_revert_undoes_a_request(backend: Ba
     assert_eq!(
         types,
         [
-            &json!("set_feature_state"),
-            &json!("remove_identity_override")
+            &json!("remove_identity_override"),
+            &json!("set_feature_state")
         ]
     );
     r.act(&revert["id"], "approve", approver)
@@ -289,7 +290,116 @@ async fn with_four_eyes_restore_proposes_and_revert_undoes_a_request(backend: Ba
         .expect_error(409, "conflict", None);
 }
 
+async fn reverting_a_project_request_puts_every_definition_back(backend: Backend) {
+    let r = review(backend, 1).await;
+    let approver = &r.approvers[0];
+    let (project, server) = (r.project, &r.server);
+    let segment = server
+        .segment(
+            project,
+            json!({"name": "beta", "rules": [{"type": "ALL", "rules": [], "conditions":
+                   [{"operator": "EQUAL", "property_": "plan", "value": "pro"}]}]}),
+        )
+        .await;
+    server
+        .put(
+            &format!(
+                "/api/v1/environments/{}/featurestates/{}/",
+                r.key, r.feature
+            ),
+            json!({"enabled": true, "feature_state_value": "blue"}),
+        )
+        .header("X-Break-Glass-Reason", "setting up the test")
+        .send()
+        .await
+        .expect_status(200);
+    server
+        .put(
+            &format!("/api/v1/projects/{project}/"),
+            json!({"name": "reviewed", "minimum_change_request_approvals": 1}),
+        )
+        .send()
+        .await
+        .expect_status(200);
+    let definitions = async || {
+        let get =
+            |path: String| async move { server.get(&path).send().await.expect_status(200).body };
+        (
+            get(format!("/api/v1/projects/{project}/features/")).await,
+            get(format!("/api/v1/projects/{project}/segments/")).await,
+        )
+    };
+    let before = definitions().await;
+    let commit = async |path: String, commands: Value| -> Value {
+        let opened = server
+            .post(&path, json!({"title": "definitions", "commands": commands}))
+            .token(&r.author.token)
+            .send()
+            .await
+            .expect_status(201)
+            .body;
+        r.act(&opened["id"], "approve", approver)
+            .send()
+            .await
+            .expect_status(200);
+        r.act(&opened["id"], "commit", &r.author)
+            .send()
+            .await
+            .expect_status(200)
+            .body
+    };
+    let requests = format!("/api/v1/projects/{project}/change-requests/");
+    let committed = commit(
+        requests.clone(),
+        json!([
+            {"type": "create_feature", "project_id": project, "feature": {"name": "new_flag"}},
+            {"type": "delete_feature", "project_id": project, "feature_id": r.feature},
+            {"type": "update_segment", "project_id": project, "segment_id": segment,
+             "segment": {"name": "beta", "description": "everyone", "rules": []}},
+        ]),
+    )
+    .await;
+    assert_ne!(definitions().await, before);
+
+    let revert = r
+        .act(&committed["id"], "revert", &r.author)
+        .send()
+        .await
+        .expect_status(201)
+        .body;
+    let types: Vec<&str> = revert["commands"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["type"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        types,
+        ["update_segment", "create_feature", "delete_feature"],
+        "{revert}"
+    );
+    r.act(&revert["id"], "approve", approver)
+        .send()
+        .await
+        .expect_status(200);
+    r.act(&revert["id"], "commit", &r.author)
+        .send()
+        .await
+        .expect_status(200);
+    assert_eq!(
+        definitions().await,
+        before,
+        "the definitions are as they were"
+    );
+    assert_eq!(
+        r.served_value().await,
+        "blue",
+        "the feature is back under its own id, with the state environments had for it"
+    );
+}
+
 on_both_backends!(
     every_published_state_is_a_version_comparable_and_restorable,
     with_four_eyes_restore_proposes_and_revert_undoes_a_request,
+    reverting_a_project_request_puts_every_definition_back,
 );

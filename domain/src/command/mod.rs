@@ -22,6 +22,7 @@ pub mod directory;
 pub mod environment;
 pub mod identity;
 pub mod project;
+pub mod restore;
 
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::Value;
