@@ -17,8 +17,17 @@
 //! a stale entry, so every insert is checked against the newest version announced for that key
 //! (`generations`): insert first, then check, so either the check or the announcement removes
 //! it.
+//!
+//! In front of the flags tier each request thread keeps its last few hits ([`FRONT_ENTRIES`],
+//! no lock, no shared cache line): `GET /api/v1/flags/` asks for the same few environments over
+//! and over, and a moka lookup (hash, epoch pin, recorded read) was the largest cost of that
+//! path left. A front entry is valid only while the cache's `front_generation` is the one it was
+//! taken under: every invalidation bumps it after removing from moka, and a lookup reads it
+//! before asking moka, so a front entry is never older than what moka would answer.
 
+use std::cell::RefCell;
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use axum::body::Bytes;
@@ -159,7 +168,26 @@ pub struct EnvironmentCache {
     /// SHA-256 of a server-side key → its environment's client key (keys are never reassigned).
     server_keys: Cache<String, String>,
     generations: Mutex<HashMap<String, u64>>,
+    /// Tells this cache's front entries apart from other caches' in the same thread.
+    id: u64,
+    /// Bumped by every invalidation: front entries taken under an older one are not used.
+    front_generation: AtomicU64,
 }
+
+/// How many hits each thread keeps in front of the flags tier.
+pub const FRONT_ENTRIES: usize = 8;
+
+struct FrontEntry {
+    cache: u64,
+    generation: u64,
+    entry: Arc<CachedEnvironment>,
+}
+
+thread_local! {
+    static FRONT: RefCell<Vec<FrontEntry>> = const { RefCell::new(Vec::new()) };
+}
+
+static NEXT_CACHE_ID: AtomicU64 = AtomicU64::new(1);
 
 impl EnvironmentCache {
     pub fn new(pool: AnyPool, bounds: CacheBounds) -> Self {
@@ -179,7 +207,46 @@ impl EnvironmentCache {
                 .build(),
             server_keys: Cache::builder().max_capacity(100_000).build(),
             generations: Mutex::new(HashMap::new()),
+            id: NEXT_CACHE_ID.fetch_add(1, Ordering::Relaxed),
+            front_generation: AtomicU64::new(0),
         }
+    }
+
+    /// This thread's front entry for `client_key`, if taken under `generation`.
+    fn front_get(&self, client_key: &str, generation: u64) -> Option<Arc<CachedEnvironment>> {
+        FRONT.with_borrow(|front| {
+            front
+                .iter()
+                .find(|f| {
+                    f.cache == self.id
+                        && f.generation == generation
+                        && f.entry.client_key == client_key
+                })
+                .map(|f| f.entry.clone())
+        })
+    }
+
+    /// Keeps `entry` (a moka hit under `generation`) in this thread's front, the oldest out.
+    fn front_put(&self, entry: &Arc<CachedEnvironment>, generation: u64) {
+        FRONT.with_borrow_mut(|front| {
+            front.retain(|f| {
+                f.cache != self.id
+                    || (f.generation == generation && f.entry.client_key != entry.client_key)
+            });
+            if front.len() >= FRONT_ENTRIES {
+                front.remove(0);
+            }
+            front.push(FrontEntry {
+                cache: self.id,
+                generation,
+                entry: entry.clone(),
+            });
+        });
+    }
+
+    /// After removing entries from moka: front entries taken before are not used any more.
+    fn bump_front(&self) {
+        self.front_generation.fetch_add(1, Ordering::AcqRel);
     }
 
     fn newest_announced(&self, client_key: &str) -> Option<u64> {
@@ -206,6 +273,7 @@ impl EnvironmentCache {
         self.environments.insert(key.clone(), entry.clone()).await;
         if self.is_stale(&key, entry.position) {
             self.environments.invalidate(&key).await;
+            self.bump_front();
         }
         entry
     }
@@ -214,7 +282,13 @@ impl EnvironmentCache {
         &self,
         client_key: &str,
     ) -> Result<Option<Arc<CachedEnvironment>>, projections::Error> {
+        // Read before asking moka: an invalidation after it makes what is put in front unused.
+        let generation = self.front_generation.load(Ordering::Acquire);
+        if let Some(entry) = self.front_get(client_key, generation) {
+            return Ok(Some(entry));
+        }
         if let Some(entry) = self.environments.get(client_key).await {
+            self.front_put(&entry, generation);
             return Ok(Some(entry));
         }
         match environment_documents::by_client_key(&self.pool, client_key).await? {
@@ -295,17 +369,20 @@ impl EnvironmentCache {
         }
         self.environments.invalidate(&change.client_key).await;
         self.evaluables.invalidate(&change.client_key).await;
+        self.bump_front();
     }
 
     /// Drops one environment's entries (when whether it changed is unknown).
     pub async fn forget(&self, client_key: &str) {
         self.environments.invalidate(client_key).await;
         self.evaluables.invalidate(client_key).await;
+        self.bump_front();
     }
 
     /// Drops everything (when announcements were missed).
     pub fn clear(&self) {
         self.environments.invalidate_all();
         self.evaluables.invalidate_all();
+        self.bump_front();
     }
 }

@@ -247,6 +247,9 @@ mod tests {
             .collect();
         let unique: std::collections::BTreeSet<_> = ids.iter().collect();
         assert_eq!(unique.len(), ids.len());
-        assert!(ids.iter().all(|id| id.len() >= 25 && id.as_bytes()[16] == b'-'));
+        assert!(
+            ids.iter()
+                .all(|id| id.len() >= 25 && id.as_bytes()[16] == b'-')
+        );
     }
 }
