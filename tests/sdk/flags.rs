@@ -129,8 +129,50 @@ async fn one_flag_is_served_by_name_and_an_unknown_name_is_404(backend: Backend)
     }
 }
 
+/// Once one request is served a change, no later one is served what was there before: no
+/// cached copy (per-thread fronts included) outlives the change's announcement.
+async fn after_a_change_is_served_no_request_is_served_the_old_flags(backend: Backend) {
+    let server = start(backend).await;
+    let project = server.project(json!({"name": "cached"})).await;
+    server.environment(project, "cached-key").await;
+    let feature = server
+        .feature(project, json!({"name": "f", "initial_value": "old"}))
+        .await;
+    server.projected().await;
+    let values = |n: usize| {
+        let calls: Vec<_> = (0..n)
+            .map(|_| server.get("/api/v1/flags/").environment_key("cached-key"))
+            .map(|call| async move {
+                let reply = call.send().await.expect_status(200);
+                reply.body[0]["feature_state_value"].clone()
+            })
+            .collect();
+        flaglog_tests::join_all(calls)
+    };
+    assert!(values(64).await.iter().all(|v| *v == "old"));
+    server
+        .put(
+            &format!("/api/v1/environments/cached-key/featurestates/{feature}/"),
+            json!({"enabled": true, "feature_state_value": "new"}),
+        )
+        .send()
+        .await
+        .expect_status(200);
+    let deadline = std::time::Instant::now() + crate::PROJECTION_DEADLINE;
+    while values(1).await[0] != "new" {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the change is never served"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    let later = values(256).await;
+    assert!(later.iter().all(|v| *v == "new"), "{later:?}");
+}
+
 on_both_backends!(
     flags_are_served_in_flagsmith_shape_for_client_and_server_keys,
     flags_of_every_seed_document_match_flagsmiths_engine,
     one_flag_is_served_by_name_and_an_unknown_name_is_404,
+    after_a_change_is_served_no_request_is_served_the_old_flags,
 );
