@@ -16,7 +16,7 @@ use std::task::{Context, Poll};
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request};
-use axum::http::{HeaderValue, Method};
+use axum::http::{HeaderName, HeaderValue, Method};
 use axum::response::Response;
 use tower::{Layer, Service};
 
@@ -37,6 +37,9 @@ pub const SDK_ROUTES: &[&str] = &[
     "/ofrep/v1/evaluate/flags/{key}",
     "/metrics",
 ];
+
+/// `X-Request-Id`, a constant so that no request parses the name.
+pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// [`RequestContext`] around every route.
 #[derive(Clone, Copy, Default)]
@@ -86,7 +89,7 @@ impl RouteLabel {
 fn request_id(request: &Request) -> HeaderValue {
     request
         .headers()
-        .get("x-request-id")
+        .get(REQUEST_ID)
         .filter(|v| {
             let v = v.as_bytes();
             !v.is_empty()
@@ -166,7 +169,7 @@ impl Done {
                 "request"
             );
         }
-        response.headers_mut().insert("x-request-id", self.id);
+        response.headers_mut().insert(REQUEST_ID, self.id);
         response
     }
 }

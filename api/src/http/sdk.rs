@@ -46,9 +46,13 @@ async fn environment(
     headers: &HeaderMap,
     keys: Keys,
 ) -> Result<Arc<CachedEnvironment>> {
-    sdk_common::environment(state, header_key(headers, "x-environment-key"), keys)
-        .await
-        .map_err(refused)
+    sdk_common::environment(
+        state,
+        header_key(headers, sdk_common::ENVIRONMENT_KEY),
+        keys,
+    )
+    .await
+    .map_err(refused)
 }
 
 /// What evaluating the environment needs (its context and listing), from the cache or rebuilt.

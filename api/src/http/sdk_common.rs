@@ -10,12 +10,19 @@
 
 use std::sync::Arc;
 
-use axum::http::{HeaderMap, HeaderValue, header};
+use axum::http::header::AsHeaderName;
+use axum::http::{HeaderMap, HeaderName, HeaderValue, header};
 use domain::environment::SERVER_SIDE_KEY_PREFIX;
 use domain::evaluation::{Evaluation, environment_evaluation};
 
 use crate::http::AppState;
 use crate::sdk_cache::{CachedEnvironment, Evaluable};
+
+/// `X-Environment-Key`: how Flagsmith's SDKs (and OFREP clients, here) name the environment.
+/// A constant, so no request parses the name.
+pub const ENVIRONMENT_KEY: HeaderName = HeaderName::from_static("x-environment-key");
+/// `X-API-Key`: OFREP's header for the key.
+pub const API_KEY: HeaderName = HeaderName::from_static("x-api-key");
 
 /// Which keys an endpoint takes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,7 +47,7 @@ pub enum Refusal {
 }
 
 /// A header's value as a key: trimmed, and `None` when absent, empty or not text.
-pub fn header_key<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
+pub fn header_key<'h>(headers: &'h HeaderMap, name: impl AsHeaderName) -> Option<&'h str> {
     headers
         .get(name)
         .and_then(|v| v.to_str().ok())
@@ -50,7 +57,7 @@ pub fn header_key<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
 
 /// The key of `Authorization: Bearer <key>` (the scheme in any case).
 pub fn bearer_key(headers: &HeaderMap) -> Option<&str> {
-    let (scheme, key) = header_key(headers, header::AUTHORIZATION.as_str())?.split_once(' ')?;
+    let (scheme, key) = header_key(headers, header::AUTHORIZATION)?.split_once(' ')?;
     let key = key.trim();
     (scheme.eq_ignore_ascii_case("bearer") && !key.is_empty()).then_some(key)
 }

@@ -93,7 +93,9 @@ use self::failure::{ErrorCode, Failure, Result};
 use self::subject::Subject;
 use self::translate::{Evaluation as Answer, translate};
 use crate::http::AppState;
-use crate::http::sdk_common::{self, Keys, bearer_key, header_key, not_modified};
+use crate::http::sdk_common::{
+    self, API_KEY, ENVIRONMENT_KEY, Keys, bearer_key, header_key, not_modified,
+};
 use crate::sdk_cache::{CachedEnvironment, Evaluable};
 
 pub fn router() -> Router<AppState> {
@@ -104,9 +106,9 @@ pub fn router() -> Router<AppState> {
 
 /// The environment key from `X-Environment-Key`, `Authorization: Bearer` or `X-API-Key`.
 fn environment_key(headers: &HeaderMap) -> Option<&str> {
-    header_key(headers, "x-environment-key")
+    header_key(headers, ENVIRONMENT_KEY)
         .or_else(|| bearer_key(headers))
-        .or_else(|| header_key(headers, "x-api-key"))
+        .or_else(|| header_key(headers, API_KEY))
 }
 
 /// The environment the request's key names: a client key or a server-side key.
