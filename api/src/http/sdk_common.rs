@@ -47,7 +47,7 @@ pub enum Refusal {
 }
 
 /// A header's value as a key: trimmed, and `None` when absent, empty or not text.
-pub fn header_key<'h>(headers: &'h HeaderMap, name: impl AsHeaderName) -> Option<&'h str> {
+pub fn header_key(headers: &HeaderMap, name: impl AsHeaderName) -> Option<&str> {
     headers
         .get(name)
         .and_then(|v| v.to_str().ok())
