@@ -63,6 +63,30 @@ pub async fn run(cli: Cli) -> Result<(), String> {
             print!("{}", crate::workers::status_table(&statuses));
             Ok(())
         }
+        Command::Verify {
+            from,
+            to,
+            checkpoint_position,
+            checkpoint_hash,
+        } => {
+            let checkpoint = match (checkpoint_position, checkpoint_hash.as_deref()) {
+                (Some(position), Some(hash)) => Some(::commands::verify::Checkpoint {
+                    position,
+                    hash: crate::http::admin::audit::parse_hash(hash)
+                        .map_err(|e| format!("--checkpoint-hash: {e}"))?,
+                }),
+                _ => None,
+            };
+            let verification = ::commands::verify::verify(&*log, from, to, checkpoint)
+                .await
+                .map_err(|e| format!("cannot read the log: {e}"))?;
+            if verification.intact {
+                println!("{}", verification.summary());
+                Ok(())
+            } else {
+                Err(verification.summary())
+            }
+        }
         Command::Import {
             environment_document,
         } => {

@@ -76,6 +76,23 @@ pub enum Command {
         #[arg(long)]
         environment_document: PathBuf,
     },
+    /// Recomputes the log's hash chain; prints "intact: positions 1..N, head hash H" and exits
+    /// 0, or names the first position that does not verify and exits 1.
+    Verify {
+        /// First position to check (default 1).
+        #[arg(long, default_value_t = 1)]
+        from: u64,
+        /// Last position to check (default: the head).
+        #[arg(long)]
+        to: Option<u64>,
+        /// A checkpoint saved earlier: its position (with --checkpoint-hash). The log must still
+        /// extend it: not be cut back behind it, nor hold another hash there.
+        #[arg(long, requires = "checkpoint_hash")]
+        checkpoint_position: Option<u64>,
+        /// The checkpoint's hash, 64 hex digits.
+        #[arg(long, requires = "checkpoint_position")]
+        checkpoint_hash: Option<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]

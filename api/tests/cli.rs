@@ -662,7 +662,43 @@ async fn sdk_requests_log_at_debug_and_admin_requests_at_info(db: TestDatabase) 
     );
 }
 
+async fn verify_exits_zero_on_an_intact_log_and_names_a_changed_event(db: TestDatabase) {
+    create_admin(db.url(), "a@example.com").await;
+    create_admin(db.url(), "b@example.com").await;
+    let mut command = flaglog(db.url());
+    command.arg("verify");
+    let intact = run(command).await.expect_success();
+    assert!(
+        intact.stdout.contains("intact: positions 1..") && intact.stdout.contains("head hash"),
+        "{}",
+        intact.describe()
+    );
+    // Change the second event behind the database's back (as its owner can).
+    let pool = projections::connect(db.url()).await.unwrap();
+    let unguard = match db.backend() {
+        commands::log::Backend::Postgres => "ALTER TABLE events DISABLE TRIGGER events_append_only",
+        commands::log::Backend::Sqlite => "DROP TRIGGER events_no_update",
+    };
+    for sql in [
+        unguard,
+        "UPDATE events SET payload = '{}' WHERE position = 2",
+    ] {
+        sqlx::query(sql).execute(&pool).await.unwrap();
+    }
+    pool.close().await;
+    let mut command = flaglog(db.url());
+    command.arg("verify");
+    let broken = run(command).await.expect_failure();
+    assert!(
+        broken.stderr.contains("NOT intact at position 2")
+            && broken.stderr.contains("expected hash"),
+        "{}",
+        broken.describe()
+    );
+}
+
 on_both_backends!(
+    verify_exits_zero_on_an_intact_log_and_names_a_changed_event,
     sdk_requests_log_at_debug_and_admin_requests_at_info,
     migrate_applies_the_schema_and_exits_zero,
     admin_create_prints_a_token_that_authenticates_against_serve,
@@ -684,6 +720,7 @@ async fn help_works_for_every_command() {
         &["admin", "create", "--help"],
         &["import", "--help"],
         &["workers", "status", "--help"],
+        &["verify", "--help"],
         &["help", "serve"],
     ] {
         let mut command = flaglog("sqlite:///nonexistent-dir/never-opened.db");

@@ -15,6 +15,7 @@ pub mod revert;
 pub mod scheduler;
 pub mod secrets;
 pub mod store;
+pub mod verify;
 mod workspace;
 
 pub use error::{Error, Result};

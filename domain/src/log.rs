@@ -242,14 +242,92 @@ fn write_canonical(value: &Value, out: &mut String) {
 /// `prev` (the hash of the event before the first one, or [`GENESIS_HASH`]). Returns the position
 /// of the first event that does not verify.
 pub fn verify_chain(prev: [u8; 32], events: &[RecordedEvent]) -> Result<[u8; 32], u64> {
-    let mut prev = prev;
+    let after = events.first().map_or(0, |e| e.position.saturating_sub(1));
+    let mut check = ChainCheck::after(after, prev);
     for event in events {
-        if event.prev_hash != prev || event.computed_hash() != event.hash {
-            return Err(event.position);
-        }
-        prev = event.hash;
+        check.check(event).map_err(|broken| broken.position())?;
     }
-    Ok(prev)
+    Ok(check.head().1)
+}
+
+/// Checks a log's hash chain one event at a time, in position order, remembering where it got:
+/// positions follow each other without a gap, each event names its predecessor's hash, and its
+/// own hash is what its content gives.
+#[derive(Debug, Clone)]
+pub struct ChainCheck {
+    position: u64,
+    hash: [u8; 32],
+}
+
+/// Where and how a chain stops verifying.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChainBreak {
+    /// An event is missing (removed) before `found`.
+    Gap { expected: u64, found: u64 },
+    /// The event does not name its predecessor's hash.
+    PrevHash {
+        position: u64,
+        expected: [u8; 32],
+        stored: [u8; 32],
+    },
+    /// The event's content does not give its stored hash (it was changed).
+    Hash {
+        position: u64,
+        expected: [u8; 32],
+        stored: [u8; 32],
+    },
+}
+
+impl ChainBreak {
+    /// The first position that does not verify.
+    pub fn position(&self) -> u64 {
+        match self {
+            ChainBreak::Gap { expected, .. } => *expected,
+            ChainBreak::PrevHash { position, .. } | ChainBreak::Hash { position, .. } => *position,
+        }
+    }
+}
+
+impl ChainCheck {
+    /// A check that goes on after the event at `position` whose hash is `hash` (0 and
+    /// [`GENESIS_HASH`] for the start of the log).
+    pub fn after(position: u64, hash: [u8; 32]) -> Self {
+        ChainCheck { position, hash }
+    }
+
+    /// Checks the next event.
+    pub fn check(&mut self, event: &RecordedEvent) -> Result<(), ChainBreak> {
+        let expected_position = self.position + 1;
+        if event.position != expected_position {
+            return Err(ChainBreak::Gap {
+                expected: expected_position,
+                found: event.position,
+            });
+        }
+        if event.prev_hash != self.hash {
+            return Err(ChainBreak::PrevHash {
+                position: event.position,
+                expected: self.hash,
+                stored: event.prev_hash,
+            });
+        }
+        let expected = event.computed_hash();
+        if expected != event.hash {
+            return Err(ChainBreak::Hash {
+                position: event.position,
+                expected,
+                stored: event.hash,
+            });
+        }
+        self.position = event.position;
+        self.hash = event.hash;
+        Ok(())
+    }
+
+    /// The last position verified, and its hash.
+    pub fn head(&self) -> (u64, [u8; 32]) {
+        (self.position, self.hash)
+    }
 }
 
 /// The result of a successful append.
@@ -372,6 +450,37 @@ mod tests {
         let mut tampered = second.clone();
         tampered.payload = json!({"name": "y"});
         assert_eq!(verify_chain(GENESIS_HASH, &[first, tampered]), Err(2));
+    }
+
+    #[test]
+    fn a_chain_check_names_a_missing_event_a_broken_link_and_a_changed_one() {
+        let first = event(1, GENESIS_HASH);
+        let second = event(2, first.hash);
+        let third = event(3, second.hash);
+        let mut check = ChainCheck::after(0, GENESIS_HASH);
+        check.check(&first).unwrap();
+        assert_eq!(
+            check.clone().check(&third),
+            Err(ChainBreak::Gap {
+                expected: 2,
+                found: 3
+            })
+        );
+        let relinked = event(2, [7; 32]);
+        assert!(matches!(
+            check.clone().check(&relinked),
+            Err(ChainBreak::PrevHash { position: 2, expected, stored })
+                if expected == first.hash && stored == [7; 32]
+        ));
+        let mut changed = second.clone();
+        changed.version = 9;
+        assert!(matches!(
+            check.clone().check(&changed),
+            Err(ChainBreak::Hash { position: 2, stored, .. }) if stored == second.hash
+        ));
+        check.check(&second).unwrap();
+        check.check(&third).unwrap();
+        assert_eq!(check.head(), (3, third.hash));
     }
 
     #[test]

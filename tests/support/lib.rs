@@ -114,7 +114,7 @@ pub struct Server {
     client: reqwest::Client,
     task: JoinHandle<()>,
     // Last, so the server and the log go before their database does.
-    _db: TestDatabase,
+    db: TestDatabase,
 }
 
 impl Drop for Server {
@@ -147,7 +147,7 @@ impl Server {
                 .build()
                 .unwrap(),
             task,
-            _db: db,
+            db,
         }
     }
 
@@ -204,6 +204,11 @@ impl Server {
 
     pub fn patch(&self, path: &str, body: Value) -> Call {
         self.request(Method::PATCH, path).json(&body)
+    }
+
+    /// The URL of the server's database (for tests that reach behind the server's back).
+    pub fn database_url(&self) -> &str {
+        self.db.url()
     }
 
     /// Every event in the log, in position order.
@@ -413,6 +418,11 @@ impl Reply {
 /// can request it at. The bootstrap (`POST /api/v1/users/config/init/`), `/health` and the
 /// OpenAPI document are not admin routes: they need no token.
 pub const ADMIN_ROUTES: &[(&str, &str, &str)] = &[
+    (
+        "GET",
+        "/api/v1/audit-log/verify",
+        "/api/v1/audit-log/verify",
+    ),
     (
         "GET",
         "/api/v1/change-requests/",
@@ -701,7 +711,7 @@ impl Server {
                 .build()
                 .unwrap(),
             task,
-            _db: db,
+            db,
         };
         let reply = server
             .post(

@@ -8,8 +8,8 @@ use utoipa::{Modify, OpenApi};
 
 use crate::http::AppState;
 use crate::http::admin::{
-    change_requests, commands, environments, features, import, organisations, projects, segments,
-    tokens, users, versions,
+    audit, change_requests, commands, environments, features, import, organisations, projects,
+    segments, tokens, users, versions,
 };
 use crate::http::health;
 
@@ -41,6 +41,7 @@ use crate::http::health;
         change_requests::unreviewed::applied_without_review, change_requests::impact::impact_of,
         versions::list, versions::show, versions::compare_versions, versions::restore,
         versions::compare_environments,
+        audit::verify_log,
     ),
     modifiers(&TokenAuth, &UniqueOperationIds),
     security(("token" = [])),

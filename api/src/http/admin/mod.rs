@@ -2,6 +2,7 @@
 //! Every route needs `Authorization: Token <token>` except the one-time bootstrap of the first
 //! user. Reads answer from the aggregates' current state, so a write is visible to the next read.
 
+pub mod audit;
 pub mod change_requests;
 pub mod commands;
 pub mod environments;
@@ -41,6 +42,7 @@ pub fn router() -> Router<AppState> {
         .merge(change_requests::router())
         .merge(versions::router())
         .merge(tokens::router())
+        .merge(audit::router())
 }
 
 /// The environment whose client key is `api_key` (how Flagsmith's admin API names environments).

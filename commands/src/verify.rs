@@ -1,0 +1,189 @@
+//! Verifying the log's hash chain (`flaglog verify`, `GET /api/v1/audit-log/verify`): every
+//! event of a range recomputed from its content and its predecessor's hash, in batches, so that
+//! an event changed, removed or reordered behind the database's back is named by position. Given
+//! a checkpoint saved earlier (a position and its hash), it also tells whether the log still
+//! extends it: a log cut back behind the checkpoint, or rewritten before it, does not.
+
+use domain::log::{ChainBreak, ChainCheck, EventLog, GENESIS_HASH, LogError};
+use serde::Serialize;
+
+/// Events read per batch.
+const BATCH: usize = 10_000;
+
+/// A position and the hash stored there, as an auditor saved it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Checkpoint {
+    pub position: u64,
+    pub hash: [u8; 32],
+}
+
+/// What verifying found.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Verification {
+    /// Whether every event checked verifies (and the log extends the checkpoint, if given).
+    pub intact: bool,
+    /// The range checked.
+    pub first: u64,
+    pub last: u64,
+    /// The log's head when the check started.
+    pub head: u64,
+    /// The hash of `last`, when intact (hex).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub head_hash: Option<String>,
+    /// The first position that does not verify, and why.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub first_bad_position: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// What the hash at `first_bad_position` should be, and what is stored (hex).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expected_hash: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stored_hash: Option<String>,
+}
+
+impl Verification {
+    /// One line for a terminal: "intact: positions 1..N, head hash H" or what broke.
+    pub fn summary(&self) -> String {
+        if self.intact {
+            return format!(
+                "intact: positions {}..{}, head hash {}",
+                self.first,
+                self.last,
+                self.head_hash.as_deref().unwrap_or("-")
+            );
+        }
+        let mut line = format!(
+            "NOT intact at position {}: {}",
+            self.first_bad_position.unwrap_or_default(),
+            self.reason.as_deref().unwrap_or("")
+        );
+        if let (Some(expected), Some(stored)) = (&self.expected_hash, &self.stored_hash) {
+            line.push_str(&format!(" (expected hash {expected}, stored {stored})"));
+        }
+        line
+    }
+
+    fn broken(
+        &mut self,
+        position: u64,
+        reason: String,
+        hashes: Option<([u8; 32], [u8; 32])>,
+    ) -> &Self {
+        self.intact = false;
+        self.head_hash = None;
+        self.first_bad_position = Some(position);
+        self.reason = Some(reason);
+        if let Some((expected, stored)) = hashes {
+            self.expected_hash = Some(hex::encode(expected));
+            self.stored_hash = Some(hex::encode(stored));
+        }
+        self
+    }
+}
+
+/// Verifies positions `from..=to` (`to`: the head when `None`; both clamped to the log), and
+/// that the log extends `checkpoint` when one is given.
+pub async fn verify(
+    log: &dyn EventLog,
+    from: u64,
+    to: Option<u64>,
+    checkpoint: Option<Checkpoint>,
+) -> Result<Verification, LogError> {
+    let head = log.head().await?;
+    let from = from.max(1);
+    let last = to.unwrap_or(head).min(head);
+    let mut verification = Verification {
+        intact: true,
+        first: from,
+        last,
+        head,
+        head_hash: None,
+        first_bad_position: None,
+        reason: None,
+        expected_hash: None,
+        stored_hash: None,
+    };
+    if let Some(checkpoint) = checkpoint
+        && checkpoint.position > head
+    {
+        verification.broken(
+            head + 1,
+            format!(
+                "the log's head ({head}) is behind the checkpoint at position {}: events were \
+                 removed",
+                checkpoint.position
+            ),
+            None,
+        );
+        return Ok(verification);
+    }
+    // The chain goes on from the event before the range.
+    let prev = if from == 1 {
+        GENESIS_HASH
+    } else {
+        match log.read_all(from - 2, 1).await?.first() {
+            Some(event) if event.position == from - 1 => event.hash,
+            _ => {
+                verification.broken(from - 1, format!("event {} is missing", from - 1), None);
+                return Ok(verification);
+            }
+        }
+    };
+    let mut check = ChainCheck::after(from - 1, prev);
+    let mut position = from - 1;
+    while position < last {
+        let events = log.read_all(position, BATCH).await?;
+        if events.is_empty() {
+            break;
+        }
+        for event in events.iter().take_while(|e| e.position <= last) {
+            if let Err(broken) = check.check(event) {
+                let (reason, hashes) = match broken {
+                    ChainBreak::Gap { expected, found } => (
+                        format!("event {expected} is missing (the next stored is {found})"),
+                        None,
+                    ),
+                    ChainBreak::PrevHash {
+                        expected, stored, ..
+                    } => (
+                        "it does not name its predecessor's hash".to_string(),
+                        Some((expected, stored)),
+                    ),
+                    ChainBreak::Hash {
+                        expected, stored, ..
+                    } => (
+                        "its content does not give its stored hash: it was changed".to_string(),
+                        Some((expected, stored)),
+                    ),
+                };
+                verification.broken(broken.position(), reason, hashes);
+                return Ok(verification);
+            }
+            if let Some(checkpoint) = checkpoint
+                && checkpoint.position == event.position
+                && checkpoint.hash != event.hash
+            {
+                verification.broken(
+                    event.position,
+                    "the hash stored here differs from the checkpoint's: the log was rewritten"
+                        .to_string(),
+                    Some((checkpoint.hash, event.hash)),
+                );
+                return Ok(verification);
+            }
+        }
+        position = events.last().map_or(last, |e| e.position);
+    }
+    let (verified, hash) = check.head();
+    if verified < last {
+        verification.broken(
+            verified + 1,
+            format!("event {} is missing", verified + 1),
+            None,
+        );
+        return Ok(verification);
+    }
+    verification.head_hash = Some(hex::encode(hash));
+    Ok(verification)
+}
