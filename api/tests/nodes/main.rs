@@ -413,6 +413,22 @@ async fn sigterm_with_writes_in_flight_exits_zero_consistently(db: TestDatabase)
         answered.lock().unwrap().len() >= 40
     })
     .await;
+    // And the projection is applying them (on a loaded machine it may lag the first writes):
+    // the check below, that its read model holds whole batches, needs it to have some.
+    let log = db.event_log().await;
+    until("the projection applies the writes", DEADLINE, async || {
+        let events = log.read_all(0, 1_000_000).await.unwrap();
+        let second = events
+            .iter()
+            .filter(|e| e.event_type == "FeatureCreated")
+            .nth(1)
+            .map(|e| e.position);
+        match second {
+            Some(position) => checkpoint(&db).await >= position,
+            None => false,
+        }
+    })
+    .await;
     let status = node.terminate().await;
     assert!(status.success(), "exit {status:?}: {}", node.stderr());
     for writer in writers {
@@ -422,7 +438,6 @@ async fn sigterm_with_writes_in_flight_exits_zero_consistently(db: TestDatabase)
     assert!(stderr.contains("worker stopped"), "{stderr}");
 
     // Every answered write is in the log.
-    let log = db.event_log().await;
     let events = log.read_all(0, 1_000_000).await.unwrap();
     let created: Vec<String> = events
         .iter()
