@@ -23,7 +23,9 @@
 //! and over, and a moka lookup (hash, epoch pin, recorded read) was the largest cost of that
 //! path left. A front entry is valid only while the cache's `front_generation` is the one it was
 //! taken under: every invalidation bumps it after removing from moka, and a lookup reads it
-//! before asking moka, so a front entry is never older than what moka would answer.
+//! before asking moka, so a front entry is never older than what moka would answer. A front
+//! entry is the thread's own copy of the flags body and ETag, so serving it touches no cache
+//! line another core writes.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -71,6 +73,23 @@ impl CachedEnvironment {
             updated_at_micros: stored.updated_at_micros,
             flags: Bytes::from(stored.flags),
             document_bytes: with_document.then(|| Bytes::from(stored.document)),
+        }
+    }
+
+    /// A copy whose flags body and ETag are this thread's own: handing out clones of a shared
+    /// `Bytes` or `Arc` on every request moves their reference count's cache line between
+    /// cores each time, where a thread's own copy stays in its core's cache.
+    fn thread_copy(&self) -> Self {
+        CachedEnvironment {
+            environment_id: self.environment_id,
+            position: self.position,
+            client_key: self.client_key.clone(),
+            updated_at_micros: self.updated_at_micros,
+            etag: self.etag.clone(),
+            etag_header: HeaderValue::from_bytes(self.etag_header.as_bytes())
+                .unwrap_or_else(|_| self.etag_header.clone()),
+            flags: Bytes::copy_from_slice(&self.flags),
+            document_bytes: self.document_bytes.clone(),
         }
     }
 
@@ -239,7 +258,7 @@ impl EnvironmentCache {
             front.push(FrontEntry {
                 cache: self.id,
                 generation,
-                entry: entry.clone(),
+                entry: Arc::new(entry.thread_copy()),
             });
         });
     }
