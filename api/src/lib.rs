@@ -8,6 +8,7 @@ pub mod http;
 pub mod scheduler;
 pub mod sdk_cache;
 pub mod sdk_store;
+pub mod signing_key;
 pub mod telemetry;
 pub mod workers;
 
@@ -83,6 +84,7 @@ pub async fn start_node(
         .await
         .map_err(|e| format!("cannot read the stored identities: {e}"))?;
 
+    let signing_key = Arc::new(signing_key::load_or_create(&pool).await?);
     let runtime = Arc::new(Workers::new(node_id, pool.clone(), leadership.clone()));
     // Every node listens first, so that nothing another node does from here on is missed.
     if let Leadership::AdvisoryLock(options) = &leadership {
@@ -159,6 +161,7 @@ pub async fn start_node(
         sdk,
         sdk_store,
         read_models: pool,
+        signing_key,
         document_changes,
         projection_progress,
         workers: runtime,

@@ -35,6 +35,11 @@ pub fn new_server_side_key() -> String {
     )
 }
 
+/// The seed of a new Ed25519 signing key: 244 random bits from the OS, through SHA-256.
+pub fn new_signing_seed() -> [u8; 32] {
+    Sha256::digest(random_hex().as_bytes()).into()
+}
+
 pub fn sha256_hex(secret: &str) -> String {
     hex::encode(Sha256::digest(secret.as_bytes()))
 }

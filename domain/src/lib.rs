@@ -9,6 +9,7 @@
 pub mod access;
 pub mod aggregate;
 pub mod change_request;
+pub mod checkpoint;
 pub mod command;
 pub mod directory;
 pub mod document;

@@ -1,7 +1,8 @@
 //! Tamper evidence: `GET /api/v1/audit-log/verify` recomputes the hash chain. An intact log
 //! answers its head hash; an event changed behind the database's back (its append-only trigger
 //! dropped, as the database owner can) is named by position with the hash expected there; a log
-//! cut back is internally consistent, and only a checkpoint saved earlier shows it.
+//! cut back is internally consistent, and only a checkpoint saved earlier shows it. Checkpoints
+//! are served signed with the server's Ed25519 key.
 
 use flaglog_tests::{Backend, Server, on_both_backends};
 use serde_json::{Value, json};
@@ -149,6 +150,54 @@ async fn verify_refuses_bad_queries_and_non_administrators(backend: Backend) {
         .expect_error(403, "forbidden", None);
 }
 
+async fn a_signed_checkpoint_verifies_and_pins_the_log(backend: Backend) {
+    let server = Server::start(backend).await;
+    some_history(&server).await;
+    let head = server.events().await.last().unwrap().clone();
+    let taken = server
+        .get("/api/v1/audit-log/checkpoint")
+        .send()
+        .await
+        .expect_status(200);
+    let checkpoint: domain::checkpoint::SignedCheckpoint =
+        serde_json::from_value(taken.body.clone()).unwrap();
+    assert_eq!(checkpoint.position, head.position);
+    assert_eq!(json!(checkpoint.head_hash), hex(&head.hash));
+    checkpoint.verify(&checkpoint.public_key).unwrap();
+    let mut forged = checkpoint.clone();
+    forged.position -= 1;
+    assert!(
+        forged.verify(&checkpoint.public_key).is_err(),
+        "a changed checkpoint fails"
+    );
+    // The same key signs every checkpoint of this database.
+    server.project(json!({"name": "more"})).await;
+    let later: domain::checkpoint::SignedCheckpoint = serde_json::from_value(
+        server
+            .get("/api/v1/audit-log/checkpoint")
+            .send()
+            .await
+            .expect_status(200)
+            .body,
+    )
+    .unwrap();
+    assert_eq!(later.public_key, checkpoint.public_key);
+    assert!(later.position > checkpoint.position);
+    let pinned = format!(
+        "?checkpoint_position={}&checkpoint_hash={}",
+        checkpoint.position, checkpoint.head_hash
+    );
+    assert_eq!(verify(&server, &pinned).await["intact"], true);
+    let project = server.project(json!({"name": "q"})).await;
+    let admin = server.member(project, "p-admin@example.com", "admin").await;
+    server
+        .get("/api/v1/audit-log/checkpoint")
+        .token(&admin.token)
+        .send()
+        .await
+        .expect_error(403, "forbidden", None);
+}
+
 fn hex(bytes: &[u8; 32]) -> Value {
     json!(bytes.iter().map(|b| format!("{b:02x}")).collect::<String>())
 }
@@ -157,4 +206,5 @@ on_both_backends!(
     an_intact_log_verifies_and_a_changed_event_is_named,
     a_log_cut_back_is_shown_by_a_checkpoint_saved_before,
     verify_refuses_bad_queries_and_non_administrators,
+    a_signed_checkpoint_verifies_and_pins_the_log,
 );

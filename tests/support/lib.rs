@@ -425,6 +425,11 @@ pub const ADMIN_ROUTES: &[(&str, &str, &str)] = &[
     ),
     (
         "GET",
+        "/api/v1/audit-log/checkpoint",
+        "/api/v1/audit-log/checkpoint",
+    ),
+    (
+        "GET",
         "/api/v1/change-requests/",
         "/api/v1/change-requests/",
     ),

@@ -44,6 +44,8 @@ pub struct Services {
     pub sdk_store: crate::sdk_store::SdkStore,
     /// The database the read models live in (the change-request inbox is read from it).
     pub read_models: sqlx::AnyPool,
+    /// Signs audit checkpoints.
+    pub signing_key: Arc<domain::checkpoint::SigningKey>,
     /// Announces every environment whose document changed (realtime streams listen).
     pub document_changes: broadcast::Sender<DocumentChanged>,
     /// The log position the environment-documents projection has applied (on the node that

@@ -2,12 +2,16 @@
 //! over the whole log or a range and answers whether it is intact (with the head hash an auditor
 //! can save as a checkpoint) or the first position that does not verify, with what was expected
 //! there; given a saved checkpoint it also says whether the log still extends it.
+//! `GET /api/v1/audit-log/checkpoint` answers the head's position and hash, signed with the
+//! server's Ed25519 key, for parties outside flaglog to keep.
 
 use axum::Json;
 use axum::Router;
 use axum::extract::State;
 use axum::routing::get;
 use commands::verify::{self, Checkpoint, Verification};
+use domain::checkpoint::SignedCheckpoint;
+use domain::log::GENESIS_HASH;
 use serde::Deserialize;
 
 use crate::http::AppState;
@@ -16,7 +20,9 @@ use crate::http::error::{Error, Result};
 use crate::http::extract::{Admin, Query};
 
 pub fn router() -> Router<AppState> {
-    Router::new().route("/api/v1/audit-log/verify", get(verify_log))
+    Router::new()
+        .route("/api/v1/audit-log/verify", get(verify_log))
+        .route("/api/v1/audit-log/checkpoint", get(checkpoint))
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
@@ -73,4 +79,37 @@ pub async fn verify_log(
         .await
         .map_err(commands::Error::from)?;
     Ok(Json(verification))
+}
+
+/// The log's head, signed: `{"position", "head_hash", "time", "public_key", "signature"}` (the
+/// signature covers `flaglog-checkpoint-v1\n{position}\n{head_hash}\n{time}`). Keep it, and
+/// later pass its position and hash to verify. Needs an organisation administrator.
+#[utoipa::path(get, path = "/api/v1/audit-log/checkpoint", tag = "audit",
+    responses((status = 200, body = Object), (status = 403, body = crate::http::error::ErrorBody)))]
+pub async fn checkpoint(
+    State(state): State<AppState>,
+    caller: Admin,
+) -> Result<Json<SignedCheckpoint>> {
+    require_admin(&caller)?;
+    let head = state.log.head().await.map_err(commands::Error::from)?;
+    let hash = match head {
+        0 => GENESIS_HASH,
+        _ => state
+            .log
+            .read_all(head - 1, 1)
+            .await
+            .map_err(commands::Error::from)?
+            .first()
+            .map(|e| e.hash)
+            .ok_or_else(|| Error::Internal(format!("event {head} cannot be read")))?,
+    };
+    let time = time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .map_err(|e| Error::Internal(e.to_string()))?;
+    Ok(Json(domain::checkpoint::sign(
+        &state.signing_key,
+        head,
+        hash,
+        &time,
+    )))
 }
