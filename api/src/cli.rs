@@ -25,6 +25,15 @@ pub async fn run(cli: Cli) -> Result<(), String> {
             .unwrap_or_else(default_node_id);
         return serve(&cli.database_url, bind, bounds, &node_id).await;
     }
+    if let Command::Verify {
+        export: Some(export),
+        checkpoint: Some(checkpoint),
+        public_key: Some(public_key),
+        ..
+    } = &cli.command
+    {
+        return verify_export(export, checkpoint, public_key);
+    }
     let log = open_log(&cli.database_url)
         .await
         .map_err(|e| format!("cannot open the database: {e}"))?;
@@ -68,6 +77,7 @@ pub async fn run(cli: Cli) -> Result<(), String> {
             to,
             checkpoint_position,
             checkpoint_hash,
+            ..
         } => {
             let checkpoint = match (checkpoint_position, checkpoint_hash.as_deref()) {
                 (Some(position), Some(hash)) => Some(::commands::verify::Checkpoint {
@@ -110,6 +120,35 @@ pub async fn run(cli: Cli) -> Result<(), String> {
             );
             Ok(())
         }
+    }
+}
+
+/// `flaglog verify --export FILE --checkpoint FILE --public-key KEY`: offline, no database.
+fn verify_export(
+    export: &std::path::Path,
+    checkpoint: &std::path::Path,
+    public_key: &str,
+) -> Result<(), String> {
+    let read = |path: &std::path::Path| {
+        std::fs::File::open(path).map_err(|e| format!("cannot read {}: {e}", path.display()))
+    };
+    let checkpoint: domain::checkpoint::SignedCheckpoint =
+        serde_json::from_reader(std::io::BufReader::new(read(checkpoint)?))
+            .map_err(|e| format!("the checkpoint is not a signed checkpoint: {e}"))?;
+    let verification = ::commands::verify::verify_export(
+        std::io::BufReader::new(read(export)?),
+        &checkpoint,
+        public_key,
+    );
+    if verification.intact {
+        println!(
+            "{}; extends the checkpoint at position {}",
+            verification.summary(),
+            checkpoint.position
+        );
+        Ok(())
+    } else {
+        Err(verification.summary())
     }
 }
 

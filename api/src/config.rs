@@ -92,6 +92,16 @@ pub enum Command {
         /// The checkpoint's hash, 64 hex digits.
         #[arg(long, requires = "checkpoint_position")]
         checkpoint_hash: Option<String>,
+        /// Verify this NDJSON export (`GET /api/v1/audit-log/export`) offline instead of the
+        /// database: with --checkpoint (a signed checkpoint as served) and --public-key.
+        #[arg(long, requires_all = ["checkpoint", "public_key"])]
+        export: Option<PathBuf>,
+        /// A signed checkpoint, as `GET /api/v1/audit-log/checkpoint` answered it (a JSON file).
+        #[arg(long, requires = "export")]
+        checkpoint: Option<PathBuf>,
+        /// The server's public key the auditor trusts (64 hex digits).
+        #[arg(long, requires = "export")]
+        public_key: Option<String>,
     },
 }
 

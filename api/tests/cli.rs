@@ -697,7 +697,60 @@ async fn verify_exits_zero_on_an_intact_log_and_names_a_changed_event(db: TestDa
     );
 }
 
+async fn verify_checks_an_export_offline_against_a_signed_checkpoint(db: TestDatabase) {
+    create_admin(db.url(), "a@example.com").await;
+    create_admin(db.url(), "b@example.com").await;
+    let events = db.event_log().await.read_all(0, 1000).await.unwrap();
+    let dir = std::env::temp_dir().join(format!("flaglog-export-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let export: String = events
+        .iter()
+        .map(|e| serde_json::to_string(e).unwrap() + "\n")
+        .collect();
+    let key = domain::checkpoint::SigningKey::from_bytes(&[9; 32]);
+    let public = hex::encode(key.verifying_key().as_bytes());
+    let last = events.last().unwrap();
+    let checkpoint =
+        domain::checkpoint::sign(&key, last.position, last.hash, "2026-12-04T00:00:00Z");
+    let (export_file, checkpoint_file) = (dir.join("log.ndjson"), dir.join("checkpoint.json"));
+    std::fs::write(
+        &checkpoint_file,
+        serde_json::to_string(&checkpoint).unwrap(),
+    )
+    .unwrap();
+    let offline = |export: &str, public_key: &str| {
+        std::fs::write(&export_file, export).unwrap();
+        // No database: the URL names none that exists.
+        let mut command = flaglog("sqlite:///nonexistent-dir/never-opened.db");
+        command.arg("verify").arg("--export").arg(&export_file);
+        command.arg("--checkpoint").arg(&checkpoint_file);
+        command.args(["--public-key", public_key]);
+        run(command)
+    };
+    let intact = offline(&export, &public).await.expect_success();
+    assert!(
+        intact.stdout.contains("extends the checkpoint"),
+        "{}",
+        intact.describe()
+    );
+    let changed = export.replacen("a@example.com", "x@example.com", 1);
+    let refused = offline(&changed, &public).await.expect_failure();
+    assert!(
+        refused.stderr.contains("NOT intact"),
+        "{}",
+        refused.describe()
+    );
+    let refused = offline(&export, &"22".repeat(32)).await.expect_failure();
+    assert!(
+        refused.stderr.contains("checkpoint"),
+        "{}",
+        refused.describe()
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}
+
 on_both_backends!(
+    verify_checks_an_export_offline_against_a_signed_checkpoint,
     verify_exits_zero_on_an_intact_log_and_names_a_changed_event,
     sdk_requests_log_at_debug_and_admin_requests_at_info,
     migrate_applies_the_schema_and_exits_zero,

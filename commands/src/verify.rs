@@ -187,3 +187,92 @@ pub async fn verify(
     verification.head_hash = Some(hex::encode(hash));
     Ok(verification)
 }
+
+/// Verifies an NDJSON export of the log (one recorded event per line, as
+/// `GET /api/v1/audit-log/export` writes it) offline, without a database: every hash, from the
+/// export's first event on, and that the export extends `checkpoint` (signed by `public_key`,
+/// the key the auditor trusts): it holds the checkpoint's position with the checkpoint's hash.
+pub fn verify_export(
+    export: impl std::io::BufRead,
+    checkpoint: &domain::checkpoint::SignedCheckpoint,
+    public_key: &str,
+) -> Verification {
+    let mut verification = Verification {
+        intact: true,
+        first: 0,
+        last: 0,
+        head: 0,
+        head_hash: None,
+        first_bad_position: None,
+        reason: None,
+        expected_hash: None,
+        stored_hash: None,
+    };
+    if let Err(reason) = checkpoint.verify(public_key) {
+        verification.broken(
+            checkpoint.position,
+            format!("the checkpoint: {reason}"),
+            None,
+        );
+        return verification;
+    }
+    let mut check: Option<ChainCheck> = None;
+    let mut pinned = false;
+    for (index, line) in export.lines().enumerate() {
+        let event: domain::log::RecordedEvent = match line
+            .map_err(|e| e.to_string())
+            .and_then(|l| serde_json::from_str(&l).map_err(|e| e.to_string()))
+        {
+            Ok(event) => event,
+            Err(e) => {
+                let at = verification.last + 1;
+                verification.broken(at, format!("line {} is not an event: {e}", index + 1), None);
+                return verification;
+            }
+        };
+        let check = check.get_or_insert_with(|| {
+            verification.first = event.position;
+            ChainCheck::after(event.position.saturating_sub(1), event.prev_hash)
+        });
+        if let Err(broken) = check.check(&event) {
+            let hashes = match broken {
+                ChainBreak::Hash {
+                    expected, stored, ..
+                }
+                | ChainBreak::PrevHash {
+                    expected, stored, ..
+                } => Some((expected, stored)),
+                ChainBreak::Gap { .. } => None,
+            };
+            verification.broken(broken.position(), format!("{broken:?}"), hashes);
+            return verification;
+        }
+        if event.position == checkpoint.position {
+            if checkpoint.hash() != Some(event.hash) {
+                verification.broken(
+                    event.position,
+                    "the export holds another hash at the checkpoint's position".to_string(),
+                    checkpoint.hash().map(|h| (h, event.hash)),
+                );
+                return verification;
+            }
+            pinned = true;
+        }
+        verification.last = event.position;
+        verification.head = event.position;
+    }
+    if !pinned {
+        let at = verification.last + 1;
+        verification.broken(
+            at,
+            format!(
+                "the export (positions {}..{}) does not reach the checkpoint at position {}",
+                verification.first, verification.last, checkpoint.position
+            ),
+            None,
+        );
+        return verification;
+    }
+    verification.head_hash = check.map(|c| hex::encode(c.head().1));
+    verification
+}

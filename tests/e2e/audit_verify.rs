@@ -198,6 +198,72 @@ async fn a_signed_checkpoint_verifies_and_pins_the_log(backend: Backend) {
         .expect_error(403, "forbidden", None);
 }
 
+async fn an_export_verifies_offline_against_a_signed_checkpoint(backend: Backend) {
+    let server = Server::start(backend).await;
+    some_history(&server).await;
+    let checkpoint: domain::checkpoint::SignedCheckpoint = serde_json::from_value(
+        server
+            .get("/api/v1/audit-log/checkpoint")
+            .send()
+            .await
+            .expect_status(200)
+            .body,
+    )
+    .unwrap();
+    server
+        .project(json!({"name": "after the checkpoint"}))
+        .await;
+    let export = server
+        .get("/api/v1/audit-log/export?format=ndjson")
+        .send()
+        .await
+        .expect_status(200);
+    assert_eq!(export.header("content-type"), Some("application/x-ndjson"));
+    let events = server.events().await;
+    let lines: Vec<&str> = export.text.lines().collect();
+    assert_eq!(lines.len(), events.len());
+    for (line, event) in lines.iter().zip(&events) {
+        let exported: domain::log::RecordedEvent = serde_json::from_str(line).unwrap();
+        assert_eq!(&exported, event);
+    }
+    let offline = commands::verify::verify_export(
+        export.text.as_bytes(),
+        &checkpoint,
+        &checkpoint.public_key,
+    );
+    assert!(offline.intact, "{offline:?}");
+    assert_eq!(offline.last, events.last().unwrap().position);
+
+    // A changed line, a wrong key, an export that stops short: each refused, saying why.
+    let changed = export.text.replacen("audited", "edited!", 1);
+    let refused =
+        commands::verify::verify_export(changed.as_bytes(), &checkpoint, &checkpoint.public_key);
+    assert!(
+        !refused.intact && refused.expected_hash.is_some(),
+        "{refused:?}"
+    );
+    let stranger = "11".repeat(32);
+    let refused = commands::verify::verify_export(export.text.as_bytes(), &checkpoint, &stranger);
+    assert!(refused.reason.unwrap().contains("checkpoint"));
+    let short = server
+        .get(&format!(
+            "/api/v1/audit-log/export?to={}",
+            checkpoint.position - 1
+        ))
+        .send()
+        .await
+        .expect_status(200);
+    assert_eq!(short.text.lines().count() as u64, checkpoint.position - 1);
+    let refused =
+        commands::verify::verify_export(short.text.as_bytes(), &checkpoint, &checkpoint.public_key);
+    assert!(refused.reason.unwrap().contains("does not reach"));
+    server
+        .get("/api/v1/audit-log/export?format=csv")
+        .send()
+        .await
+        .expect_error(400, "bad_request", Some("format"));
+}
+
 fn hex(bytes: &[u8; 32]) -> Value {
     json!(bytes.iter().map(|b| format!("{b:02x}")).collect::<String>())
 }
@@ -207,4 +273,5 @@ on_both_backends!(
     a_log_cut_back_is_shown_by_a_checkpoint_saved_before,
     verify_refuses_bad_queries_and_non_administrators,
     a_signed_checkpoint_verifies_and_pins_the_log,
+    an_export_verifies_offline_against_a_signed_checkpoint,
 );

@@ -430,6 +430,11 @@ pub const ADMIN_ROUTES: &[(&str, &str, &str)] = &[
     ),
     (
         "GET",
+        "/api/v1/audit-log/export",
+        "/api/v1/audit-log/export",
+    ),
+    (
+        "GET",
         "/api/v1/change-requests/",
         "/api/v1/change-requests/",
     ),

@@ -23,6 +23,7 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/api/v1/audit-log/verify", get(verify_log))
         .route("/api/v1/audit-log/checkpoint", get(checkpoint))
+        .route("/api/v1/audit-log/export", get(export))
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
@@ -112,4 +113,72 @@ pub async fn checkpoint(
         hash,
         &time,
     )))
+}
+
+/// Events per batch of an export: what it holds in memory at a time.
+const EXPORT_BATCH: usize = 1000;
+
+#[derive(Deserialize, utoipa::IntoParams)]
+pub struct ExportQuery {
+    /// `ndjson` (the only format yet).
+    pub format: Option<String>,
+    /// First position (default 1).
+    pub from: Option<u64>,
+    /// Last position (default: the head when the export starts).
+    pub to: Option<u64>,
+}
+
+/// The log's events as NDJSON, one recorded event per line with its hashes, streamed in batches
+/// (flat memory however long the log): what `flaglog verify --export` checks offline against a
+/// signed checkpoint. Needs an organisation administrator.
+#[utoipa::path(get, path = "/api/v1/audit-log/export", tag = "audit", params(ExportQuery),
+    responses((status = 200, content_type = "application/x-ndjson", body = String),
+              (status = 400, body = crate::http::error::ErrorBody), (status = 403, body = crate::http::error::ErrorBody)))]
+pub async fn export(
+    State(state): State<AppState>,
+    caller: Admin,
+    Query(query): Query<ExportQuery>,
+) -> Result<axum::response::Response> {
+    require_admin(&caller)?;
+    if query.format.as_deref().is_some_and(|f| f != "ndjson") {
+        return Err(Error::bad_request("format", "only ndjson is supported"));
+    }
+    let head = state.log.head().await.map_err(commands::Error::from)?;
+    let last = query.to.unwrap_or(head).min(head);
+    let start = query.from.unwrap_or(1).max(1) - 1;
+    let log = state.log.clone();
+    let batches = futures_util::stream::unfold(start, move |position| {
+        let log = log.clone();
+        async move {
+            if position >= last {
+                return None;
+            }
+            let events = match log.read_all(position, EXPORT_BATCH).await {
+                Ok(events) => events,
+                Err(e) => return Some((Err(std::io::Error::other(e.to_string())), last)),
+            };
+            let mut text = String::new();
+            let mut reached = last;
+            for event in events.iter().take_while(|e| e.position <= last) {
+                match serde_json::to_string(event) {
+                    Ok(line) => {
+                        text.push_str(&line);
+                        text.push('\n');
+                    }
+                    Err(e) => return Some((Err(std::io::Error::other(e.to_string())), last)),
+                }
+                reached = event.position;
+            }
+            if events.is_empty() {
+                reached = last;
+            }
+            Some((Ok(axum::body::Bytes::from(text)), reached))
+        }
+    });
+    let mut response = axum::response::Response::new(axum::body::Body::from_stream(batches));
+    response.headers_mut().insert(
+        axum::http::header::CONTENT_TYPE,
+        axum::http::HeaderValue::from_static("application/x-ndjson"),
+    );
+    Ok(response)
 }
