@@ -22,8 +22,9 @@
 //! no lock, no shared cache line): `GET /api/v1/flags/` asks for the same few environments over
 //! and over, and a moka lookup (hash, epoch pin, recorded read) was the largest cost of that
 //! path left. A front entry is valid only while the cache's `front_generation` is the one it was
-//! taken under: every invalidation bumps it after removing from moka, and a lookup reads it
-//! before asking moka, so a front entry is never older than what moka would answer. A front
+//! taken under: every invalidation and every insert into moka bumps it (an inserted row may be
+//! newer than what is in front: it can be read before its change is announced), and a lookup
+//! reads it before asking moka, so a front entry is never older than what moka would answer. A front
 //! entry is the thread's own copy of the flags body and ETag, so serving it touches no cache
 //! line another core writes.
 
@@ -292,8 +293,11 @@ impl EnvironmentCache {
         self.environments.insert(key.clone(), entry.clone()).await;
         if self.is_stale(&key, entry.position) {
             self.environments.invalidate(&key).await;
-            self.bump_front();
         }
+        // The row read may be newer than what other threads hold in front (it can be read
+        // before its change is announced): whoever is served after this must not be served
+        // what was there before.
+        self.bump_front();
         entry
     }
 

@@ -170,9 +170,49 @@ async fn after_a_change_is_served_no_request_is_served_the_old_flags(backend: Ba
     assert!(later.iter().all(|v| *v == "new"), "{later:?}");
 }
 
+/// A row read before its change is announced (here: a server-side key's first request loads the
+/// document, and with it a newer row) is what every later request on any thread is served: no
+/// thread's front keeps the version before it.
+async fn a_newer_row_loaded_before_its_announcement_replaces_every_front(backend: Backend) {
+    let server = start(backend).await;
+    let (_, _, server_key) = environment_with_server_key(&server, "front-key").await;
+    server.projected().await;
+    let cache = &server.state.sdk;
+    // This test's body runs on one thread: these reads fill that thread's front.
+    let first = cache.by_client_key("front-key").await.unwrap().unwrap();
+    for _ in 0..3 {
+        let again = cache.by_client_key("front-key").await.unwrap().unwrap();
+        assert_eq!(again.position, first.position);
+    }
+    // A newer row, not announced (as between the projection's commit and its announcement).
+    let pool = projections::connect(server.database_url()).await.unwrap();
+    sqlx::query(
+        "UPDATE environment_documents SET position = position + 1, flags = '[]' \
+         WHERE client_key = 'front-key'",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    let hash = commands::secrets::sha256_hex(&server_key);
+    let loaded = cache.by_server_key_hash(&hash).await.unwrap().unwrap();
+    assert_eq!(
+        loaded.position,
+        first.position + 1,
+        "the document's first load reads the row"
+    );
+    let after = cache.by_client_key("front-key").await.unwrap().unwrap();
+    assert_eq!(
+        after.position,
+        first.position + 1,
+        "the front does not keep the older one"
+    );
+    assert_eq!(&after.flags[..], b"[]");
+}
+
 on_both_backends!(
     flags_are_served_in_flagsmith_shape_for_client_and_server_keys,
     flags_of_every_seed_document_match_flagsmiths_engine,
     one_flag_is_served_by_name_and_an_unknown_name_is_404,
     after_a_change_is_served_no_request_is_served_the_old_flags,
+    a_newer_row_loaded_before_its_announcement_replaces_every_front,
 );
