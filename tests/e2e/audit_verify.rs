@@ -35,6 +35,16 @@ async fn verify(server: &Server, query: &str) -> Value {
         .body
 }
 
+/// A signed checkpoint of the log's head, as the server answers it.
+async fn signed_checkpoint(server: &Server) -> domain::checkpoint::SignedCheckpoint {
+    let taken = server
+        .get("/api/v1/audit-log/checkpoint")
+        .send()
+        .await
+        .expect_status(200);
+    serde_json::from_value(taken.body).unwrap()
+}
+
 async fn some_history(server: &Server) {
     let project = server.project(json!({"name": "audited"})).await;
     server.environment(project, "audited-key").await;
@@ -154,13 +164,7 @@ async fn a_signed_checkpoint_verifies_and_pins_the_log(backend: Backend) {
     let server = Server::start(backend).await;
     some_history(&server).await;
     let head = server.events().await.last().unwrap().clone();
-    let taken = server
-        .get("/api/v1/audit-log/checkpoint")
-        .send()
-        .await
-        .expect_status(200);
-    let checkpoint: domain::checkpoint::SignedCheckpoint =
-        serde_json::from_value(taken.body.clone()).unwrap();
+    let checkpoint = signed_checkpoint(&server).await;
     assert_eq!(checkpoint.position, head.position);
     assert_eq!(json!(checkpoint.head_hash), hex(&head.hash));
     checkpoint.verify(&checkpoint.public_key).unwrap();
@@ -172,15 +176,7 @@ async fn a_signed_checkpoint_verifies_and_pins_the_log(backend: Backend) {
     );
     // The same key signs every checkpoint of this database.
     server.project(json!({"name": "more"})).await;
-    let later: domain::checkpoint::SignedCheckpoint = serde_json::from_value(
-        server
-            .get("/api/v1/audit-log/checkpoint")
-            .send()
-            .await
-            .expect_status(200)
-            .body,
-    )
-    .unwrap();
+    let later = signed_checkpoint(&server).await;
     assert_eq!(later.public_key, checkpoint.public_key);
     assert!(later.position > checkpoint.position);
     let pinned = format!(
@@ -201,15 +197,7 @@ async fn a_signed_checkpoint_verifies_and_pins_the_log(backend: Backend) {
 async fn an_export_verifies_offline_against_a_signed_checkpoint(backend: Backend) {
     let server = Server::start(backend).await;
     some_history(&server).await;
-    let checkpoint: domain::checkpoint::SignedCheckpoint = serde_json::from_value(
-        server
-            .get("/api/v1/audit-log/checkpoint")
-            .send()
-            .await
-            .expect_status(200)
-            .body,
-    )
-    .unwrap();
+    let checkpoint = signed_checkpoint(&server).await;
     server
         .project(json!({"name": "after the checkpoint"}))
         .await;
