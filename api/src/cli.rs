@@ -92,6 +92,17 @@ pub async fn run(cli: Cli) -> Result<(), String> {
                 .map_err(|e| format!("cannot read the log: {e}"))?;
             if verification.intact {
                 println!("{}", verification.summary());
+                let pool = projections::connect(&cli.database_url)
+                    .await
+                    .map_err(|e| format!("cannot open the database: {e}"))?;
+                let head = log
+                    .head()
+                    .await
+                    .map_err(|e| format!("cannot read the log: {e}"))?;
+                match projections::audit_history::completeness(&pool, head).await {
+                    Ok(completeness) => println!("{completeness}"),
+                    Err(e) => println!("audit history: cannot be read: {e}"),
+                }
                 Ok(())
             } else {
                 Err(verification.summary())

@@ -17,6 +17,7 @@ use std::sync::Arc;
 use commands::Commands;
 use commands::store::Store;
 use domain::log::EventLog;
+use projections::audit_history::AuditHistory;
 use projections::change_request_inbox::ChangeRequestInbox;
 use projections::environment_documents::EnvironmentDocuments;
 use projections::runner::ProjectionWorker;
@@ -144,6 +145,18 @@ pub async fn start_node(
             workers::CHANGE_REQUEST_INBOX,
             log.clone(),
             move || ChangeRequestInbox::new(inbox_pool.clone(), inbox_log.clone()),
+            watch::channel(0).0,
+        ),
+    );
+
+    let audit_pool = pool.clone();
+    runtime.spawn(
+        workers::AUDIT_HISTORY,
+        Placement::OneNode,
+        ProjectionWorker::new(
+            workers::AUDIT_HISTORY,
+            log.clone(),
+            move || AuditHistory::new(audit_pool.clone()),
             watch::channel(0).0,
         ),
     );

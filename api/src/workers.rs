@@ -2,6 +2,7 @@
 //!
 //! - `environment_documents` (one node at a time): the projection the SDK endpoints read.
 //! - `change_request_inbox` (one node at a time): the projection approvers' inboxes read.
+//! - `audit_history` (one node at a time): the projection the audit log's list and exports read.
 //! - `sdk_cache` (every node): drops this node's cached environments when their documents
 //!   change, as announced on the node's in-process channel.
 //! - `notifications` (every node, PostgreSQL only): LISTENs for what other nodes' writes mean for
@@ -28,6 +29,7 @@ use crate::sdk_store::{self, KnownIdentities};
 /// The worker names `/health` and `flaglog workers status` show.
 pub const ENVIRONMENT_DOCUMENTS: &str = projections::environment_documents::NAME;
 pub const CHANGE_REQUEST_INBOX: &str = projections::change_request_inbox::NAME;
+pub const AUDIT_HISTORY: &str = projections::audit_history::NAME;
 pub const SDK_CACHE: &str = "sdk_cache";
 pub const NOTIFICATIONS: &str = "notifications";
 

@@ -188,7 +188,16 @@ pub async fn verify(
     Ok(verification)
 }
 
-/// Verifies an NDJSON export of the log (one recorded event per line, as
+/// The recorded event of an export's line: its `event` (a line of the audit export), or the
+/// line itself (a bare recorded event).
+fn exported_event(mut line: serde_json::Value) -> serde_json::Result<domain::log::RecordedEvent> {
+    match line.get_mut("event").map(serde_json::Value::take) {
+        Some(event) => serde_json::from_value(event),
+        None => serde_json::from_value(line),
+    }
+}
+
+/// Verifies an NDJSON export of the log (one line per event, with the recorded event as
 /// `GET /api/v1/audit-log/export` writes it) offline, without a database: every hash, from the
 /// export's first event on, and that the export extends `checkpoint` (signed by `public_key`,
 /// the key the auditor trusts): it holds the checkpoint's position with the checkpoint's hash.
@@ -222,6 +231,7 @@ pub fn verify_export(
         let event: domain::log::RecordedEvent = match line
             .map_err(|e| e.to_string())
             .and_then(|l| serde_json::from_str(&l).map_err(|e| e.to_string()))
+            .and_then(|line: serde_json::Value| exported_event(line).map_err(|e| e.to_string()))
         {
             Ok(event) => event,
             Err(e) => {

@@ -8,6 +8,7 @@
 
 pub mod access;
 pub mod aggregate;
+pub mod audit;
 pub mod change_request;
 pub mod checkpoint;
 pub mod command;

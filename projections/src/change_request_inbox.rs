@@ -371,8 +371,3 @@ fn inbox_row(row: StoredRow) -> Option<InboxRow> {
         updated_at_micros: row.9,
     })
 }
-
-/// The position the inbox reflects.
-pub async fn position(pool: &AnyPool) -> Result<u64, Error> {
-    crate::checkpoint(pool, NAME).await
-}

@@ -1,9 +1,10 @@
 //! flaglog's read side: the subscription runner ([`runner`]: checkpoints, catch-up, wake-ups), the
-//! projections it feeds ([`environment_documents`], [`change_request_inbox`]) and the runtime every background worker runs
+//! projections it feeds ([`environment_documents`], [`change_request_inbox`], [`audit_history`]) and the runtime every background worker runs
 //! in ([`workers`]: cancellation, restarts with backoff, status, one leader per database). It reads the log only through
 //! `domain::log::EventLog`; the composition root (`api`) hands it the adapter and the database
 //! its read-model tables live in.
 
+pub mod audit_history;
 pub mod change_request_inbox;
 pub mod document_notifications;
 pub mod environment_documents;
@@ -43,7 +44,7 @@ pub async fn connect(database_url: &str) -> Result<sqlx::AnyPool, Error> {
 }
 
 /// The position projection `name`'s read model reflects (0 if it has none).
-pub(crate) async fn checkpoint(pool: &sqlx::AnyPool, name: &str) -> Result<u64, Error> {
+pub async fn checkpoint(pool: &sqlx::AnyPool, name: &str) -> Result<u64, Error> {
     let position: Option<i64> =
         sqlx::query_scalar("SELECT position FROM projection_checkpoints WHERE name = $1")
             .bind(name)

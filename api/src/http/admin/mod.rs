@@ -135,3 +135,31 @@ pub fn require_admin(admin: &crate::http::extract::Admin) -> Result<()> {
         Err(Error::Forbidden("this needs an administrator".into()))
     }
 }
+
+/// Longest a read of a projection's table waits for it to catch up with the log.
+pub const FRESHNESS_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+const FRESHNESS_POLL: std::time::Duration = std::time::Duration::from_millis(10);
+
+/// Waits until projection `name` reflects the log as it was on arrival (or [`FRESHNESS_WAIT`]
+/// passed), so a client sees its own change in the next read of that projection, on any node.
+pub async fn wait_until_projected(state: &AppState, name: &str) -> Result<()> {
+    let head = state.log.head().await.map_err(::commands::Error::from)?;
+    let deadline = tokio::time::Instant::now() + FRESHNESS_WAIT;
+    loop {
+        let position = projections::checkpoint(&state.read_models, name)
+            .await
+            .map_err(|e| Error::Internal(e.to_string()))?;
+        if position >= head || tokio::time::Instant::now() >= deadline {
+            if position < head {
+                tracing::warn!(
+                    projection = name,
+                    position,
+                    head,
+                    "a projection lags the log"
+                );
+            }
+            return Ok(());
+        }
+        tokio::time::sleep(FRESHNESS_POLL).await;
+    }
+}

@@ -4,10 +4,8 @@
 //! requests. The projection finds the requests that match; each is then shown as its own page
 //! shows it (approvals that count under today's roles and policy, conflicts as of now).
 //!
-//! A list waits (up to [`FRESHNESS_WAIT`]) for the projection to reach the log's head as it was
+//! A list waits (up to `http::admin::FRESHNESS_WAIT`) for the projection to reach the log's head as it was
 //! when the request arrived, so a client sees its own changes in the next list.
-
-use std::time::Duration;
 
 use axum::Json;
 use axum::extract::State;
@@ -17,13 +15,10 @@ use serde::Deserialize;
 
 use super::{ChangeRequestView, view_of};
 use crate::http::AppState;
-use crate::http::admin::{environment_by_key, may_read, require_reader};
+use crate::http::admin::{environment_by_key, may_read, require_reader, wait_until_projected};
 use crate::http::error::{Error, Result};
 use crate::http::extract::{Admin, Path, Query};
 
-/// Longest a list waits for the inbox projection to catch up with the log.
-pub const FRESHNESS_WAIT: Duration = Duration::from_secs(2);
-const FRESHNESS_POLL: Duration = Duration::from_millis(10);
 const DEFAULT_LIMIT: u32 = 100;
 const MAX_LIMIT: u32 = 500;
 const STATUSES: &[&str] = &[
@@ -105,24 +100,6 @@ fn reviewer(caller: &Admin, text: Option<&str>) -> Result<Option<u64>> {
     }
 }
 
-/// Waits until the inbox reflects the log as it was on arrival (or [`FRESHNESS_WAIT`] passed).
-async fn wait_until_fresh(state: &AppState) -> Result<()> {
-    let head = state.log.head().await.map_err(commands::Error::from)?;
-    let deadline = tokio::time::Instant::now() + FRESHNESS_WAIT;
-    loop {
-        let position = change_request_inbox::position(&state.read_models)
-            .await
-            .map_err(|e| Error::Internal(e.to_string()))?;
-        if position >= head || tokio::time::Instant::now() >= deadline {
-            if position < head {
-                tracing::warn!(position, head, "the change-request inbox lags the log");
-            }
-            return Ok(());
-        }
-        tokio::time::sleep(FRESHNESS_POLL).await;
-    }
-}
-
 /// The requests matching `query` that `caller` may read, each as its page shows it.
 async fn answer(
     state: &AppState,
@@ -149,7 +126,7 @@ async fn answer(
         before: query.before,
         limit: query.limit.unwrap_or(DEFAULT_LIMIT).clamp(1, MAX_LIMIT),
     };
-    wait_until_fresh(state).await?;
+    wait_until_projected(state, change_request_inbox::NAME).await?;
     let rows = change_request_inbox::query(&state.read_models, &query)
         .await
         .map_err(|e| Error::Internal(e.to_string()))?;

@@ -1,0 +1,406 @@
+//! The audit history: one row per event of the log, as `domain::audit` describes it (who, what,
+//! where, the change request and its approvers, a one-line summary, before/after and the JSON
+//! Patch between them), with the columns auditors filter on indexed, and a side table of every
+//! feature a row concerns (a change request's events name the features its commands touch, so a
+//! search by feature finds them).
+//!
+//! It keeps the folded aggregates in memory (`domain::audit::AuditFold`): "before" is the state
+//! the event was decided against. Rows and checkpoint are written in one transaction, the
+//! checkpoint first and only forwards, so a former leader's late batch writes nothing; rows go in
+//! with multi-row INSERTs, so catching up on a long log costs a few statements per batch.
+//!
+//! Queries page by keyset on the position (no OFFSET): a cursor names the last position seen,
+//! so pages stay stable while events arrive.
+
+use async_trait::async_trait;
+use domain::audit::{AuditEntry, AuditFold};
+use domain::log::RecordedEvent;
+use serde_json::{Value, json};
+use sqlx::AnyPool;
+
+use crate::Error;
+use crate::runner::Projection;
+
+pub const NAME: &str = "audit_history";
+
+const TABLES: [&str; 2] = ["audit_log", "audit_log_features"];
+
+/// Columns of `audit_log`, in the order [`write`] binds them.
+const COLUMNS: &str = "position, recorded_at_micros, stream_id, event_type, actor, actor_name, \
+     organisation_id, project_id, environment_id, feature_id, segment_id, identity, \
+     change_request_id, summary, detail";
+const COLUMN_COUNT: usize = 15;
+
+/// Rows per INSERT statement: well under SQLite's limit of bound parameters.
+const ROWS_PER_STATEMENT: usize = 200;
+
+pub struct AuditHistory {
+    pool: AnyPool,
+    fold: AuditFold,
+}
+
+impl AuditHistory {
+    pub fn new(pool: AnyPool) -> Self {
+        AuditHistory {
+            pool,
+            fold: AuditFold::default(),
+        }
+    }
+
+    /// Forgets the read model, so the next run rebuilds it from position 0.
+    pub async fn reset(pool: &AnyPool) -> Result<(), Error> {
+        crate::reset_read_model(pool, NAME, &TABLES).await
+    }
+}
+
+/// What a row stores as JSON beside its columns.
+fn detail(entry: &AuditEntry) -> String {
+    json!({
+        "approvers": entry.approvers,
+        "reason": entry.reason,
+        "break_glass": entry.break_glass,
+        "changes": entry.changes,
+        "before": entry.before,
+        "after": entry.after,
+        "patch": entry.patch,
+    })
+    .to_string()
+}
+
+fn placeholders(rows: usize, columns: usize) -> String {
+    (0..rows)
+        .map(|row| {
+            let cells: Vec<String> = (1..=columns)
+                .map(|c| format!("${}", row * columns + c))
+                .collect();
+            format!("({})", cells.join(", "))
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn id(value: Option<u64>) -> Option<i64> {
+    value.map(|v| v as i64)
+}
+
+async fn write(tx: &mut sqlx::AnyConnection, entries: &[AuditEntry]) -> Result<(), Error> {
+    for chunk in entries.chunks(ROWS_PER_STATEMENT) {
+        let sql = format!(
+            "INSERT INTO audit_log ({COLUMNS}) VALUES {} ON CONFLICT (position) DO NOTHING",
+            placeholders(chunk.len(), COLUMN_COUNT)
+        );
+        let mut statement = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for e in chunk {
+            statement = statement
+                .bind(e.position as i64)
+                .bind(e.recorded_at_micros)
+                .bind(e.stream_id.clone())
+                .bind(e.event_type.clone())
+                .bind(e.actor.clone())
+                .bind(e.actor_name.clone())
+                .bind(id(e.organisation_id))
+                .bind(id(e.project_id))
+                .bind(id(e.environment_id))
+                .bind(id(e.feature_id))
+                .bind(id(e.segment_id))
+                .bind(e.identity.clone())
+                .bind(id(e.change_request_id))
+                .bind(e.summary.clone())
+                .bind(detail(e));
+        }
+        statement.execute(&mut *tx).await?;
+    }
+    let features: Vec<(u64, u64)> = entries
+        .iter()
+        .flat_map(|e| e.features.iter().map(|f| (*f, e.position)))
+        .collect();
+    for chunk in features.chunks(ROWS_PER_STATEMENT) {
+        let sql = format!(
+            "INSERT INTO audit_log_features (feature_id, position) VALUES {} \
+             ON CONFLICT (feature_id, position) DO NOTHING",
+            placeholders(chunk.len(), 2)
+        );
+        let mut statement = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for (feature, position) in chunk {
+            statement = statement.bind(*feature as i64).bind(*position as i64);
+        }
+        statement.execute(&mut *tx).await?;
+    }
+    Ok(())
+}
+
+#[async_trait]
+impl Projection for AuditHistory {
+    async fn checkpoint(&mut self) -> Result<u64, Error> {
+        crate::checkpoint(&self.pool, NAME).await
+    }
+
+    fn warm(&mut self, events: &[RecordedEvent]) -> Result<(), Error> {
+        events
+            .iter()
+            .try_for_each(|e| self.fold.warm(e).map_err(Error::from))
+    }
+
+    async fn apply(&mut self, events: &[RecordedEvent]) -> Result<(), Error> {
+        let Some(last) = events.last() else {
+            return Ok(());
+        };
+        let entries = events
+            .iter()
+            .map(|e| self.fold.entry(e))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut tx = self.pool.begin().await?;
+        // The checkpoint first: a former leader behind it writes nothing at all.
+        if !crate::advance_checkpoint(&mut tx, NAME, last.position).await? {
+            return Err(Error::Superseded(last.position));
+        }
+        write(&mut tx, &entries).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+}
+
+/// Which way a query reads the log.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Order {
+    /// Newest first (what a person pages through).
+    #[default]
+    NewestFirst,
+    /// In log order (exports).
+    LogOrder,
+}
+
+/// What an audit query asks for; every filter is optional and they all apply together.
+#[derive(Debug, Clone, Default)]
+pub struct AuditQuery {
+    /// Only rows of these projects (the ones a viewer may read); `None`: every row, including
+    /// those of no project (organisations, users, tokens), which only administrators see.
+    pub projects: Option<Vec<u64>>,
+    pub project: Option<u64>,
+    pub environment: Option<u64>,
+    /// Rows that change the feature, and change-request rows whose commands touch it.
+    pub feature: Option<u64>,
+    pub segment: Option<u64>,
+    pub actor: Option<String>,
+    pub event_type: Option<String>,
+    pub change_request: Option<u64>,
+    /// Recorded at or after (µs since the epoch).
+    pub from_micros: Option<i64>,
+    /// Recorded at or before (µs since the epoch).
+    pub to_micros: Option<i64>,
+    /// Free text the summary contains (case-insensitive).
+    pub text: Option<String>,
+    /// Keyset: only rows past this position in the query's order.
+    pub after_position: Option<u64>,
+    /// Only rows at or before this position (an export stops at the head it started with).
+    pub until_position: Option<u64>,
+    pub order: Order,
+    pub limit: u32,
+}
+
+/// One row, as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AuditRow {
+    pub position: u64,
+    pub recorded_at_micros: i64,
+    pub stream_id: String,
+    pub event_type: String,
+    pub actor: String,
+    pub actor_name: String,
+    pub organisation_id: Option<u64>,
+    pub project_id: Option<u64>,
+    pub environment_id: Option<u64>,
+    pub feature_id: Option<u64>,
+    pub segment_id: Option<u64>,
+    pub identity: Option<String>,
+    pub change_request_id: Option<u64>,
+    pub summary: String,
+    /// `approvers`, `reason`, `break_glass`, `changes`, `before`, `after`, `patch`.
+    pub detail: Value,
+}
+
+type StoredRow = (
+    i64,
+    i64,
+    String,
+    String,
+    String,
+    String,
+    Option<i64>,
+    Option<i64>,
+    Option<i64>,
+    Option<i64>,
+    Option<i64>,
+    Option<String>,
+    Option<i64>,
+    String,
+    String,
+);
+
+enum Bind {
+    Int(i64),
+    Text(String),
+}
+
+/// `LIKE` pattern matching `text` anywhere, its own `%`, `_` and `\` taken literally.
+fn contains_pattern(text: &str) -> String {
+    let mut pattern = String::from("%");
+    for c in text.to_lowercase().chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            pattern.push('\\');
+        }
+        pattern.push(c);
+    }
+    pattern.push('%');
+    pattern
+}
+
+/// The rows matching `query`, in its order, at most `limit`.
+pub async fn query(pool: &AnyPool, query: &AuditQuery) -> Result<Vec<AuditRow>, Error> {
+    // Every value is bound; only placeholders and fixed clauses are formatted in.
+    let mut clauses = Vec::new();
+    let mut binds: Vec<Bind> = Vec::new();
+    let mut next = |value: Bind| {
+        binds.push(value);
+        format!("${}", binds.len())
+    };
+    if let Some(projects) = &query.projects {
+        if projects.is_empty() {
+            return Ok(vec![]);
+        }
+        let list: Vec<String> = projects
+            .iter()
+            .map(|p| next(Bind::Int(*p as i64)))
+            .collect();
+        clauses.push(format!("a.project_id IN ({})", list.join(", ")));
+    }
+    let equal = [
+        ("a.project_id", query.project),
+        ("a.environment_id", query.environment),
+        ("a.segment_id", query.segment),
+        ("a.change_request_id", query.change_request),
+    ];
+    for (column, value) in equal {
+        if let Some(value) = value {
+            let p = next(Bind::Int(value as i64));
+            clauses.push(format!("{column} = {p}"));
+        }
+    }
+    for (column, value) in [
+        ("a.actor", &query.actor),
+        ("a.event_type", &query.event_type),
+    ] {
+        if let Some(value) = value {
+            let p = next(Bind::Text(value.clone()));
+            clauses.push(format!("{column} = {p}"));
+        }
+    }
+    if let Some(feature) = query.feature {
+        let p = next(Bind::Int(feature as i64));
+        clauses.push(format!(
+            "a.position IN (SELECT f.position FROM audit_log_features f WHERE f.feature_id = {p})"
+        ));
+    }
+    if let Some(from) = query.from_micros {
+        let p = next(Bind::Int(from));
+        clauses.push(format!("a.recorded_at_micros >= {p}"));
+    }
+    if let Some(to) = query.to_micros {
+        let p = next(Bind::Int(to));
+        clauses.push(format!("a.recorded_at_micros <= {p}"));
+    }
+    if let Some(text) = query.text.as_deref().filter(|t| !t.is_empty()) {
+        let p = next(Bind::Text(contains_pattern(text)));
+        clauses.push(format!("LOWER(a.summary) LIKE {p} ESCAPE '\\'"));
+    }
+    let (compare, direction) = match query.order {
+        Order::NewestFirst => ("<", "DESC"),
+        Order::LogOrder => (">", "ASC"),
+    };
+    if let Some(after) = query.after_position {
+        let p = next(Bind::Int(after as i64));
+        clauses.push(format!("a.position {compare} {p}"));
+    }
+    if let Some(until) = query.until_position {
+        let p = next(Bind::Int(until as i64));
+        clauses.push(format!("a.position <= {p}"));
+    }
+    let limit = next(Bind::Int(i64::from(query.limit)));
+    let filter = if clauses.is_empty() {
+        String::new()
+    } else {
+        format!("WHERE {}", clauses.join(" AND "))
+    };
+    let columns = COLUMNS
+        .split(", ")
+        .map(|c| format!("a.{}", c.trim()))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let sql = format!(
+        "SELECT {columns} FROM audit_log a {filter} ORDER BY a.position {direction} LIMIT {limit}"
+    );
+    let mut statement = sqlx::query_as::<_, StoredRow>(sqlx::AssertSqlSafe(sql));
+    for value in binds {
+        statement = match value {
+            Bind::Int(v) => statement.bind(v),
+            Bind::Text(v) => statement.bind(v),
+        };
+    }
+    let rows = statement.fetch_all(pool).await?;
+    Ok(rows.into_iter().map(audit_row).collect())
+}
+
+fn audit_row(row: StoredRow) -> AuditRow {
+    let unsigned = |v: Option<i64>| v.map(|v| v as u64);
+    AuditRow {
+        position: row.0 as u64,
+        recorded_at_micros: row.1,
+        stream_id: row.2,
+        event_type: row.3,
+        actor: row.4,
+        actor_name: row.5,
+        organisation_id: unsigned(row.6),
+        project_id: unsigned(row.7),
+        environment_id: unsigned(row.8),
+        feature_id: unsigned(row.9),
+        segment_id: unsigned(row.10),
+        identity: row.11,
+        change_request_id: unsigned(row.12),
+        summary: row.13,
+        detail: serde_json::from_str(&row.14).unwrap_or(Value::Null),
+    }
+}
+
+/// How complete the history is, for `verify`: its rows, the position it reflects, and the
+/// log's event count it was compared with (positions have no gaps, so every event up to the
+/// head has its row exactly when `rows == log_events`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct Completeness {
+    pub rows: u64,
+    pub projected_position: u64,
+    pub log_events: u64,
+    pub complete: bool,
+}
+
+pub async fn completeness(pool: &AnyPool, log_events: u64) -> Result<Completeness, Error> {
+    let rows: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM audit_log")
+        .fetch_one(pool)
+        .await?;
+    let rows = rows as u64;
+    Ok(Completeness {
+        rows,
+        projected_position: crate::checkpoint(pool, NAME).await?,
+        log_events,
+        complete: rows == log_events,
+    })
+}
+
+impl std::fmt::Display for Completeness {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "audit history: {} rows for {} events in the log (projected to position {})",
+            self.rows, self.log_events, self.projected_position
+        )
+    }
+}
