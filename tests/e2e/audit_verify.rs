@@ -211,8 +211,11 @@ async fn an_export_verifies_offline_against_a_signed_checkpoint(backend: Backend
     let lines: Vec<&str> = export.text.lines().collect();
     assert_eq!(lines.len(), events.len());
     for (line, event) in lines.iter().zip(&events) {
-        let exported: domain::log::RecordedEvent = serde_json::from_str(line).unwrap();
+        let line: Value = serde_json::from_str(line).unwrap();
+        let exported: domain::log::RecordedEvent =
+            serde_json::from_value(line["event"].clone()).unwrap();
         assert_eq!(&exported, event);
+        assert_eq!(line["position"], event.position, "the audit row beside it");
     }
     let offline = commands::verify::verify_export(
         export.text.as_bytes(),
@@ -223,7 +226,17 @@ async fn an_export_verifies_offline_against_a_signed_checkpoint(backend: Backend
     assert_eq!(offline.last, events.last().unwrap().position);
 
     // A changed line, a wrong key, an export that stops short: each refused, saying why.
-    let changed = export.text.replacen("audited", "edited!", 1);
+    let changed: String = lines
+        .iter()
+        .map(|line| {
+            let mut line: Value = serde_json::from_str(line).unwrap();
+            if line["event"]["event_type"] == "ProjectCreated" {
+                line["event"]["payload"]["settings"]["name"] = json!("edited!");
+            }
+            format!("{line}\n")
+        })
+        .collect();
+    assert_ne!(changed, export.text);
     let refused =
         commands::verify::verify_export(changed.as_bytes(), &checkpoint, &checkpoint.public_key);
     assert!(
@@ -235,7 +248,7 @@ async fn an_export_verifies_offline_against_a_signed_checkpoint(backend: Backend
     assert!(refused.reason.unwrap().contains("checkpoint"));
     let short = server
         .get(&format!(
-            "/api/v1/audit-log/export?to={}",
+            "/api/v1/audit-log/export?to_position={}",
             checkpoint.position - 1
         ))
         .send()
@@ -246,7 +259,7 @@ async fn an_export_verifies_offline_against_a_signed_checkpoint(backend: Backend
         commands::verify::verify_export(short.text.as_bytes(), &checkpoint, &checkpoint.public_key);
     assert!(refused.reason.unwrap().contains("does not reach"));
     server
-        .get("/api/v1/audit-log/export?format=csv")
+        .get("/api/v1/audit-log/export?format=xml")
         .send()
         .await
         .expect_error(400, "bad_request", Some("format"));

@@ -2,6 +2,7 @@
 //! every behaviour on both backends (SQLite and PostgreSQL). One test binary, one module per
 //! area; the server and client helpers live in `support/lib.rs`.
 
+mod audit_history;
 mod audit_verify;
 mod auth;
 mod change_requests;

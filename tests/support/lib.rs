@@ -418,6 +418,7 @@ impl Reply {
 /// can request it at. The bootstrap (`POST /api/v1/users/config/init/`), `/health` and the
 /// OpenAPI document are not admin routes: they need no token.
 pub const ADMIN_ROUTES: &[(&str, &str, &str)] = &[
+    ("GET", "/api/v1/audit-log/", "/api/v1/audit-log/"),
     (
         "GET",
         "/api/v1/audit-log/verify",

@@ -343,11 +343,13 @@ async fn export_batch(
         .map_err(|e| std::io::Error::other(format!("{e:?}")))?;
     let Some(last) = batch.last().map(|r| r.position) else {
         // An empty CSV export still has its header.
-        return Ok((first && format == Format::Csv)
-            .then(|| {
-                Ok::<_, std::io::Error>((csv_bytes([], true)?, query.after_position.unwrap_or(0)))
-            })
-            .transpose()?);
+        if first && format == Format::Csv {
+            return Ok(Some((
+                csv_bytes([], true)?,
+                query.after_position.unwrap_or(0),
+            )));
+        }
+        return Ok(None);
     };
     let bytes = match format {
         Format::Csv => csv_bytes(batch.iter().map(csv_record), first)?,

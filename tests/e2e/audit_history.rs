@@ -1,0 +1,792 @@
+//! The audit history (`GET /api/v1/audit-log/`, its exports): complete by construction and by
+//! test (every command type, enumerated from the command enums, leaves rows with actor, before
+//! and after, one per event), every filter, a cursor that stays stable while events arrive,
+//! exports of the same query, and viewers who see only the projects they hold a role on.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use domain::command::Command;
+use domain::command::change_request::ChangeRequestCommand;
+use flaglog_tests::{Backend, Server, User, on_both_backends};
+use serde_json::{Value, json};
+use strum::VariantNames;
+
+fn sha(secret: &str) -> String {
+    commands::secrets::sha256_hex(secret)
+}
+
+/// Every row of the history, newest first, through every page.
+async fn history(server: &Server, query: &str, token: Option<&str>) -> Vec<Value> {
+    let mut rows = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let separator = if query.is_empty() { "" } else { "&" };
+        let path = match &cursor {
+            Some(c) => format!("/api/v1/audit-log/?{query}{separator}limit=100&cursor={c}"),
+            None => format!("/api/v1/audit-log/?{query}{separator}limit=100"),
+        };
+        let mut call = server.get(&path);
+        if let Some(token) = token {
+            call = call.token(token);
+        }
+        let page = call.send().await.expect_status(200).body;
+        rows.extend(page["results"].as_array().cloned().unwrap_or_default());
+        match page["next"].as_str() {
+            Some(next) => cursor = Some(next.to_string()),
+            None => return rows,
+        }
+    }
+}
+
+fn positions(rows: &[Value]) -> Vec<u64> {
+    rows.iter().filter_map(|r| r["position"].as_u64()).collect()
+}
+
+/// Runs every command type and checks, after each, that every event it appended has its row.
+struct Exercise<'a> {
+    server: &'a Server,
+    exercised: BTreeSet<String>,
+    checked_to: u64,
+}
+
+impl Exercise<'_> {
+    async fn command(&mut self, command: Value) -> Value {
+        let kind = command["type"].as_str().unwrap_or_default().to_string();
+        let reply = self
+            .server
+            .post("/api/v1/commands/", command)
+            .send()
+            .await
+            .expect_status(200)
+            .body;
+        self.check(&kind).await;
+        reply
+    }
+
+    /// The rows of the events appended since the last check: one per event, each with actor,
+    /// summary, before and after (not both null) and a patch; records `kind` as exercised.
+    async fn check(&mut self, kind: &str) -> Vec<Value> {
+        let head = self.server.events().await.len() as u64;
+        assert!(head > self.checked_to, "{kind} appended nothing");
+        let rows = history(self.server, "", None).await;
+        let by_position: BTreeMap<u64, &Value> = rows
+            .iter()
+            .map(|r| (r["position"].as_u64().unwrap_or(0), r))
+            .collect();
+        let mut new = Vec::new();
+        for position in self.checked_to + 1..=head {
+            let row = by_position
+                .get(&position)
+                .unwrap_or_else(|| panic!("{kind}: no audit row for position {position}"));
+            assert!(
+                !row["actor"].as_str().unwrap_or("").is_empty(),
+                "{kind}: {row}"
+            );
+            let actor_name = row["actor_name"].as_str().unwrap_or("");
+            assert!(
+                row["summary"]
+                    .as_str()
+                    .unwrap_or("")
+                    .starts_with(actor_name)
+                    && !actor_name.is_empty(),
+                "{kind}: {row}"
+            );
+            assert!(
+                row.get("before").is_some() && row.get("after").is_some(),
+                "{kind}: {row}"
+            );
+            assert!(
+                !(row["before"].is_null() && row["after"].is_null()),
+                "{kind}: neither before nor after: {row}"
+            );
+            assert!(row["patch"].is_array(), "{kind}: {row}");
+            new.push((*row).clone());
+        }
+        self.checked_to = head;
+        self.exercised.insert(kind.to_string());
+        new
+    }
+
+    fn row<'r>(rows: &'r [Value], event_type: &str) -> &'r Value {
+        rows.iter()
+            .find(|r| r["event_type"] == event_type)
+            .unwrap_or_else(|| panic!("no {event_type} in {rows:?}"))
+    }
+}
+
+fn in_(lead: Duration) -> String {
+    (time::OffsetDateTime::now_utc() + lead)
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap()
+}
+
+async fn every_command_type_leaves_a_row_with_actor_before_and_after(backend: Backend) {
+    let server = Server::start(backend).await;
+    let mut x = Exercise {
+        server: &server,
+        exercised: BTreeSet::new(),
+        checked_to: server.events().await.len() as u64,
+    };
+    let organisation = x
+        .command(json!({"type": "create_organisation", "name": "audited org"}))
+        .await["created"]["id"]
+        .as_u64()
+        .unwrap();
+    let approver_token = "approver-token-0123456789abcdef";
+    let approver = x
+        .command(
+            json!({"type": "create_user", "email": "ann@example.com", "is_admin": false,
+                        "token_hash": sha(approver_token)}),
+        )
+        .await["created"]["id"]
+        .as_u64()
+        .unwrap();
+    let project = x
+        .command(
+            json!({"type": "create_project", "organisation_id": organisation,
+                        "settings": {"name": "shop"}}),
+        )
+        .await["created"]["id"]
+        .as_u64()
+        .unwrap();
+    let environment = x
+        .command(json!({"type": "create_environment", "project_id": project,
+                        "name": "production", "client_key": "audited-key"}))
+        .await["created"]["id"]
+        .as_u64()
+        .unwrap();
+    x.command(
+        json!({"type": "set_project_role", "project_id": project, "user_id": approver,
+                     "role": "approver"}),
+    )
+    .await;
+    let token = x
+        .command(
+            json!({"type": "issue_api_token", "user_id": approver, "name": "laptop",
+                        "token_hash": sha("laptop-secret")}),
+        )
+        .await["created"]["id"]
+        .as_u64()
+        .unwrap();
+    let service = x
+        .command(
+            json!({"type": "issue_service_token", "project_id": project, "name": "ci",
+                        "role": "editor", "token_hash": sha("ci-secret")}),
+        )
+        .await["created"]["id"]
+        .as_u64()
+        .unwrap();
+    x.command(json!({"type": "rotate_api_token", "token_id": token,
+                     "token_hash": sha("laptop-secret-2")}))
+        .await;
+    x.command(json!({"type": "revoke_api_token", "token_id": service}))
+        .await;
+    x.command(json!({"type": "update_project", "project_id": project,
+                     "settings": {"name": "web shop"}}))
+        .await;
+    let feature = x
+        .command(json!({"type": "create_feature", "project_id": project,
+                        "feature": {"name": "checkout", "initial_value": "red"}}))
+        .await["created"]["feature"]["id"]
+        .as_u64()
+        .unwrap();
+    let doomed = x
+        .command(json!({"type": "create_feature", "project_id": project,
+                        "feature": {"name": "doomed"}}))
+        .await["created"]["feature"]["id"]
+        .as_u64()
+        .unwrap();
+    x.command(
+        json!({"type": "update_feature", "project_id": project, "feature_id": feature,
+                     "changes": {"description": "the checkout button"}}),
+    )
+    .await;
+    x.command(json!({"type": "delete_feature", "project_id": project, "feature_id": doomed}))
+        .await;
+    let rules = |value: &str| {
+        json!([{"type": "ALL", "conditions": [
+            {"operator": "EQUAL", "property_": "plan", "value": value}], "rules": []}])
+    };
+    let segment = x
+        .command(json!({"type": "create_segment", "project_id": project,
+                        "segment": {"name": "beta", "rules": rules("pro")}}))
+        .await["created"]["id"]
+        .as_u64()
+        .unwrap();
+    x.command(
+        json!({"type": "update_segment", "project_id": project, "segment_id": segment,
+                     "segment": {"name": "beta", "rules": rules("team")}}),
+    )
+    .await;
+    let changed = history(&server, "event_type=SegmentUpdated", None).await;
+    assert_eq!(
+        changed[0]["changes"],
+        json!([
+            "changed rules[0].conditions[0]: condition `plan EQUAL pro` → condition `plan EQUAL team`"
+        ])
+    );
+    x.command(
+        json!({"type": "rename_environment", "environment_id": environment,
+                     "name": "prod"}),
+    )
+    .await;
+    x.command(
+        json!({"type": "issue_server_side_key", "environment_id": environment,
+                     "name": "backend", "key_hash": sha("ser.backend-secret")}),
+    )
+    .await;
+    x.command(
+        json!({"type": "set_feature_state", "environment_id": environment,
+                     "feature_id": feature, "enabled": true, "feature_state_value": "green"}),
+    )
+    .await;
+    let enabled = history(&server, "event_type=FeatureStateSet", None).await;
+    assert_eq!(
+        enabled[0]["summary"],
+        "admin@example.com enabled `checkout` and set it to \"green\" in prod"
+    );
+    assert_eq!(
+        (
+            enabled[0]["before"]["enabled"].clone(),
+            enabled[0]["before"]["feature_state_value"].clone()
+        ),
+        (json!(false), json!("red")),
+        "before is what was served: the feature's defaults"
+    );
+    x.command(
+        json!({"type": "set_segment_override", "environment_id": environment,
+                     "feature_id": feature, "segment_id": segment, "priority": 1,
+                     "enabled": false}),
+    )
+    .await;
+    x.command(
+        json!({"type": "remove_segment_override", "environment_id": environment,
+                     "feature_id": feature, "segment_id": segment}),
+    )
+    .await;
+    x.command(json!({"type": "delete_segment", "project_id": project, "segment_id": segment}))
+        .await;
+    x.command(
+        json!({"type": "set_identity_override", "environment_id": environment,
+                     "identifier": "user-1", "feature_id": feature, "enabled": false}),
+    )
+    .await;
+    x.command(
+        json!({"type": "remove_identity_override", "environment_id": environment,
+                     "identifier": "user-1", "feature_id": feature}),
+    )
+    .await;
+    x.command(
+        json!({"type": "update_environment_settings", "environment_id": environment,
+                     "minimum_change_request_approvals": 1}),
+    )
+    .await;
+
+    // The change-request commands, through their routes: the admin proposes, Ann approves.
+    let ann = User {
+        id: approver,
+        token: approver_token.to_string(),
+    };
+    let open = |title: &str, live_from: Option<String>| {
+        let mut body = json!({"title": title, "commands": [
+            {"type": "set_feature_state", "environment_id": environment, "feature_id": feature,
+             "enabled": true, "feature_state_value": title}]});
+        if let Some(at) = live_from {
+            body["live_from"] = json!(at);
+        }
+        server.post("/api/v1/environments/audited-key/change-requests/", body)
+    };
+    let act = |id: u64, action: &str, body: Value| {
+        server.post(&format!("/api/v1/change-requests/{id}/{action}/"), body)
+    };
+    let launch = open("launch", None)
+        .send()
+        .await
+        .expect_status(201)
+        .u64("id");
+    x.check("open_change_request").await;
+    server
+        .patch(
+            &format!("/api/v1/change-requests/{launch}/"),
+            json!({"title": "launch it"}),
+        )
+        .send()
+        .await
+        .expect_status(200);
+    x.check("edit_change_request").await;
+    server
+        .patch(
+            &format!("/api/v1/change-requests/{launch}/"),
+            json!({"reviewers": [ann.id]}),
+        )
+        .send()
+        .await
+        .expect_status(200);
+    let assigned = x.check("assign_reviewers").await;
+    Exercise::row(&assigned, "ReviewersAssigned");
+    act(launch, "comment", json!({"text": "looks right"}))
+        .token(&ann.token)
+        .send()
+        .await
+        .expect_status(200);
+    x.check("comment_on_change_request").await;
+    act(launch, "approve", json!({}))
+        .token(&ann.token)
+        .send()
+        .await
+        .expect_status(200);
+    x.check("approve_change_request").await;
+    act(launch, "withdraw-approval", json!({}))
+        .token(&ann.token)
+        .send()
+        .await
+        .expect_status(200);
+    x.check("withdraw_approval").await;
+    act(launch, "approve", json!({}))
+        .token(&ann.token)
+        .send()
+        .await
+        .expect_status(200);
+    x.check("approve_change_request").await;
+    act(launch, "commit", json!({}))
+        .send()
+        .await
+        .expect_status(200);
+    let committed = x.check("commit_change_request").await;
+    let applied = Exercise::row(&committed, "FeatureStateSet");
+    assert_eq!(applied["change_request"], launch, "{applied}");
+    assert_eq!(
+        applied["approvers"],
+        json!(["ann@example.com"]),
+        "{applied}"
+    );
+    let commit = Exercise::row(&committed, "ChangeRequestCommitted");
+    assert!(
+        commit["summary"]
+            .as_str()
+            .unwrap()
+            .ends_with("approved by ann@example.com"),
+        "{commit}"
+    );
+
+    let rejected = open("reject me", None)
+        .send()
+        .await
+        .expect_status(201)
+        .u64("id");
+    x.check("open_change_request").await;
+    act(rejected, "reject", json!({"reason": "not now"}))
+        .token(&ann.token)
+        .send()
+        .await
+        .expect_status(200);
+    x.check("reject_change_request").await;
+    let closed = open("close me", None)
+        .send()
+        .await
+        .expect_status(201)
+        .u64("id");
+    x.check("open_change_request").await;
+    act(closed, "close", json!({}))
+        .send()
+        .await
+        .expect_status(200);
+    x.check("close_change_request").await;
+
+    let later = open("later", Some(in_(Duration::from_secs(3600))))
+        .send()
+        .await
+        .expect_status(201)
+        .u64("id");
+    act(later, "approve", json!({}))
+        .token(&ann.token)
+        .send()
+        .await
+        .expect_status(200);
+    act(later, "commit", json!({}))
+        .send()
+        .await
+        .expect_status(200);
+    x.check("commit_change_request").await;
+    act(later, "cancel-schedule", json!({}))
+        .send()
+        .await
+        .expect_status(200);
+    x.check("cancel_schedule").await;
+
+    let soon = open("soon", Some(in_(Duration::from_millis(1500))))
+        .send()
+        .await
+        .expect_status(201)
+        .u64("id");
+    act(soon, "approve", json!({}))
+        .token(&ann.token)
+        .send()
+        .await
+        .expect_status(200);
+    act(soon, "commit", json!({}))
+        .send()
+        .await
+        .expect_status(200);
+    x.check("commit_change_request").await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let shown = server
+            .get(&format!("/api/v1/change-requests/{soon}/"))
+            .send()
+            .await
+            .expect_status(200)
+            .body;
+        if shown["status"] == "committed" {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "not applied: {shown}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let went_live = x.check("apply_scheduled_change").await;
+    assert!(
+        went_live.iter().all(|r| r["actor"] == "scheduler"),
+        "{went_live:?}"
+    );
+
+    // Enumerated from the command types: a new one without a step here fails.
+    let all: BTreeSet<String> = Command::types()
+        .chain(ChangeRequestCommand::VARIANTS.iter().copied())
+        .map(String::from)
+        .collect();
+    assert_eq!(x.exercised, all, "exercise every command type here");
+
+    // One row per event, and verify says so.
+    let verified = server
+        .get("/api/v1/audit-log/verify")
+        .send()
+        .await
+        .expect_status(200)
+        .body;
+    let events = server.events().await.len() as u64;
+    assert_eq!(
+        verified["audit_history"],
+        json!({"rows": events, "projected_position": events, "log_events": events, "complete": true})
+    );
+
+    // A search by feature finds the change requests that touch it, not only its own events.
+    let by_feature = history(
+        &server,
+        &format!("feature={feature}&project={project}"),
+        None,
+    )
+    .await;
+    let types: BTreeSet<&str> = by_feature
+        .iter()
+        .filter_map(|r| r["event_type"].as_str())
+        .collect();
+    for expected in [
+        "FeatureCreated",
+        "FeatureStateSet",
+        "ChangeRequestOpened",
+        "ApprovalGiven",
+    ] {
+        assert!(types.contains(expected), "{expected} not in {types:?}");
+    }
+
+    // No secret, nor its hash, in any row.
+    let text = serde_json::to_string(&history(&server, "", None).await).unwrap();
+    for secret in [
+        approver_token,
+        "laptop-secret",
+        "ci-secret",
+        "ser.backend-secret",
+    ] {
+        assert!(!text.contains(secret), "{secret}");
+        assert!(!text.contains(&sha(secret)), "the hash of {secret}");
+    }
+}
+
+/// Two projects with some history each; returns (shop, other) project ids.
+async fn two_projects(server: &Server) -> (u64, u64) {
+    let shop = server.project(json!({"name": "shop"})).await;
+    server.environment(shop, "shop-key").await;
+    let checkout = server.feature(shop, json!({"name": "checkout"})).await;
+    server
+        .put(
+            &format!("/api/v1/environments/shop-key/featurestates/{checkout}/"),
+            json!({"enabled": true}),
+        )
+        .send()
+        .await
+        .expect_status(200);
+    server
+        .segment(shop, json!({"name": "beta", "rules": []}))
+        .await;
+    let other = server.project(json!({"name": "other"})).await;
+    server.environment(other, "other-key").await;
+    server.feature(other, json!({"name": "search"})).await;
+    (shop, other)
+}
+
+async fn every_filter_returns_exactly_its_rows(backend: Backend) {
+    let server = Server::start(backend).await;
+    let (shop, _) = two_projects(&server).await;
+    let editor = server.member(shop, "ed@example.com", "editor").await;
+    let banner = server.feature(shop, json!({"name": "banner"})).await;
+    server
+        .put(
+            &format!("/api/v1/environments/shop-key/featurestates/{banner}/"),
+            json!({"enabled": true}),
+        )
+        .token(&editor.token)
+        .send()
+        .await
+        .expect_status(200);
+    let all = history(&server, "", None).await;
+    assert_eq!(all.len(), server.events().await.len());
+    let shop_env = all
+        .iter()
+        .find(|r| r["event_type"] == "EnvironmentCreated" && r["project"] == shop)
+        .unwrap()["environment"]
+        .clone();
+    let segment = all
+        .iter()
+        .find(|r| r["event_type"] == "SegmentCreated")
+        .unwrap()["segment"]
+        .clone();
+    let middle = &all[all.len() / 2];
+    let at = middle["recorded_at"].as_str().unwrap().to_string();
+
+    type Keep = Box<dyn Fn(&Value) -> bool>;
+    let cases: Vec<(String, Keep)> = vec![
+        (
+            format!("project={shop}"),
+            Box::new(move |r| r["project"] == shop),
+        ),
+        ("environment=shop-key".into(), {
+            let e = shop_env.clone();
+            Box::new(move |r| r["environment"] == e)
+        }),
+        (format!("environment={shop_env}"), {
+            let e = shop_env.clone();
+            Box::new(move |r| r["environment"] == e)
+        }),
+        (
+            format!("feature={banner}&project={shop}"),
+            Box::new(move |r| r["feature"] == banner && r["project"] == shop),
+        ),
+        (format!("segment={segment}"), {
+            let s = segment.clone();
+            Box::new(move |r| r["segment"] == s)
+        }),
+        (format!("actor=user:{}", editor.id), {
+            let a = format!("user:{}", editor.id);
+            Box::new(move |r| r["actor"] == a)
+        }),
+        ("actor=ed@example.com".into(), {
+            let a = format!("user:{}", editor.id);
+            Box::new(move |r| r["actor"] == a)
+        }),
+        (
+            "event_type=FeatureCreated".into(),
+            Box::new(|r| r["event_type"] == "FeatureCreated"),
+        ),
+        (format!("from={}", urlencode(&at)), {
+            let at = at.clone();
+            Box::new(move |r| r["recorded_at"].as_str().unwrap() >= at.as_str())
+        }),
+        (format!("to={}", urlencode(&at)), {
+            let at = at.clone();
+            Box::new(move |r| r["recorded_at"].as_str().unwrap() <= at.as_str())
+        }),
+        (
+            "q=CHECKOUT".into(),
+            Box::new(|r| {
+                r["summary"]
+                    .as_str()
+                    .unwrap()
+                    .to_lowercase()
+                    .contains("checkout")
+            }),
+        ),
+        (
+            "q=100%25".into(),
+            Box::new(|r| r["summary"].as_str().unwrap().contains("100%")),
+        ),
+    ];
+    for (query, keep) in cases {
+        let found = history(&server, &query, None).await;
+        let expected: Vec<u64> = all
+            .iter()
+            .filter(|r| keep(r))
+            .filter_map(|r| r["position"].as_u64())
+            .collect();
+        assert_eq!(positions(&found), expected, "{query}");
+        if !query.starts_with("q=100") {
+            assert!(
+                !expected.is_empty(),
+                "{query} matches nothing: a vacuous case"
+            );
+        }
+    }
+    // The editor's change says who, what and where.
+    let by_editor = history(&server, "actor=ed@example.com", None).await;
+    assert_eq!(
+        by_editor[0]["summary"],
+        "ed@example.com enabled `banner` in env shop-key"
+    );
+    // Bad filters are refused, naming the parameter.
+    for (query, field) in [
+        ("from=yesterday", "from"),
+        ("cursor=zz", "cursor"),
+        ("environment=nowhere", "environment"),
+        ("actor=nobody@example.com", "actor"),
+        ("from=2026-01-02T00:00:00Z&to=2026-01-01T00:00:00Z", "from"),
+    ] {
+        server
+            .get(&format!("/api/v1/audit-log/?{query}"))
+            .send()
+            .await
+            .expect_error(400, "bad_request", Some(field));
+    }
+}
+
+fn urlencode(text: &str) -> String {
+    text.replace('+', "%2B").replace(':', "%3A")
+}
+
+async fn a_cursor_stays_stable_while_events_arrive(backend: Backend) {
+    let server = Server::start(backend).await;
+    let (shop, _) = two_projects(&server).await;
+    let before = history(&server, "", None).await;
+    let first = server
+        .get("/api/v1/audit-log/?limit=3")
+        .send()
+        .await
+        .expect_status(200)
+        .body;
+    assert_eq!(
+        positions(first["results"].as_array().unwrap()),
+        positions(&before[..3])
+    );
+    // New events arrive between pages: they are newer, so no page shifts.
+    for name in ["late_one", "late_two", "late_three", "late_four"] {
+        server.feature(shop, json!({"name": name})).await;
+    }
+    let mut seen = positions(first["results"].as_array().unwrap());
+    let mut next = first["next"].as_str().map(String::from);
+    while let Some(cursor) = next {
+        let page = server
+            .get(&format!("/api/v1/audit-log/?limit=3&cursor={cursor}"))
+            .send()
+            .await
+            .expect_status(200)
+            .body;
+        seen.extend(positions(page["results"].as_array().unwrap()));
+        next = page["next"].as_str().map(String::from);
+    }
+    assert_eq!(seen, positions(&before), "no row repeated, none skipped");
+}
+
+async fn a_viewer_sees_only_the_projects_they_hold_a_role_on(backend: Backend) {
+    let server = Server::start(backend).await;
+    let (shop, other) = two_projects(&server).await;
+    let viewer = server.member(shop, "viewer@example.com", "viewer").await;
+    let seen = history(&server, "", Some(&viewer.token)).await;
+    assert!(!seen.is_empty());
+    assert!(seen.iter().all(|r| r["project"] == shop), "{seen:?}");
+    let all = history(&server, "", None).await;
+    let of_shop = all.iter().filter(|r| r["project"] == shop).count();
+    assert_eq!(seen.len(), of_shop);
+    assert!(
+        history(&server, &format!("project={other}"), Some(&viewer.token))
+            .await
+            .is_empty()
+    );
+    let export = server
+        .get("/api/v1/audit-log/export?format=ndjson")
+        .token(&viewer.token)
+        .send()
+        .await
+        .expect_status(200);
+    assert_eq!(export.text.lines().count(), of_shop);
+    assert!(
+        !export.text.contains("\"other\""),
+        "a row of the other project was exported"
+    );
+}
+
+async fn exports_stream_the_same_query_as_ndjson_and_csv(backend: Backend) {
+    let server = Server::start(backend).await;
+    let (shop, _) = two_projects(&server).await;
+    let listed = history(&server, &format!("project={shop}"), None).await;
+    let ndjson = server
+        .get(&format!(
+            "/api/v1/audit-log/export?format=ndjson&project={shop}"
+        ))
+        .send()
+        .await
+        .expect_status(200);
+    assert_eq!(ndjson.header("content-type"), Some("application/x-ndjson"));
+    let lines: Vec<Value> = ndjson
+        .text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let mut in_log_order = listed.clone();
+    in_log_order.reverse();
+    for (line, row) in lines.iter().zip(&in_log_order) {
+        let mut without_event = line.clone();
+        let event = without_event
+            .as_object_mut()
+            .unwrap()
+            .remove("event")
+            .unwrap();
+        assert_eq!(&without_event, row);
+        assert_eq!(event["position"], row["position"]);
+        assert!(event["hash"].is_string());
+    }
+    assert_eq!(lines.len(), listed.len());
+
+    let csv = server
+        .get(&format!(
+            "/api/v1/audit-log/export?format=csv&project={shop}"
+        ))
+        .send()
+        .await
+        .expect_status(200);
+    assert_eq!(csv.header("content-type"), Some("text/csv; charset=utf-8"));
+    let mut reader = csv::Reader::from_reader(csv.text.as_bytes());
+    let header: Vec<String> = reader.headers().unwrap().iter().map(String::from).collect();
+    assert_eq!(&header[..3], ["position", "recorded_at", "actor"]);
+    let records: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
+    assert_eq!(records.len(), listed.len());
+    let summary_at = header.iter().position(|h| h == "summary").unwrap();
+    let after_at = header.iter().position(|h| h == "after").unwrap();
+    for (record, row) in records.iter().zip(&in_log_order) {
+        assert_eq!(record[0], row["position"].to_string());
+        assert_eq!(record[summary_at], *row["summary"].as_str().unwrap());
+        let after: Value = serde_json::from_str(&record[after_at]).unwrap();
+        assert_eq!(after, row["after"]);
+    }
+    // An export with nothing in it is still a CSV with its header.
+    let empty = server
+        .get("/api/v1/audit-log/export?format=csv&event_type=NoSuchEvent")
+        .send()
+        .await
+        .expect_status(200);
+    assert_eq!(empty.text.lines().count(), 1);
+    server
+        .get("/api/v1/audit-log/export?format=xml")
+        .send()
+        .await
+        .expect_error(400, "bad_request", Some("format"));
+}
+
+on_both_backends!(
+    every_command_type_leaves_a_row_with_actor_before_and_after,
+    every_filter_returns_exactly_its_rows,
+    a_cursor_stays_stable_while_events_arrive,
+    a_viewer_sees_only_the_projects_they_hold_a_role_on,
+    exports_stream_the_same_query_as_ndjson_and_csv,
+);
