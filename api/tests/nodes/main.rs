@@ -477,6 +477,15 @@ async fn health_and_workers_status_name_the_workers_and_their_leader(db: TestDat
         node.worker(PROJECTION).await["state"] == "running"
     })
     .await;
+    // Each one-node worker reports its leader once it has taken the lock (they start together,
+    // in no set order).
+    until("every worker names its leader", DEADLINE, async || {
+        let health = node.health().await;
+        health["workers"]
+            .as_array()
+            .is_some_and(|workers| workers.iter().all(|w| w["leader"] == "named-node"))
+    })
+    .await;
     let health = node.health().await;
     assert_eq!(health["database"], "ok", "{health}");
     assert_eq!(health["node"], "named-node", "{health}");
