@@ -6,7 +6,7 @@ use tokio::net::TcpListener;
 
 use crate::config::{AdminCommand, Cli, Command, WorkersCommand};
 use crate::sdk_cache::CacheBounds;
-use crate::{commands, default_node_id, http, open_log, start_node};
+use crate::{NodeOptions, commands, default_node_id, http, open_log, start_node};
 
 pub async fn run(cli: Cli) -> Result<(), String> {
     if let Command::Serve {
@@ -14,16 +14,22 @@ pub async fn run(cli: Cli) -> Result<(), String> {
         sdk_cache_mib,
         evaluation_cache_mib,
         node_id,
+        audit_checkpoint_interval,
     } = cli.command
     {
-        let bounds = CacheBounds {
-            environments: sdk_cache_mib.saturating_mul(1024 * 1024),
-            evaluables: evaluation_cache_mib.saturating_mul(1024 * 1024),
+        let options = NodeOptions {
+            bounds: CacheBounds {
+                environments: sdk_cache_mib.saturating_mul(1024 * 1024),
+                evaluables: evaluation_cache_mib.saturating_mul(1024 * 1024),
+            },
+            node_id: node_id
+                .filter(|id| !id.trim().is_empty())
+                .unwrap_or_else(default_node_id),
+            audit_checkpoint_interval: std::time::Duration::from_secs(
+                audit_checkpoint_interval.max(1),
+            ),
         };
-        let node_id = node_id
-            .filter(|id| !id.trim().is_empty())
-            .unwrap_or_else(default_node_id);
-        return serve(&cli.database_url, bind, bounds, &node_id).await;
+        return serve(&cli.database_url, bind, options).await;
     }
     if let Command::Verify {
         export: Some(export),
@@ -169,10 +175,10 @@ fn verify_export(
 async fn serve(
     database_url: &str,
     bind: std::net::SocketAddr,
-    bounds: CacheBounds,
-    node_id: &str,
+    options: NodeOptions,
 ) -> Result<(), String> {
-    let state = start_node(database_url, bounds, node_id).await?;
+    let node_id = options.node_id.clone();
+    let state = start_node(database_url, options).await?;
     let has_users = !state
         .commands
         .directory()
@@ -194,7 +200,7 @@ async fn serve(
              -H 'Content-Type: application/json' -d '{{\"email\": \"you@example.com\"}}'"
         );
     }
-    tracing::info!(%address, node = node_id, "serving");
+    tracing::info!(%address, node = %node_id, "serving");
     let shutdown = state.shutdown.clone();
     let workers = state.workers.clone();
     let signalled = shutdown.clone();

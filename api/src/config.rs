@@ -56,6 +56,10 @@ pub enum Command {
         /// process id). Give each node on one database its own.
         #[arg(long, env = "FLAGLOG_NODE_ID")]
         node_id: Option<String>,
+        /// How often, in seconds, a checkpoint of the log signed with the server's key is
+        /// published into the log itself (only when the log grew since the last one).
+        #[arg(long, env = "FLAGLOG_AUDIT_CHECKPOINT_INTERVAL", default_value_t = 600)]
+        audit_checkpoint_interval: u64,
     },
     /// Applies the database schema and exits.
     Migrate,

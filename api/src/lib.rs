@@ -2,6 +2,7 @@
 //! It wires the write side (`commands`), the read side (`projections`) and the event log adapter
 //! together; nothing else depends on it.
 
+pub mod audit_checkpoints;
 pub mod cli;
 pub mod config;
 pub mod http;
@@ -36,11 +37,32 @@ pub fn commands(log: Arc<dyn EventLog>) -> Commands {
     Commands::new(Store::new(log))
 }
 
+/// How a node runs, beside its database.
+#[derive(Debug, Clone)]
+pub struct NodeOptions {
+    /// The SDK cache's tiers' bounds.
+    pub bounds: sdk_cache::CacheBounds,
+    /// How `/health` and `flaglog workers status` name the node.
+    pub node_id: String,
+    /// How often a signed checkpoint is published into the log (when it grew).
+    pub audit_checkpoint_interval: std::time::Duration,
+}
+
+impl Default for NodeOptions {
+    fn default() -> Self {
+        NodeOptions {
+            bounds: sdk_cache::CacheBounds::default(),
+            node_id: default_node_id(),
+            audit_checkpoint_interval: audit_checkpoints::DEFAULT_INTERVAL,
+        }
+    }
+}
+
 /// Everything the server needs, running: the log, the write side, the background workers (the
 /// environment-documents projection, woken by the log, and what keeps the SDK cache fresh) and
 /// the SDK cache, as node [`default_node_id`].
 pub async fn start(database_url: &str) -> Result<http::AppState, String> {
-    start_with_sdk_cache(database_url, sdk_cache::CacheBounds::default()).await
+    start_node(database_url, NodeOptions::default()).await
 }
 
 /// [`start`], with the SDK cache's tiers bounded to about `bounds`.
@@ -48,7 +70,14 @@ pub async fn start_with_sdk_cache(
     database_url: &str,
     bounds: sdk_cache::CacheBounds,
 ) -> Result<http::AppState, String> {
-    start_node(database_url, bounds, &default_node_id()).await
+    start_node(
+        database_url,
+        NodeOptions {
+            bounds,
+            ..NodeOptions::default()
+        },
+    )
+    .await
 }
 
 /// This process's node id when none is given: host name and process id.
@@ -62,13 +91,17 @@ pub fn default_node_id() -> String {
     format!("{host}-{}", std::process::id())
 }
 
-/// [`start_with_sdk_cache`] as node `node_id` (how `/health` and `flaglog workers status` name
-/// it).
+/// Everything the server needs, running, as `options` say.
 pub async fn start_node(
     database_url: &str,
-    bounds: sdk_cache::CacheBounds,
-    node_id: &str,
+    options: NodeOptions,
 ) -> Result<http::AppState, String> {
+    let NodeOptions {
+        bounds,
+        node_id,
+        audit_checkpoint_interval,
+    } = options;
+    let node_id = node_id.as_str();
     // First, so that whatever the log writer appends from now on is counted.
     http::metrics::install();
     let log = open_log(database_url)
@@ -158,6 +191,16 @@ pub async fn start_node(
             log.clone(),
             move || AuditHistory::new(audit_pool.clone()),
             watch::channel(0).0,
+        ),
+    );
+
+    runtime.spawn(
+        audit_checkpoints::NAME,
+        Placement::OneNode,
+        audit_checkpoints::CheckpointPublisher::new(
+            log.clone(),
+            signing_key.clone(),
+            audit_checkpoint_interval,
         ),
     );
 

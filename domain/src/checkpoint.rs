@@ -2,10 +2,57 @@
 //! signed with the server's Ed25519 key, so that parties outside flaglog can hold a copy and
 //! later prove that nothing up to that position changed (the log must still hold that hash
 //! there, and extend it).
+//!
+//! Besides being served on request, checkpoints are published into the log itself, on the
+//! stream [`STREAM`], so every consumer of the log's events (exports, feeds, replicas) holds
+//! copies signed when they were taken: [`PublishedCheckpoints`] is that stream's aggregate and
+//! [`due`] says when another is worth publishing.
 
 pub use ed25519_dalek::SigningKey;
 use ed25519_dalek::{Signature, Signer, Verifier, VerifyingKey};
 use serde::{Deserialize, Serialize};
+
+use crate::aggregate::{Aggregate, DomainEvent};
+
+/// The stream published checkpoints are appended to.
+pub const STREAM: &str = "audit-checkpoints";
+
+/// A checkpoint the server signed and published into the log.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", content = "data")]
+pub enum CheckpointEvent {
+    CheckpointPublished { checkpoint: SignedCheckpoint },
+}
+
+impl DomainEvent for CheckpointEvent {}
+
+/// The checkpoints published so far: the last one, and how many.
+#[derive(Debug, Clone, Default)]
+pub struct PublishedCheckpoints {
+    pub last: Option<SignedCheckpoint>,
+    pub count: u64,
+}
+
+impl Aggregate for PublishedCheckpoints {
+    type Event = CheckpointEvent;
+
+    fn apply(&mut self, event: &CheckpointEvent) {
+        let CheckpointEvent::CheckpointPublished { checkpoint } = event;
+        self.last = Some(checkpoint.clone());
+        self.count += 1;
+    }
+}
+
+/// Whether a checkpoint of the log at `head` is worth publishing, when the last one published
+/// was itself recorded at `last_published_at` (`None`: none yet): only if something other than
+/// that publication was appended since, so an idle log gets no stream of checkpoints of
+/// itself.
+pub fn due(last_published_at: Option<u64>, head: u64) -> bool {
+    match last_published_at {
+        Some(at) => head > at,
+        None => head > 0,
+    }
+}
 
 /// A checkpoint with its signature, as served and as an auditor keeps it (hex for bytes).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -68,6 +115,14 @@ impl SignedCheckpoint {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_checkpoint_is_due_only_when_more_than_the_last_publication_was_appended() {
+        assert!(!due(None, 0), "an empty log");
+        assert!(due(None, 3));
+        assert!(!due(Some(4), 4), "nothing since the last publication");
+        assert!(due(Some(4), 5));
+    }
 
     #[test]
     fn a_checkpoint_verifies_with_its_key_only_and_unchanged_only() {

@@ -269,7 +269,82 @@ fn hex(bytes: &[u8; 32]) -> Value {
     json!(bytes.iter().map(|b| format!("{b:02x}")).collect::<String>())
 }
 
+/// The server publishes signed checkpoints into the log itself while it grows (and none while
+/// it is idle): every reader of the log holds them, and an export verifies against one.
+async fn signed_checkpoints_are_published_into_the_log(backend: Backend) {
+    let options = api::NodeOptions {
+        audit_checkpoint_interval: std::time::Duration::from_millis(100),
+        ..api::NodeOptions::default()
+    };
+    let (server, _) = Server::start_with_options(backend, options).await;
+    some_history(&server).await;
+    let published =
+        |events: &[domain::log::RecordedEvent]| -> Vec<domain::checkpoint::SignedCheckpoint> {
+            events
+                .iter()
+                .filter(|e| e.stream_id == domain::checkpoint::STREAM)
+                .map(|e| serde_json::from_value(e.payload["checkpoint"].clone()).unwrap())
+                .collect()
+        };
+    // Until the newest event is a checkpoint of everything before it.
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    let events = loop {
+        let events = server.events().await;
+        if events
+            .last()
+            .is_some_and(|e| e.stream_id == domain::checkpoint::STREAM)
+        {
+            break events;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no checkpoint published"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    let checkpoint = published(&events).pop().unwrap();
+    assert_eq!(checkpoint.position, events.len() as u64 - 1);
+    let key = signed_checkpoint(&server).await.public_key;
+    checkpoint.verify(&key).unwrap();
+    let at = &events[checkpoint.position as usize - 1];
+    assert_eq!(checkpoint.head_hash, hex(&at.hash).as_str().unwrap());
+
+    // An idle log gets no further checkpoint of itself.
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert_eq!(
+        server.events().await.len(),
+        events.len(),
+        "checkpoints of nothing new"
+    );
+    let row = server
+        .get("/api/v1/audit-log/?event_type=CheckpointPublished")
+        .send()
+        .await
+        .expect_status(200)
+        .body;
+    assert!(
+        row["results"][0]["summary"]
+            .as_str()
+            .unwrap()
+            .starts_with(&format!(
+                "system published a signed checkpoint of positions 1..{}",
+                checkpoint.position
+            )),
+        "{row}"
+    );
+
+    // Whoever holds an export holds the checkpoint: the export verifies against it offline.
+    let export = server
+        .get("/api/v1/audit-log/export")
+        .send()
+        .await
+        .expect_status(200);
+    let offline = commands::verify::verify_export(export.text.as_bytes(), &checkpoint, &key);
+    assert!(offline.intact, "{offline:?}");
+}
+
 on_both_backends!(
+    signed_checkpoints_are_published_into_the_log,
     an_intact_log_verifies_and_a_changed_event_is_named,
     a_log_cut_back_is_shown_by_a_checkpoint_saved_before,
     verify_refuses_bad_queries_and_non_administrators,

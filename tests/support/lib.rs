@@ -700,8 +700,20 @@ impl Server {
         backend: Backend,
         bounds: api::sdk_cache::CacheBounds,
     ) -> (Server, api::http::AppState) {
+        let options = api::NodeOptions {
+            bounds,
+            ..api::NodeOptions::default()
+        };
+        Self::start_with_options(backend, options).await
+    }
+
+    /// [`Server::start_with_state`], the node run as `options` say.
+    pub async fn start_with_options(
+        backend: Backend,
+        options: api::NodeOptions,
+    ) -> (Server, api::http::AppState) {
         let db = database(backend).await;
-        let state = api::start_with_sdk_cache(db.url(), bounds)
+        let state = api::start_node(db.url(), options)
             .await
             .unwrap_or_else(|e| panic!("starting flaglog on {}: {e}", db.url()));
         let kept = state.clone();

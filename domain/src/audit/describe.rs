@@ -8,6 +8,7 @@ use serde_json::Value;
 
 use super::{AuditFold, Decoded, Touched};
 use crate::change_request::{ChangeRequestEvent, Scope, Withdrawal};
+use crate::checkpoint::CheckpointEvent;
 use crate::directory::DirectoryEvent;
 use crate::environment::EnvironmentEvent;
 use crate::identity::IdentityEvent;
@@ -30,6 +31,10 @@ pub(super) fn summary(
         Decoded::Environment(_, event) => names.on_environment(event, before, after),
         Decoded::Identity(event) => names.on_identity(event),
         Decoded::ChangeRequest(id, event) => names.on_change_request(*id, event),
+        Decoded::Checkpoint(CheckpointEvent::CheckpointPublished { checkpoint }) => format!(
+            "published a signed checkpoint of positions 1..{} (head hash {})",
+            checkpoint.position, checkpoint.head_hash
+        ),
     };
     format!("{actor} {what}")
 }

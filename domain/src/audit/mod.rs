@@ -20,6 +20,7 @@ use serde_json::{Value, json};
 
 use crate::aggregate::{Aggregate, CodecError, DomainEvent};
 use crate::change_request::{ChangeRequest, ChangeRequestEvent, ChangeRequestId, Scope};
+use crate::checkpoint::{self, CheckpointEvent, PublishedCheckpoints};
 use crate::directory::{self, ApiToken, Directory, DirectoryEvent, TokenOwner};
 use crate::environment::{self, Environment, EnvironmentEvent};
 use crate::identity::{IdentityEvent, IdentityOverrides};
@@ -78,6 +79,7 @@ pub struct AuditFold {
     environments: HashMap<EnvironmentId, Environment>,
     identities: HashMap<String, IdentityOverrides>,
     change_requests: HashMap<ChangeRequestId, ChangeRequest>,
+    checkpoints: PublishedCheckpoints,
     /// How many times each token's secret was replaced (a rotation's before and after).
     token_rotations: HashMap<TokenId, u64>,
 }
@@ -115,6 +117,8 @@ enum Part {
     EnvironmentSettings(EnvironmentId),
     IdentityOverride(String, FeatureId),
     ChangeRequest(ChangeRequestId),
+    /// The last checkpoint published into the log.
+    Checkpoint,
 }
 
 /// A decoded event of any aggregate.
@@ -124,6 +128,7 @@ enum Decoded {
     Environment(EnvironmentId, EnvironmentEvent),
     Identity(IdentityEvent),
     ChangeRequest(ChangeRequestId, ChangeRequestEvent),
+    Checkpoint(CheckpointEvent),
 }
 
 fn decode(record: &RecordedEvent) -> Result<Decoded, CodecError> {
@@ -154,6 +159,9 @@ fn decode(record: &RecordedEvent) -> Result<Decoded, CodecError> {
             id,
             ChangeRequestEvent::from_recorded(record)?,
         ));
+    }
+    if stream == checkpoint::STREAM {
+        return Ok(Decoded::Checkpoint(CheckpointEvent::from_recorded(record)?));
     }
     Err(CodecError(format!(
         "event at position {} is on stream {stream:?}, which no aggregate owns",
@@ -270,6 +278,7 @@ impl AuditFold {
             Decoded::ChangeRequest(id, event) => {
                 self.change_requests.entry(*id).or_default().apply(event)
             }
+            Decoded::Checkpoint(event) => self.checkpoints.apply(event),
         }
     }
 
@@ -413,6 +422,7 @@ impl AuditFold {
                 );
                 Part::ChangeRequest(*id)
             }
+            Decoded::Checkpoint(_) => Part::Checkpoint,
         };
         self.scoped(&mut touched);
         (touched, part)
@@ -562,6 +572,7 @@ impl AuditFold {
                 .get(id)
                 .filter(|r| r.exists)
                 .map(show_change_request),
+            Part::Checkpoint => self.checkpoints.last.as_ref().map(|c| json!(c)),
         };
         shown.unwrap_or(Value::Null)
     }
