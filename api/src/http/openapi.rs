@@ -11,7 +11,7 @@ use crate::http::admin::{
     audit, change_requests, commands, environments, features, import, organisations, projects,
     segments, tokens, users, versions,
 };
-use crate::http::health;
+use crate::http::{health, time_travel};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -42,6 +42,7 @@ use crate::http::health;
         versions::list, versions::show, versions::compare_versions, versions::restore,
         versions::compare_environments,
         audit::verify_log, audit::checkpoint, audit::export,
+        time_travel::environment_document, time_travel::identity,
     ),
     modifiers(&TokenAuth, &UniqueOperationIds),
     security(("token" = [])),

@@ -3,6 +3,7 @@
 
 use axum::extract::State;
 use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use commands::secrets;
@@ -13,10 +14,10 @@ use domain::project::Project;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::http::AppState;
 use crate::http::admin::{environment_by_key, execute, may_read, require_reader};
 use crate::http::error::{Error, Result};
 use crate::http::extract::{Admin, JsonBody, Path, Query};
+use crate::http::{AppState, time_travel};
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -273,23 +274,41 @@ async fn project_of(state: &AppState, env: &Environment) -> Result<Project> {
     Ok(state.commands.project(env.project_id).await?.state)
 }
 
+#[derive(Deserialize, utoipa::IntoParams)]
+pub struct FeatureStatesQuery {
+    /// Only this feature's state.
+    pub feature: Option<u64>,
+    /// An RFC 3339 instant: the states after the last event recorded at or before it.
+    pub as_of: Option<String>,
+    /// A log position (instead of `as_of`).
+    pub as_of_position: Option<String>,
+}
+
 #[utoipa::path(get, path = "/api/v1/environments/{api_key}/featurestates/", tag = "feature states",
-    params(("api_key" = String, Path)),
-    responses((status = 200, body = Vec<FeatureStateView>), (status = 404, body = crate::http::error::ErrorBody)))]
+    params(("api_key" = String, Path), FeatureStatesQuery),
+    responses((status = 200, body = Vec<FeatureStateView>,
+               description = "With as_of or as_of_position, the states then; X-Flaglog-As-Of-Position names the position"),
+              (status = 400, body = crate::http::error::ErrorBody),
+              (status = 404, body = crate::http::error::ErrorBody)))]
 pub async fn feature_states(
     State(state): State<AppState>,
     caller: Admin,
     Path(api_key): Path<String>,
-) -> Result<Json<Vec<FeatureStateView>>> {
-    let env = environment_by_key(&state, &api_key).await?;
-    require_reader(&state, &caller, env.state.project_id).await?;
-    let project = project_of(&state, &env.state).await?;
-    Ok(Json(
-        project
-            .features
-            .values()
-            .map(|f| FeatureStateView::of(f, env.state.effective_state(f)))
-            .collect(),
+    Query(query): Query<FeatureStatesQuery>,
+) -> Result<Response> {
+    let env = environment_by_key(&state, &api_key).await?.state;
+    require_reader(&state, &caller, env.project_id).await?;
+    let moment = (query.as_of.as_deref(), query.as_of_position.as_deref());
+    let (project, environment, position) = time_travel::now_or_then(&state, env, moment).await?;
+    let states: Vec<FeatureStateView> = project
+        .features
+        .values()
+        .filter(|f| query.feature.is_none_or(|id| id == f.id))
+        .map(|f| FeatureStateView::of(f, environment.effective_state(f)))
+        .collect();
+    Ok(time_travel::at_position(
+        Json(states).into_response(),
+        position,
     ))
 }
 
