@@ -6,6 +6,9 @@
 //! body is pre-serialised bytes; identities evaluate the environment's cached evaluation context.
 //! SDKs name their environment with `X-Environment-Key`: the client key, or a server-side key
 //! (`ser.…`), which alone may download the environment document.
+//!
+//! Asked about the past (`as_of` / `as_of_position`), the document and identities routes are
+//! admin reads instead, answered by [`super::time_travel`].
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -292,8 +295,8 @@ pub(crate) fn identity_body(env: &Evaluable, who: &IdentityContext) -> Result<Ve
 
 /// `GET /api/v1/environment-document/`: the document for local evaluation (server-side keys).
 /// With `as_of` or `as_of_position`, the document as it stood then
-/// ([`time_travel::environment_document`]); SDKs send no query string, so their path only
-/// checks that there is none. (The request is taken whole so that its headers are read in
+/// ([`time_travel::environment_document`]); SDKs send no `as_of`, so their path only looks
+/// for it in the query string. (The request is taken whole so that its headers are read in
 /// place.)
 pub async fn environment_document(
     State(state): State<AppState>,

@@ -10,7 +10,8 @@
 //! (`Authorization: Token …`) of an organisation admin or of someone with a role on the
 //! environment's project, and name the environment either with `environment=<client key>` or,
 //! as an SDK does, with `X-Environment-Key` (client or server-side key). Without them nothing
-//! here runs: the SDK handlers only look for a query string, which SDKs do not send.
+//! here runs: the SDK handlers only look for `as_of` in the query string, which SDKs never
+//! send, and serve as they always did.
 //!
 //! An instant stands for the last event recorded at or before it. The past is folded from the
 //! log on request (`projections::as_of`) with the projection's own code, so a document as of a
@@ -192,13 +193,13 @@ impl PastQuery {
     }
 }
 
-/// The caller, authenticated by admin token, and the environment the request names, which the
-/// caller may read.
-async fn reader(
+/// The environment the request names, once its caller is authenticated by admin token and
+/// found to be allowed to read it.
+async fn readable_environment(
     state: &AppState,
     request: Request,
     query: &PastQuery,
-) -> Result<(Admin, Environment)> {
+) -> Result<Environment> {
     let (mut parts, _) = request.into_parts();
     let caller =
         <Admin as axum::extract::FromRequestParts<AppState>>::from_request_parts(&mut parts, state)
@@ -206,7 +207,7 @@ async fn reader(
     let environment =
         named_environment(state, &parts.headers, query.environment.as_deref()).await?;
     require_reader(state, &caller, environment.project_id).await?;
-    Ok((caller, environment))
+    Ok(environment)
 }
 
 /// The environment named by `environment=<client key>` or by `X-Environment-Key` (client or
@@ -295,7 +296,7 @@ pub async fn environment_document(
     request: Request,
     query: PastQuery,
 ) -> Result<Response> {
-    let (_, environment) = reader(&state, request, &query).await?;
+    let environment = readable_environment(&state, request, &query).await?;
     let position = position(&state, query.moment()?).await?;
     let rendered = rendered_at(&state, &environment, position, Identities::All).await?;
     Ok(json_response(rendered.document.into_bytes(), position))
@@ -316,7 +317,7 @@ pub async fn environment_document(
 /// `GET /api/v1/identities/?identifier=…&as_of=…|as_of_position=…`: the identity's flags as
 /// evaluated then, with the traits stored now.
 pub async fn identity(state: AppState, request: Request, query: PastQuery) -> Result<Response> {
-    let (_, environment) = reader(&state, request, &query).await?;
+    let environment = readable_environment(&state, request, &query).await?;
     let identifier = query
         .identifier
         .clone()
