@@ -412,6 +412,16 @@ async fn asking_about_the_past_needs_a_readers_token_and_a_sane_moment(backend: 
     .await
     .expect_error(400, "bad_request", Some("identifier"));
 
+    // POST stores traits: it is not a way to ask about the past.
+    sdk.post(
+        &format!("/api/v1/identities/?as_of_position={head}"),
+        json!({"identifier": "alice"}),
+    )
+    .environment_key(KEY)
+    .send()
+    .await
+    .expect_error(400, "bad_request", Some("as_of"));
+
     // A query string that does not ask about the past leaves the SDK endpoint as it is.
     let sdk_reply = sdk
         .get("/api/v1/environment-document/?unrelated=1")

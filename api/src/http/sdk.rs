@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
-use axum::extract::{Request, State};
+use axum::extract::{RawQuery, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
@@ -164,12 +164,21 @@ pub(crate) fn validate_identifier(identifier: &str) -> Result<()> {
     })
 }
 
-/// `POST /api/v1/identities/`: the identity's flags, after storing its traits.
+/// `POST /api/v1/identities/`: the identity's flags, after storing its traits. It does not
+/// answer about the past: a caller who asks (`as_of…`) is refused rather than have traits stored
+/// and today's flags answered.
 pub async fn identify(
     State(state): State<AppState>,
     headers: HeaderMap,
+    RawQuery(query): RawQuery,
     JsonBody(body): JsonBody<IdentifyBody>,
 ) -> Result<Response> {
+    if query.is_some_and(|q| q.contains("as_of")) {
+        return Err(Error::bad_request(
+            "as_of",
+            "ask about the past with GET /api/v1/identities/?identifier=…&as_of=… (POST stores traits)",
+        ));
+    }
     validate_identifier(&body.identifier)?;
     for (i, t) in body.traits.iter().enumerate() {
         if t.trait_key.is_empty() {
