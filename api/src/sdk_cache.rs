@@ -137,6 +137,13 @@ impl Evaluable {
         })
     }
 
+    /// The evaluable of a read model made on request and cached nowhere (time travel's past
+    /// documents).
+    pub fn uncached(stored: StoredEnvironment) -> Option<Self> {
+        let env = CachedEnvironment::from_stored(stored.clone(), false);
+        Self::from_stored(stored, &env)
+    }
+
     pub fn context(&self) -> &EvaluationContext {
         self.prepared.context()
     }

@@ -504,12 +504,14 @@ impl Projection for EnvironmentDocuments {
 
 /// An aggregate as its stream stood at `position`: the fold of the stream's events up to it, and
 /// none after (the log may already hold later ones the projection has not applied).
-async fn load<A: Aggregate>(log: &dyn EventLog, stream: &str, position: u64) -> Result<A, Error> {
+pub(crate) async fn load<A: Aggregate>(
+    log: &dyn EventLog,
+    stream: &str,
+    position: u64,
+) -> Result<A, Error> {
     let mut state = A::default();
-    for record in log.read_stream(stream, 0).await? {
-        if record.position <= position {
-            state.apply(&A::Event::from_recorded(&record)?);
-        }
+    for record in crate::as_of::stream_until(log, stream, position).await? {
+        state.apply(&A::Event::from_recorded(&record)?);
     }
     Ok(state)
 }

@@ -1,9 +1,12 @@
 //! flaglog's read side: the subscription runner ([`runner`]: checkpoints, catch-up, wake-ups), the
-//! projections it feeds ([`environment_documents`], [`change_request_inbox`], [`audit_history`]) and the runtime every background worker runs
-//! in ([`workers`]: cancellation, restarts with backoff, status, one leader per database). It reads the log only through
-//! `domain::log::EventLog`; the composition root (`api`) hands it the adapter and the database
-//! its read-model tables live in.
+//! projections it feeds ([`environment_documents`], [`change_request_inbox`], [`audit_history`]),
+//! time travel ([`as_of`]: an environment as it stood at a past position, folded as the
+//! projection folds) and the runtime every background worker runs in ([`workers`]:
+//! cancellation, restarts with backoff, status, one leader per database). It reads the log only
+//! through `domain::log::EventLog`; the composition root (`api`) hands it the adapter and the
+//! database its read-model tables live in.
 
+pub mod as_of;
 pub mod audit_history;
 pub mod change_request_inbox;
 pub mod document_notifications;

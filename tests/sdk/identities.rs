@@ -6,8 +6,8 @@ use flaglog_tests::{Backend, on_both_backends};
 use serde_json::{Value, json};
 
 use crate::{
-    SEEDS, Sdk, SdkCall, api_flags, assert_same_flags, engine_flags, import, seed, start,
-    start_without_cached_contexts, trait_list,
+    SEEDS, Sdk, SdkCall, api_flags, assert_same_flags, engine_flags, gold_segment_of, import, seed,
+    start, start_without_cached_contexts, trait_list,
 };
 
 async fn identities_of_every_seed_document_match_flagsmiths_engine(backend: Backend) {
@@ -85,14 +85,7 @@ async fn gold_segment(backend: Backend) -> Sdk {
     let banner = server
         .feature(project, json!({"name": "banner", "initial_value": "plain"}))
         .await;
-    let gold = server
-        .segment(
-            project,
-            json!({"name": "gold", "rules": [{"type": "ALL", "conditions": [], "rules": [
-                {"type": "ANY", "rules": [], "conditions": [
-                    {"operator": "EQUAL", "property_": "plan", "value": "gold"}]}]}]}),
-        )
-        .await;
+    let gold = gold_segment_of(&server, project).await;
     server
         .put(
             &format!("/api/v1/environments/{KEY}/segment-overrides/{banner}/{gold}/"),

@@ -13,6 +13,7 @@ mod identities;
 mod impact;
 mod metrics;
 mod realtime;
+mod time_travel;
 mod validation;
 
 use std::collections::BTreeMap;
@@ -194,6 +195,18 @@ pub fn assert_same_flags(
         differences.len(),
         differences.join("\n  ")
     );
+}
+
+/// A segment `gold` of `project`: the identities whose trait `plan` is "gold".
+pub async fn gold_segment_of(server: &Server, project: u64) -> u64 {
+    server
+        .segment(
+            project,
+            json!({"name": "gold", "rules": [{"type": "ALL", "conditions": [], "rules": [
+                {"type": "ANY", "rules": [], "conditions": [
+                    {"operator": "EQUAL", "property_": "plan", "value": "gold"}]}]}]}),
+        )
+        .await
 }
 
 /// A project with an environment whose client key is `client_key`, and a server-side key of it;

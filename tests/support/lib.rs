@@ -655,6 +655,17 @@ pub const ADMIN_ROUTES: &[(&str, &str, &str)] = &[
         "/api/v1/environments/{api_key}/featurestates/",
         "/api/v1/environments/k/featurestates/",
     ),
+    // Time travel: SDK routes that, asked about the past, need an admin token instead.
+    (
+        "GET",
+        "/api/v1/environment-document/",
+        "/api/v1/environment-document/?as_of_position=1&environment=k",
+    ),
+    (
+        "GET",
+        "/api/v1/identities/",
+        "/api/v1/identities/?identifier=u&as_of_position=1&environment=k",
+    ),
     (
         "PUT",
         "/api/v1/environments/{api_key}/featurestates/{feature_id}/",

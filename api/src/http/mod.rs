@@ -18,6 +18,7 @@ pub mod openapi;
 pub mod request_context;
 pub mod sdk;
 pub mod sdk_common;
+pub mod time_travel;
 
 use std::sync::Arc;
 

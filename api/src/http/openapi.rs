@@ -8,10 +8,10 @@ use utoipa::{Modify, OpenApi};
 
 use crate::http::AppState;
 use crate::http::admin::{
-    audit, change_requests, commands, environments, features, import, organisations, projects,
-    segments, tokens, users, versions,
+    audit, change_requests, commands, environments, features, identity_overrides, import,
+    organisations, projects, segments, tokens, users, versions,
 };
-use crate::http::health;
+use crate::http::{health, time_travel};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -25,8 +25,8 @@ use crate::http::health;
         environments::list, environments::create, environments::show, environments::update,
         environments::issue_key, environments::feature_states, environments::set_feature_state,
         environments::set_segment_override, environments::remove_segment_override,
-        environments::identity_overrides, environments::set_identity_override,
-        environments::remove_identity_override,
+        identity_overrides::identity_overrides, identity_overrides::set_identity_override,
+        identity_overrides::remove_identity_override,
         features::list, features::create, features::show, features::update, features::delete,
         segments::list, segments::create, segments::show, segments::update, segments::delete,
         import::import_document,
@@ -42,6 +42,7 @@ use crate::http::health;
         versions::list, versions::show, versions::compare_versions, versions::restore,
         versions::compare_environments,
         audit::verify_log, audit::checkpoint, audit::history::list, audit::history::export,
+        time_travel::environment_document, time_travel::identity,
     ),
     modifiers(&TokenAuth, &UniqueOperationIds),
     security(("token" = [])),

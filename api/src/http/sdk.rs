@@ -6,18 +6,22 @@
 //! body is pre-serialised bytes; identities evaluate the environment's cached evaluation context.
 //! SDKs name their environment with `X-Environment-Key`: the client key, or a server-side key
 //! (`ser.…`), which alone may download the environment document.
+//!
+//! Asked about the past (`as_of` / `as_of_position`), the document and identities routes are
+//! admin reads instead, answered by [`super::time_travel`].
 
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
-use axum::extract::{Request, State};
+use axum::extract::{RawQuery, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use domain::evaluation::IdentityContext;
 use domain::flagsmith::identity_context;
 use domain::identity::MAX_IDENTIFIER_LEN;
 use futures_util::Stream;
@@ -27,8 +31,9 @@ use tokio::sync::broadcast;
 
 use crate::http::AppState;
 use crate::http::error::{Error, Result};
-use crate::http::extract::{JsonBody, Path, Query};
+use crate::http::extract::{JsonBody, Path};
 use crate::http::sdk_common::{self, Keys, Refusal, header_key, not_modified};
+use crate::http::time_travel::{self, PastQuery};
 use crate::sdk_cache::{CachedEnvironment, Evaluable};
 
 pub fn router() -> Router<AppState> {
@@ -150,7 +155,7 @@ pub struct IdentityQuery {
     pub identifier: String,
 }
 
-fn validate_identifier(identifier: &str) -> Result<()> {
+pub(crate) fn validate_identifier(identifier: &str) -> Result<()> {
     domain::identity::validate_identifier(identifier).map_err(|_| {
         Error::bad_request(
             "identifier",
@@ -159,12 +164,21 @@ fn validate_identifier(identifier: &str) -> Result<()> {
     })
 }
 
-/// `POST /api/v1/identities/`: the identity's flags, after storing its traits.
+/// `POST /api/v1/identities/`: the identity's flags, after storing its traits. It does not
+/// answer about the past: a caller who asks (`as_of…`) is refused rather than have traits stored
+/// and today's flags answered.
 pub async fn identify(
     State(state): State<AppState>,
     headers: HeaderMap,
+    RawQuery(query): RawQuery,
     JsonBody(body): JsonBody<IdentifyBody>,
 ) -> Result<Response> {
+    if query.is_some_and(|q| q.contains("as_of")) {
+        return Err(Error::bad_request(
+            "as_of",
+            "ask about the past with GET /api/v1/identities/?identifier=…&as_of=… (POST stores traits)",
+        ));
+    }
     validate_identifier(&body.identifier)?;
     for (i, t) in body.traits.iter().enumerate() {
         if t.trait_key.is_empty() {
@@ -214,14 +228,18 @@ pub async fn identify(
     identity_response(&state, &env, &body.identifier, traits).await
 }
 
-/// `GET /api/v1/identities/?identifier=`: the identity's flags with its stored traits.
-pub async fn identity(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    Query(query): Query<IdentityQuery>,
-) -> Result<Response> {
+/// `GET /api/v1/identities/?identifier=`: the identity's flags with its stored traits. With
+/// `as_of` or `as_of_position`, the flags it got then ([`time_travel::identity`]). (The request
+/// is taken whole so that its headers are read in place.)
+pub async fn identity(State(state): State<AppState>, request: Request) -> Result<Response> {
+    if let Some(past) = PastQuery::of(&request)? {
+        return time_travel::identity(state, request, past).await;
+    }
+    let query = axum::extract::Query::<IdentityQuery>::try_from_uri(request.uri())
+        .map_err(|e| Error::bad_request("query", e.body_text()))?
+        .0;
     validate_identifier(&query.identifier)?;
-    let env = environment(&state, &headers, Keys::ClientOrServer).await?;
+    let env = environment(&state, request.headers(), Keys::ClientOrServer).await?;
     let traits = state
         .sdk_store
         .traits(env.environment_id, &query.identifier)
@@ -236,10 +254,7 @@ struct TraitRef<'a> {
     trait_value: &'a Value,
 }
 
-/// The identity's flags, written straight from the evaluation: the body of both identities
-/// endpoints, `{"flags": [...], "identifier": ..., "traits": [...]}` (fields in alphabetical
-/// order, as the `Value` tree it replaced wrote them). Flags the identity shares with the
-/// environment are copied from the environment's pre-serialised flags body.
+/// The response of both identities endpoints: [`identity_body`] for `env`'s current version.
 async fn identity_response(
     state: &AppState,
     env: &CachedEnvironment,
@@ -247,8 +262,21 @@ async fn identity_response(
     traits: Map<String, Value>,
 ) -> Result<Response> {
     let env = evaluable(state, env).await?;
-    let who = identity_context(identifier, traits);
-    let result = env.prepared.evaluation(Some(&who));
+    let bytes = identity_body(&env, &identity_context(identifier, traits))?;
+    let mut response = Response::new(Body::from(bytes));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    Ok(response)
+}
+
+/// The identity's flags, written straight from the evaluation: the body of both identities
+/// endpoints, `{"flags": [...], "identifier": ..., "traits": [...]}` (fields in alphabetical
+/// order, as the `Value` tree it replaced wrote them). Flags the identity shares with the
+/// environment are copied from the environment's pre-serialised flags body.
+pub(crate) fn identity_body(env: &Evaluable, who: &IdentityContext) -> Result<Vec<u8>> {
+    let result = env.prepared.evaluation(Some(who));
     let traits: Vec<TraitRef<'_>> = who
         .traits
         .iter()
@@ -258,6 +286,7 @@ async fn identity_response(
         })
         .collect();
     let flags_len = env.listing.body().len();
+    let identifier = who.identifier.as_str();
     let mut bytes = Vec::with_capacity(flags_len + identifier.len() + 64 * traits.len() + 64);
     let written = (|| {
         bytes.extend_from_slice(b"{\"flags\":");
@@ -270,26 +299,29 @@ async fn identity_response(
         serde_json::Result::Ok(())
     })();
     written.map_err(|e| Error::Internal(e.to_string()))?;
-    let mut response = Response::new(Body::from(bytes));
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    Ok(response)
+    Ok(bytes)
 }
 
 /// `GET /api/v1/environment-document/`: the document for local evaluation (server-side keys).
+/// With `as_of` or `as_of_position`, the document as it stood then
+/// ([`time_travel::environment_document`]); SDKs send no `as_of`, so their path only looks
+/// for it in the query string. (The request is taken whole so that its headers are read in
+/// place.)
 pub async fn environment_document(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    request: Request,
 ) -> Result<Response> {
-    let env = environment(&state, &headers, Keys::ServerOnly).await?;
+    if let Some(past) = PastQuery::of(&request)? {
+        return time_travel::environment_document(state, request, past).await;
+    }
+    let headers = request.headers();
+    let env = environment(&state, headers, Keys::ServerOnly).await?;
     // Entries found through a server-side key carry the document.
     let document = env
         .document_bytes
         .clone()
         .ok_or_else(|| Error::Internal("the cached environment has no document".into()))?;
-    Ok(cached_json(&headers, &env, document))
+    Ok(cached_json(headers, &env, document))
 }
 
 /// `POST /api/v1/analytics/flags/`: `{"feature name": evaluation count, ...}` from SDKs.

@@ -1,22 +1,24 @@
 //! Environments, named by their client key as in Flagsmith's admin API: settings, server-side
-//! keys, feature states, segment overrides and identity overrides.
+//! keys, feature states (now or as of a past moment) and segment overrides. (Identity overrides
+//! are in [`super::identity_overrides`].)
 
 use axum::extract::State;
 use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use commands::secrets;
-use domain::command::{DirectoryCommand, EnvironmentCommand, IdentityCommand};
+use domain::command::{DirectoryCommand, EnvironmentCommand};
 use domain::environment::{Environment, EnvironmentSettingsChanges, FeatureStateInput};
 use domain::model::{FeatureState, FeatureType, validate_name};
 use domain::project::Project;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::http::AppState;
 use crate::http::admin::{environment_by_key, execute, may_read, require_reader};
-use crate::http::error::{Error, Result};
+use crate::http::error::Result;
 use crate::http::extract::{Admin, JsonBody, Path, Query};
+use crate::http::{AppState, time_travel};
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -34,12 +36,6 @@ pub fn router() -> Router<AppState> {
         .route(
             "/api/v1/environments/{api_key}/segment-overrides/{feature_id}/{segment_id}/",
             put(set_segment_override).delete(remove_segment_override),
-        )
-        .route(
-            "/api/v1/environments/{api_key}/identity-overrides/",
-            get(identity_overrides)
-                .post(set_identity_override)
-                .delete(remove_identity_override),
         )
 }
 
@@ -255,7 +251,7 @@ pub struct FeatureStateView {
 }
 
 impl FeatureStateView {
-    fn of(feature: &domain::model::Feature, state: FeatureState) -> Self {
+    pub(crate) fn of(feature: &domain::model::Feature, state: FeatureState) -> Self {
         FeatureStateView {
             feature: FeatureRef {
                 id: feature.id,
@@ -269,27 +265,45 @@ impl FeatureStateView {
     }
 }
 
-async fn project_of(state: &AppState, env: &Environment) -> Result<Project> {
+pub(crate) async fn project_of(state: &AppState, env: &Environment) -> Result<Project> {
     Ok(state.commands.project(env.project_id).await?.state)
 }
 
+#[derive(Deserialize, utoipa::IntoParams)]
+pub struct FeatureStatesQuery {
+    /// Only this feature's state.
+    pub feature: Option<u64>,
+    /// An RFC 3339 instant: the states after the last event recorded at or before it.
+    pub as_of: Option<String>,
+    /// A log position (instead of `as_of`).
+    pub as_of_position: Option<String>,
+}
+
 #[utoipa::path(get, path = "/api/v1/environments/{api_key}/featurestates/", tag = "feature states",
-    params(("api_key" = String, Path)),
-    responses((status = 200, body = Vec<FeatureStateView>), (status = 404, body = crate::http::error::ErrorBody)))]
+    params(("api_key" = String, Path), FeatureStatesQuery),
+    responses((status = 200, body = Vec<FeatureStateView>,
+               description = "With as_of or as_of_position, the states then; X-Flaglog-As-Of-Position names the position"),
+              (status = 400, body = crate::http::error::ErrorBody),
+              (status = 404, body = crate::http::error::ErrorBody)))]
 pub async fn feature_states(
     State(state): State<AppState>,
     caller: Admin,
     Path(api_key): Path<String>,
-) -> Result<Json<Vec<FeatureStateView>>> {
-    let env = environment_by_key(&state, &api_key).await?;
-    require_reader(&state, &caller, env.state.project_id).await?;
-    let project = project_of(&state, &env.state).await?;
-    Ok(Json(
-        project
-            .features
-            .values()
-            .map(|f| FeatureStateView::of(f, env.state.effective_state(f)))
-            .collect(),
+    Query(query): Query<FeatureStatesQuery>,
+) -> Result<Response> {
+    let env = environment_by_key(&state, &api_key).await?.state;
+    require_reader(&state, &caller, env.project_id).await?;
+    let moment = (query.as_of.as_deref(), query.as_of_position.as_deref());
+    let (project, environment, position) = time_travel::now_or_then(&state, env, moment).await?;
+    let states: Vec<FeatureStateView> = project
+        .features
+        .values()
+        .filter(|f| query.feature.is_none_or(|id| id == f.id))
+        .map(|f| FeatureStateView::of(f, environment.effective_state(f)))
+        .collect();
+    Ok(time_travel::at_position(
+        Json(states).into_response(),
+        position,
     ))
 }
 
@@ -401,100 +415,6 @@ pub async fn remove_segment_override(
         environment_id: env.state.id,
         feature_id,
         segment_id,
-    };
-    execute(&state, &admin, command).await?;
-    Ok(StatusCode::NO_CONTENT)
-}
-
-#[derive(Deserialize, utoipa::IntoParams)]
-pub struct IdentityQuery {
-    pub identifier: String,
-    /// With DELETE: the feature whose override to remove.
-    pub feature: Option<u64>,
-}
-
-#[utoipa::path(get, path = "/api/v1/environments/{api_key}/identity-overrides/", tag = "identity overrides",
-    params(("api_key" = String, Path), IdentityQuery),
-    responses((status = 200, body = Vec<FeatureStateView>), (status = 404, body = crate::http::error::ErrorBody)))]
-pub async fn identity_overrides(
-    State(state): State<AppState>,
-    caller: Admin,
-    Path(api_key): Path<String>,
-    Query(query): Query<IdentityQuery>,
-) -> Result<Json<Vec<FeatureStateView>>> {
-    let env = environment_by_key(&state, &api_key).await?;
-    require_reader(&state, &caller, env.state.project_id).await?;
-    let project = project_of(&state, &env.state).await?;
-    let overrides = state
-        .commands
-        .identity_overrides(env.state.id, &query.identifier)
-        .await?;
-    Ok(Json(
-        overrides
-            .state
-            .overrides
-            .iter()
-            .filter_map(|(feature_id, s)| {
-                let feature = project.features.get(feature_id)?;
-                Some(FeatureStateView::of(feature, s.clone()))
-            })
-            .collect(),
-    ))
-}
-
-#[derive(Deserialize, utoipa::ToSchema)]
-pub struct IdentityOverrideBody {
-    pub identifier: String,
-    pub feature: u64,
-    pub enabled: bool,
-    #[serde(default)]
-    pub feature_state_value: Value,
-}
-
-#[utoipa::path(post, path = "/api/v1/environments/{api_key}/identity-overrides/", tag = "identity overrides",
-    params(("api_key" = String, Path)), request_body = IdentityOverrideBody,
-    responses((status = 204), (status = 400, body = crate::http::error::ErrorBody),
-              (status = 404, body = crate::http::error::ErrorBody)))]
-pub async fn set_identity_override(
-    State(state): State<AppState>,
-    admin: Admin,
-    Path(api_key): Path<String>,
-    JsonBody(body): JsonBody<IdentityOverrideBody>,
-) -> Result<StatusCode> {
-    let env = environment_by_key(&state, &api_key).await?;
-    let command = IdentityCommand::SetIdentityOverride {
-        environment_id: env.state.id,
-        identifier: body.identifier,
-        feature_id: body.feature,
-        state: FeatureStateInput {
-            enabled: body.enabled,
-            feature_state_value: body.feature_state_value,
-            multivariate_feature_state_values: None,
-            key: None,
-        },
-    };
-    execute(&state, &admin, command).await?;
-    Ok(StatusCode::NO_CONTENT)
-}
-
-#[utoipa::path(delete, path = "/api/v1/environments/{api_key}/identity-overrides/", tag = "identity overrides",
-    params(("api_key" = String, Path), IdentityQuery),
-    responses((status = 204), (status = 400, body = crate::http::error::ErrorBody),
-              (status = 404, body = crate::http::error::ErrorBody)))]
-pub async fn remove_identity_override(
-    State(state): State<AppState>,
-    admin: Admin,
-    Path(api_key): Path<String>,
-    Query(query): Query<IdentityQuery>,
-) -> Result<StatusCode> {
-    let feature = query.feature.ok_or_else(|| {
-        Error::bad_request("feature", "name the feature whose override to remove")
-    })?;
-    let env = environment_by_key(&state, &api_key).await?;
-    let command = IdentityCommand::RemoveIdentityOverride {
-        environment_id: env.state.id,
-        identifier: query.identifier,
-        feature_id: feature,
     };
     execute(&state, &admin, command).await?;
     Ok(StatusCode::NO_CONTENT)

@@ -7,6 +7,7 @@ pub mod change_requests;
 pub mod commands;
 pub mod environments;
 pub mod features;
+pub mod identity_overrides;
 pub mod import;
 pub mod organisations;
 pub mod projects;
@@ -35,6 +36,7 @@ pub fn router() -> Router<AppState> {
         .merge(organisations::router())
         .merge(projects::router())
         .merge(environments::router())
+        .merge(identity_overrides::router())
         .merge(features::router())
         .merge(segments::router())
         .merge(import::router())

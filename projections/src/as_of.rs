@@ -1,0 +1,143 @@
+//! Time travel: an environment as it stood at a past position of the log, for auditors ("what
+//! did the SDKs get at 14:03 on Tuesday?").
+//!
+//! Nothing here is stored: the past is folded from the log on request, with the very code the
+//! environment-documents projection uses ([`Folded::apply`] and [`Folded::render`]), so the
+//! document as of a position is, byte for byte, the one the projection rendered for the last
+//! change at or before it, and "as of the head" is what SDKs are served now.
+//!
+//! Only the streams the environment's document depends on are read, each with
+//! `EventLog::read_stream` and cut at the position: the directory, the environment's project,
+//! the environment, and its identities' override streams. Those last cannot be named without
+//! the identifiers (a stream's name holds the identifier's hash), so the document of a whole
+//! environment finds them with one pass over the log up to the position ([`identity_events`]);
+//! one identity's flags read only that identity's stream. There are no snapshots yet: a
+//! request costs the length of those streams (and, for a whole document, of the log up to the
+//! position).
+
+use domain::directory;
+use domain::environment::{self, Environment};
+use domain::identity;
+use domain::log::{EventLog, RecordedEvent};
+use domain::model::{EnvironmentId, ProjectId};
+use domain::project::{self, Project};
+
+use crate::Error;
+use crate::environment_documents::{Folded, RenderedEnvironment};
+
+/// How many events one read of the log's pass for identity streams fetches.
+const SCAN_BATCH: usize = 1_000;
+
+/// Which identities' overrides a past document holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Identities<'a> {
+    /// Every identity's, as the document SDKs download.
+    All,
+    /// Only this identifier's: enough to evaluate that identity, without a pass over the log.
+    One(&'a str),
+}
+
+/// The position of the last event recorded at or before `micros` (µs since the Unix epoch), 0
+/// if none was. The writer never lets `recorded_at` go backwards along the log, so the log is
+/// sorted by it and a binary search over positions finds it in O(log n) single-event reads.
+pub async fn position_at(log: &dyn EventLog, micros: i64) -> Result<u64, Error> {
+    // Invariant: recorded_at(lo) <= micros (lo = 0 stands for "before the log"), and every
+    // position above hi was recorded after `micros`.
+    let (mut lo, mut hi) = (0, log.head().await?);
+    while lo < hi {
+        let mid = lo + (hi - lo).div_ceil(2);
+        let recorded = log.read_all(mid - 1, 1).await?;
+        let at = recorded.first().map(|event| event.recorded_at_micros);
+        if at.is_some_and(|at| at <= micros) {
+            lo = mid;
+        } else {
+            hi = mid - 1;
+        }
+    }
+    Ok(lo)
+}
+
+/// The events of `stream` up to `position`, in order: the stream as it stood then.
+pub(crate) async fn stream_until(
+    log: &dyn EventLog,
+    stream: &str,
+    position: u64,
+) -> Result<Vec<RecordedEvent>, Error> {
+    let mut events = log.read_stream(stream, 0).await?;
+    // A stream's versions grow with positions: what follows `position` is a suffix.
+    events.retain(|event| event.position <= position);
+    Ok(events)
+}
+
+/// An environment and its project as they stood at `position` (defaults where they did not
+/// exist yet): what its feature states then were.
+pub async fn aggregates_at(
+    log: &dyn EventLog,
+    environment_id: EnvironmentId,
+    project_id: ProjectId,
+    position: u64,
+) -> Result<(Project, Environment), Error> {
+    use crate::environment_documents::load;
+    let project = load(log, &project::stream(project_id), position).await?;
+    let environment = load(log, &environment::stream(environment_id), position).await?;
+    Ok((project, environment))
+}
+
+/// The read model of environment `environment_id` (of project `project_id`) as the projection
+/// rendered it for the last change at or before `position`; `None` if the environment or its
+/// project did not exist then.
+pub async fn environment_at(
+    log: &dyn EventLog,
+    environment_id: EnvironmentId,
+    project_id: ProjectId,
+    position: u64,
+    identities: Identities<'_>,
+) -> Result<Option<RenderedEnvironment>, Error> {
+    let mut events = stream_until(log, directory::STREAM, position).await?;
+    events.extend(stream_until(log, &project::stream(project_id), position).await?);
+    events.extend(stream_until(log, &environment::stream(environment_id), position).await?);
+    match identities {
+        Identities::All => events.extend(identity_events(log, environment_id, position).await?),
+        Identities::One(identifier) => events.extend(
+            stream_until(log, &identity::stream(environment_id, identifier), position).await?,
+        ),
+    }
+    // In the log's order, as the projection applied them: which event touched the environment
+    // last (its `updated_at` and position) depends on it.
+    events.sort_unstable_by_key(|event| event.position);
+
+    // Only this environment and its project are loaded, so only their events are folded and
+    // nothing is ever evicted (no bound is reached: `render` is called right after).
+    let mut folded = Folded::default();
+    folded.insert_environment(environment_id, Environment::default());
+    folded.insert_project(project_id, Project::default());
+    for event in &events {
+        folded.apply(event)?;
+    }
+    Ok(folded.render(environment_id))
+}
+
+/// Every event of environment `environment_id`'s identity override streams up to `position`:
+/// one pass over the log, in batches, keeping only those streams' events.
+async fn identity_events(
+    log: &dyn EventLog,
+    environment_id: EnvironmentId,
+    position: u64,
+) -> Result<Vec<RecordedEvent>, Error> {
+    let prefix = format!("identity-{environment_id}-");
+    let mut found = Vec::new();
+    let mut after = 0;
+    while after < position {
+        let batch = log.read_all(after, SCAN_BATCH).await?;
+        let Some(last) = batch.last() else {
+            break;
+        };
+        after = last.position;
+        found.extend(
+            batch
+                .into_iter()
+                .filter(|event| event.position <= position && event.stream_id.starts_with(&prefix)),
+        );
+    }
+    Ok(found)
+}
