@@ -10,10 +10,11 @@
 //! `EventLog::read_stream` and cut at the position: the directory, the environment's project,
 //! the environment, and its identities' override streams. Those last cannot be named without
 //! the identifiers (a stream's name holds the identifier's hash), so the document of a whole
-//! environment finds them with one pass over the log up to the position ([`identity_events`]);
-//! one identity's flags read only that identity's stream. There are no snapshots yet: a
-//! request costs the length of those streams (and, for a whole document, of the log up to the
-//! position).
+//! environment finds them in the audit history (`projections::audit_history`, which indexes
+//! every event by environment), and, past the position the history has reached, with a pass
+//! over the rest of the log ([`identity_events`]); one identity's flags read only that
+//! identity's stream. There are no snapshots yet: a request costs the length of the
+//! environment's own streams and of the directory's.
 
 use domain::directory;
 use domain::environment::{self, Environment};
@@ -22,10 +23,13 @@ use domain::log::{EventLog, RecordedEvent};
 use domain::model::{EnvironmentId, ProjectId};
 use domain::project::{self, Project};
 
+use sqlx::AnyPool;
+
 use crate::Error;
+use crate::audit_history;
 use crate::environment_documents::{Folded, RenderedEnvironment};
 
-/// How many events one read of the log's pass for identity streams fetches.
+/// How many events one read of the pass over the log's tail for identity streams fetches.
 const SCAN_BATCH: usize = 1_000;
 
 /// Which identities' overrides a past document holds.
@@ -88,6 +92,7 @@ pub async fn aggregates_at(
 /// project did not exist then.
 pub async fn environment_at(
     log: &dyn EventLog,
+    read_models: &AnyPool,
     environment_id: EnvironmentId,
     project_id: ProjectId,
     position: u64,
@@ -97,7 +102,9 @@ pub async fn environment_at(
     events.extend(stream_until(log, &project::stream(project_id), position).await?);
     events.extend(stream_until(log, &environment::stream(environment_id), position).await?);
     match identities {
-        Identities::All => events.extend(identity_events(log, environment_id, position).await?),
+        Identities::All => {
+            events.extend(identity_events(log, read_models, environment_id, position).await?)
+        }
         Identities::One(identifier) => events.extend(
             stream_until(log, &identity::stream(environment_id, identifier), position).await?,
         ),
@@ -117,27 +124,38 @@ pub async fn environment_at(
     Ok(folded.render(environment_id))
 }
 
-/// Every event of environment `environment_id`'s identity override streams up to `position`:
-/// one pass over the log, in batches, keeping only those streams' events.
+/// Every event of environment `environment_id`'s identity override streams up to `position`.
+/// The streams are found in the audit history as far as it has projected, and past that by a
+/// pass over the log's remaining events (all of them when the history is empty or rebuilding).
 async fn identity_events(
     log: &dyn EventLog,
+    read_models: &AnyPool,
     environment_id: EnvironmentId,
     position: u64,
 ) -> Result<Vec<RecordedEvent>, Error> {
+    let indexed_to = crate::checkpoint(read_models, audit_history::NAME)
+        .await?
+        .min(position);
+    let mut streams =
+        audit_history::identity_streams(read_models, environment_id, indexed_to).await?;
     let prefix = format!("identity-{environment_id}-");
-    let mut found = Vec::new();
-    let mut after = 0;
+    let mut after = indexed_to;
     while after < position {
         let batch = log.read_all(after, SCAN_BATCH).await?;
         let Some(last) = batch.last() else {
             break;
         };
         after = last.position;
-        found.extend(
+        streams.extend(
             batch
                 .into_iter()
-                .filter(|event| event.position <= position && event.stream_id.starts_with(&prefix)),
+                .filter(|event| event.position <= position && event.stream_id.starts_with(&prefix))
+                .map(|event| event.stream_id),
         );
+    }
+    let mut found = Vec::new();
+    for stream in streams {
+        found.extend(stream_until(log, &stream, position).await?);
     }
     Ok(found)
 }

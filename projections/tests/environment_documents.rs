@@ -16,8 +16,10 @@ use domain::evaluation::{evaluate, evaluate_for_identity};
 use domain::flagsmith::{EnvironmentDocument, identity_context};
 use domain::log::{EventLog, Metadata};
 use projections::as_of::{self, Identities};
+use projections::audit_history::{self, AuditHistory};
 use projections::environment_documents::{self, EnvironmentDocuments};
 use projections::runner;
+use projections::runner::Projection;
 use serde_json::{Value, json};
 use tokio::sync::{broadcast, watch};
 use tokio_util::sync::CancellationToken;
@@ -429,6 +431,38 @@ async fn a_former_leader_lagging_behind_cannot_replace_newer_rows(db: TestDataba
     assert_eq!(fresh.checkpoint().await.unwrap(), log.head().await.unwrap());
 }
 
+/// Every projected environment's past document as of `position`, in the order of its rows.
+async fn past_documents(
+    log: &dyn EventLog,
+    pool: &sqlx::AnyPool,
+    commands: &Commands,
+    position: u64,
+) -> Vec<environment_documents::RenderedEnvironment> {
+    let mut pasts = Vec::new();
+    for row in environment_documents::all(pool).await.unwrap() {
+        let project = commands
+            .environment(row.environment_id)
+            .await
+            .unwrap()
+            .state
+            .project_id;
+        pasts.push(
+            as_of::environment_at(
+                log,
+                pool,
+                row.environment_id,
+                project,
+                position,
+                Identities::All,
+            )
+            .await
+            .unwrap()
+            .expect("the environment exists"),
+        );
+    }
+    pasts
+}
+
 /// Time travel folds and renders with the projection's code: as of the head, the past document
 /// of every environment (imported seeds with their identity overrides, then changed) is its
 /// projected row, byte for byte, with the same position and `updated_at`.
@@ -447,17 +481,33 @@ async fn as_of_the_head_every_environment_is_its_projected_row(db: TestDatabase)
 
     assert_eq!(as_of::position_at(&*log, i64::MIN).await.unwrap(), 0);
     assert_eq!(as_of::position_at(&*log, i64::MAX).await.unwrap(), head);
-    for row in environment_documents::all(&pool).await.unwrap() {
+    // Identity streams are found in the audit history as far as it got, and by a pass over the
+    // rest of the log: with no history, half of one, and all of it, the past is the same.
+    let events = log.read_all(0, head as usize).await.unwrap();
+    let mut history = AuditHistory::new(pool.clone());
+    let mut pasts = Vec::new();
+    for indexed in [0, events.len() / 2, events.len()] {
+        let already = projections::checkpoint(&pool, audit_history::NAME)
+            .await
+            .unwrap() as usize;
+        if indexed > already {
+            history.apply(&events[already..indexed]).await.unwrap();
+        }
+        pasts.push(past_documents(&*log, &pool, &commands, head).await);
+    }
+    assert!(pasts.windows(2).all(|w| w[0] == w[1]));
+    for (row, past) in environment_documents::all(&pool)
+        .await
+        .unwrap()
+        .into_iter()
+        .zip(pasts.remove(0))
+    {
         let project = commands
             .environment(row.environment_id)
             .await
             .unwrap()
             .state
             .project_id;
-        let past = as_of::environment_at(&*log, row.environment_id, project, head, Identities::All)
-            .await
-            .unwrap()
-            .expect("the environment exists");
         let document: Value = serde_json::from_str(&row.document).unwrap();
         assert!(
             document["identity_overrides"]
@@ -487,6 +537,7 @@ async fn as_of_the_head_every_environment_is_its_projected_row(db: TestDatabase)
         assert!(at >= row.position, "{at} < {}", row.position);
         let before = as_of::environment_at(
             &*log,
+            &pool,
             row.environment_id,
             project,
             row.position - 1,

@@ -258,6 +258,7 @@ async fn rendered_at(
 ) -> Result<RenderedEnvironment> {
     as_of::environment_at(
         &*state.log,
+        &state.read_models,
         environment.id,
         environment.project_id,
         position,
