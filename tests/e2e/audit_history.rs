@@ -719,6 +719,16 @@ async fn a_viewer_sees_only_the_projects_they_hold_a_role_on(backend: Backend) {
 async fn exports_stream_the_same_query_as_ndjson_and_csv(backend: Backend) {
     let server = Server::start(backend).await;
     let (shop, _) = two_projects(&server).await;
+    // A reason typed as a spreadsheet formula.
+    server
+        .post(
+            &format!("/api/v1/projects/{shop}/features/"),
+            json!({"name": "formula"}),
+        )
+        .header("X-Change-Reason", "=HYPERLINK(\"http://example.com\")")
+        .send()
+        .await
+        .expect_status(201);
     let listed = history(&server, &format!("project={shop}"), None).await;
     let ndjson = server
         .get(&format!(
@@ -762,6 +772,16 @@ async fn exports_stream_the_same_query_as_ndjson_and_csv(backend: Backend) {
     let records: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
     assert_eq!(records.len(), listed.len());
     let summary_at = header.iter().position(|h| h == "summary").unwrap();
+    let reason_at = header.iter().position(|h| h == "reason").unwrap();
+    let formula = records.last().unwrap();
+    assert_eq!(
+        &formula[reason_at], "'=HYPERLINK(\"http://example.com\")",
+        "a spreadsheet would run it"
+    );
+    assert_eq!(
+        lines.last().unwrap()["reason"],
+        "=HYPERLINK(\"http://example.com\")"
+    );
     let after_at = header.iter().position(|h| h == "after").unwrap();
     for (record, row) in records.iter().zip(&in_log_order) {
         assert_eq!(record[0], row["position"].to_string());

@@ -275,6 +275,17 @@ const CSV_HEADER: [&str; 18] = [
     "patch",
 ];
 
+/// A text cell as a spreadsheet will not run it: one that starts like a formula (`=`, `+`,
+/// `-`, `@`, a tab or a carriage return) gets a leading `'` (OWASP's advice for CSV exports),
+/// since names, titles and reasons are whatever users typed.
+fn inert(text: &str) -> String {
+    if text.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        format!("'{text}")
+    } else {
+        text.to_string()
+    }
+}
+
 fn csv_record(row: &AuditRow) -> [String; 18] {
     let number = |v: Option<u64>| v.map(|v| v.to_string()).unwrap_or_default();
     let detail = |field: &str| row.detail.get(field).cloned().unwrap_or(Value::Null);
@@ -290,19 +301,19 @@ fn csv_record(row: &AuditRow) -> [String; 18] {
     [
         row.position.to_string(),
         rfc3339(row.recorded_at_micros),
-        row.actor.clone(),
-        row.actor_name.clone(),
+        inert(&row.actor),
+        inert(&row.actor_name),
         row.event_type.clone(),
         number(row.organisation_id),
         number(row.project_id),
         number(row.environment_id),
         number(row.feature_id),
         number(row.segment_id),
-        row.identity.clone().unwrap_or_default(),
+        inert(row.identity.as_deref().unwrap_or_default()),
         number(row.change_request_id),
-        approvers,
-        detail("reason").as_str().unwrap_or_default().to_string(),
-        row.summary.clone(),
+        inert(&approvers),
+        inert(detail("reason").as_str().unwrap_or_default()),
+        inert(&row.summary),
         detail("before").to_string(),
         detail("after").to_string(),
         detail("patch").to_string(),
@@ -358,8 +369,13 @@ async fn export_batch(
             let events = events_at(&*state.log, &positions)
                 .await
                 .map_err(|e| std::io::Error::other(format!("{e:?}")))?;
+            let mut events: std::collections::HashMap<u64, RecordedEvent> =
+                events.into_iter().map(|e| (e.position, e)).collect();
             let mut text = Vec::new();
-            for (row, event) in batch.iter().zip(events) {
+            for row in &batch {
+                let event = events.remove(&row.position).ok_or_else(|| {
+                    std::io::Error::other(format!("event {} cannot be read", row.position))
+                })?;
                 let mut line = row_json(row);
                 line["event"] = serde_json::to_value(event)?;
                 serde_json::to_writer(&mut text, &line)?;
