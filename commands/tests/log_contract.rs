@@ -176,6 +176,7 @@ macro_rules! contract {
 
 contract!(
     append_then_read_stream_round_trips_events_and_metadata,
+    read_stream_until_is_the_stream_as_it_stood_then,
     read_all_honours_after_and_limit,
     head_is_the_last_position,
     no_stream_on_an_existing_stream_conflicts_and_writes_nothing,
@@ -196,6 +197,28 @@ contract!(
     expectations_on_streams_not_written_are_checked_and_write_nothing,
     a_write_decided_on_a_read_stream_is_ordered_before_any_change_to_it,
 );
+
+async fn read_stream_until_is_the_stream_as_it_stood_then(h: Harness) {
+    // project-1 at positions 1, 2 and 4; another stream at 3.
+    h.append(vec![to("project-1", ExpectedVersion::NoStream, events(2))])
+        .await;
+    h.append(vec![to("project-2", ExpectedVersion::Any, events(1))])
+        .await;
+    h.append(vec![to("project-1", ExpectedVersion::Exact(2), events(1))])
+        .await;
+    let whole = h.log.read_stream("project-1", 0).await.unwrap();
+    for (until, expected) in [(0, 0), (1, 1), (2, 2), (3, 2), (4, 3), (99, 3)] {
+        let then = h.log.read_stream_until("project-1", until).await.unwrap();
+        assert_eq!(then, whole[..expected], "until {until}");
+    }
+    assert!(
+        h.log
+            .read_stream_until("nothing-1", 9)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
 
 async fn append_then_read_stream_round_trips_events_and_metadata(h: Harness) {
     let before = now_micros();

@@ -375,6 +375,14 @@ pub trait EventLog: Send + Sync + 'static {
         after_version: u64,
     ) -> Result<Vec<RecordedEvent>, LogError>;
 
+    /// Events of one stream with `position <= until_position`, in version order: the stream as
+    /// it stood then (what time travel folds), without reading what came after.
+    async fn read_stream_until(
+        &self,
+        stream_id: &str,
+        until_position: u64,
+    ) -> Result<Vec<RecordedEvent>, LogError>;
+
     /// Up to `limit` events with `position > after_position`, in position order.
     async fn read_all(
         &self,

@@ -61,18 +61,6 @@ pub async fn position_at(log: &dyn EventLog, micros: i64) -> Result<u64, Error> 
     Ok(lo)
 }
 
-/// The events of `stream` up to `position`, in order: the stream as it stood then.
-pub(crate) async fn stream_until(
-    log: &dyn EventLog,
-    stream: &str,
-    position: u64,
-) -> Result<Vec<RecordedEvent>, Error> {
-    let mut events = log.read_stream(stream, 0).await?;
-    // A stream's versions grow with positions: what follows `position` is a suffix.
-    events.retain(|event| event.position <= position);
-    Ok(events)
-}
-
 /// An environment and its project as they stood at `position` (defaults where they did not
 /// exist yet): what its feature states then were.
 pub async fn aggregates_at(
@@ -98,15 +86,22 @@ pub async fn environment_at(
     position: u64,
     identities: Identities<'_>,
 ) -> Result<Option<RenderedEnvironment>, Error> {
-    let mut events = stream_until(log, directory::STREAM, position).await?;
-    events.extend(stream_until(log, &project::stream(project_id), position).await?);
-    events.extend(stream_until(log, &environment::stream(environment_id), position).await?);
+    let mut events = log.read_stream_until(directory::STREAM, position).await?;
+    events.extend(
+        log.read_stream_until(&project::stream(project_id), position)
+            .await?,
+    );
+    events.extend(
+        log.read_stream_until(&environment::stream(environment_id), position)
+            .await?,
+    );
     match identities {
         Identities::All => {
             events.extend(identity_events(log, read_models, environment_id, position).await?)
         }
         Identities::One(identifier) => events.extend(
-            stream_until(log, &identity::stream(environment_id, identifier), position).await?,
+            log.read_stream_until(&identity::stream(environment_id, identifier), position)
+                .await?,
         ),
     }
     // In the log's order, as the projection applied them: which event touched the environment
@@ -155,7 +150,7 @@ async fn identity_events(
     }
     let mut found = Vec::new();
     for stream in streams {
-        found.extend(stream_until(log, &stream, position).await?);
+        found.extend(log.read_stream_until(&stream, position).await?);
     }
     Ok(found)
 }

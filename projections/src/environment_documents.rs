@@ -510,7 +510,7 @@ pub(crate) async fn load<A: Aggregate>(
     position: u64,
 ) -> Result<A, Error> {
     let mut state = A::default();
-    for record in crate::as_of::stream_until(log, stream, position).await? {
+    for record in log.read_stream_until(stream, position).await? {
         state.apply(&A::Event::from_recorded(&record)?);
     }
     Ok(state)

@@ -154,6 +154,24 @@ impl EventLog for PostgresEventLog {
         decode_all(rows)
     }
 
+    async fn read_stream_until(
+        &self,
+        stream_id: &str,
+        until_position: u64,
+    ) -> Result<Vec<RecordedEvent>, LogError> {
+        let rows: Vec<StoredEvent> = sqlx::query_as(concat!(
+            "SELECT ",
+            event_columns!(),
+            " FROM events WHERE stream_id = $1 AND position <= $2 ORDER BY version"
+        ))
+        .bind(stream_id)
+        .bind(clamp_i64(until_position))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(storage)?;
+        decode_all(rows)
+    }
+
     async fn read_all(
         &self,
         after_position: u64,
