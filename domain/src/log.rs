@@ -163,6 +163,17 @@ impl RecordedEvent {
     }
 }
 
+/// An instant in microseconds since the Unix epoch (how the log records time) as RFC 3339 UTC;
+/// `None` out of the representable range.
+pub fn rfc3339(micros: i64) -> Option<String> {
+    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(micros) * 1000)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+}
+
 /// The fields of an event that its hash covers.
 pub struct CanonicalEvent<'a> {
     pub position: u64,

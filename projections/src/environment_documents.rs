@@ -311,7 +311,8 @@ impl Folded {
             project,
             environment,
             identity_overrides: &mut identities.iter().map(|(i, o)| (i.as_str(), o)),
-            updated_at: rfc3339(updated_at_micros),
+            updated_at: domain::log::rfc3339(updated_at_micros)
+                .unwrap_or_else(|| "1970-01-01T00:00:00Z".into()),
         });
 
         // What /api/v1/flags/ serves: the environment's flags, without identity or segments.
@@ -331,16 +332,6 @@ impl Folded {
             position,
         })
     }
-}
-
-fn rfc3339(micros: i64) -> String {
-    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(micros) * 1000)
-        .ok()
-        .and_then(|t| {
-            t.format(&time::format_description::well_known::Rfc3339)
-                .ok()
-        })
-        .unwrap_or_else(|| "1970-01-01T00:00:00Z".into())
 }
 
 /// The projection: the folded state, the log it reloads aggregates from, and the database its

@@ -336,7 +336,8 @@ impl Names<'_> {
             } => format!(
                 "scheduled {request} in {} for {}{}",
                 self.scope(),
-                rfc3339(*live_from_micros),
+                crate::log::rfc3339(*live_from_micros)
+                    .unwrap_or_else(|| live_from_micros.to_string()),
                 approved_by(approvers)
             ),
             ChangeRequestEvent::ScheduleCancelled { .. } => {
@@ -347,16 +348,6 @@ impl Names<'_> {
             }
         }
     }
-}
-
-fn rfc3339(micros: i64) -> String {
-    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(micros) * 1000)
-        .ok()
-        .and_then(|t| {
-            t.format(&time::format_description::well_known::Rfc3339)
-                .ok()
-        })
-        .unwrap_or_else(|| micros.to_string())
 }
 
 /// "enabled `f`", "disabled `f` and set it to 3", "set `f` to \"blue\"", or "changed `f`".

@@ -12,7 +12,7 @@
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::State;
-use domain::log::{EventLog, RecordedEvent};
+use domain::log::{EventLog, RecordedEvent, rfc3339};
 use projections::audit_history::{self, AuditQuery, AuditRow, Order};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -159,22 +159,12 @@ async fn audit_query(state: &AppState, caller: &Admin, params: &AuditParams) -> 
     })
 }
 
-fn rfc3339(micros: i64) -> String {
-    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(micros) * 1000)
-        .ok()
-        .and_then(|t| {
-            t.format(&time::format_description::well_known::Rfc3339)
-                .ok()
-        })
-        .unwrap_or_default()
-}
-
 /// A row as the list and the NDJSON export show it.
 fn row_json(row: &AuditRow) -> Value {
     let detail = |field: &str| row.detail.get(field).cloned().unwrap_or(Value::Null);
     json!({
         "position": row.position,
-        "recorded_at": rfc3339(row.recorded_at_micros),
+        "recorded_at": rfc3339(row.recorded_at_micros).unwrap_or_default(),
         "actor": row.actor,
         "actor_name": row.actor_name,
         "event_type": row.event_type,
@@ -300,7 +290,7 @@ fn csv_record(row: &AuditRow) -> [String; 18] {
         .unwrap_or_default();
     [
         row.position.to_string(),
-        rfc3339(row.recorded_at_micros),
+        rfc3339(row.recorded_at_micros).unwrap_or_default(),
         inert(&row.actor),
         inert(&row.actor_name),
         row.event_type.clone(),

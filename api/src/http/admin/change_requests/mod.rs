@@ -27,9 +27,9 @@ use crate::http::AppState;
 use crate::http::admin::{environment_by_key, require, require_reader};
 use crate::http::error::{Error, Result};
 use crate::http::extract::{Admin, JsonBody, Path};
+pub use domain::log::rfc3339;
 pub use view::ChangeRequestView;
 use view::Context;
-pub use view::rfc3339;
 
 pub fn router() -> Router<AppState> {
     Router::new()

@@ -5,8 +5,6 @@ use domain::change_request::{ChangeRequest, Scope, Status};
 use domain::command::change_request::{ApprovalPolicy, Conflict, counted_approvals};
 use serde::Serialize;
 use serde_json::Value;
-use time::OffsetDateTime;
-use time::format_description::well_known::Rfc3339;
 
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct ChangeRequestView {
@@ -75,12 +73,6 @@ pub struct Context<'a> {
     pub approvers: &'a std::collections::BTreeSet<u64>,
 }
 
-pub fn rfc3339(micros: i64) -> Option<String> {
-    OffsetDateTime::from_unix_timestamp_nanos(i128::from(micros) * 1000)
-        .ok()
-        .and_then(|t| t.format(&Rfc3339).ok())
-}
-
 impl ChangeRequestView {
     pub fn of(request: &ChangeRequest, context: Context<'_>) -> Self {
         let approval_count = counted_approvals(request, context.policy, context.approvers).len();
@@ -99,7 +91,10 @@ impl ChangeRequestView {
                 .map(|c| c.command.clone())
                 .collect(),
             base_versions: request.content.base_versions.clone(),
-            live_from: request.content.live_from_micros.and_then(rfc3339),
+            live_from: request
+                .content
+                .live_from_micros
+                .and_then(domain::log::rfc3339),
             reviewers: request.reviewers.iter().copied().collect(),
             approvals: request
                 .approvals
