@@ -41,7 +41,7 @@ use crate::http::{health, time_travel};
         change_requests::unreviewed::applied_without_review, change_requests::impact::impact_of,
         versions::list, versions::show, versions::compare_versions, versions::restore,
         versions::compare_environments,
-        audit::verify_log, audit::checkpoint, audit::history::list, audit::history::export,
+        audit::verify_log, audit::checkpoint, audit::history::list, audit::export::export,
         time_travel::environment_document, time_travel::identity,
     ),
     modifiers(&TokenAuth, &UniqueOperationIds),

@@ -6,6 +6,7 @@
 //! `GET /api/v1/audit-log/checkpoint` answers the head's position and hash, signed with the
 //! server's Ed25519 key, for parties outside flaglog to keep.
 
+pub mod export;
 pub mod history;
 
 use axum::Json;
@@ -28,7 +29,7 @@ pub fn router() -> Router<AppState> {
         .route("/api/v1/audit-log/verify", get(verify_log))
         .route("/api/v1/audit-log/checkpoint", get(checkpoint))
         .route("/api/v1/audit-log/", get(history::list))
-        .route("/api/v1/audit-log/export", get(history::export))
+        .route("/api/v1/audit-log/export", get(export::export))
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
