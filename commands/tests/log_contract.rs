@@ -176,7 +176,7 @@ macro_rules! contract {
 
 contract!(
     append_then_read_stream_round_trips_events_and_metadata,
-    read_stream_until_is_the_stream_as_it_stood_then,
+    read_stream_between_is_what_a_stream_gained_between_two_positions,
     read_all_honours_after_and_limit,
     head_is_the_last_position,
     no_stream_on_an_existing_stream_conflicts_and_writes_nothing,
@@ -198,7 +198,7 @@ contract!(
     a_write_decided_on_a_read_stream_is_ordered_before_any_change_to_it,
 );
 
-async fn read_stream_until_is_the_stream_as_it_stood_then(h: Harness) {
+async fn read_stream_between_is_what_a_stream_gained_between_two_positions(h: Harness) {
     // project-1 at positions 1, 2 and 4; another stream at 3.
     h.append(vec![to("project-1", ExpectedVersion::NoStream, events(2))])
         .await;
@@ -208,16 +208,23 @@ async fn read_stream_until_is_the_stream_as_it_stood_then(h: Harness) {
         .await;
     let whole = h.log.read_stream("project-1", 0).await.unwrap();
     for (until, expected) in [(0, 0), (1, 1), (2, 2), (3, 2), (4, 3), (99, 3)] {
-        let then = h.log.read_stream_until("project-1", until).await.unwrap();
+        let then = h
+            .log
+            .read_stream_between("project-1", 0, until)
+            .await
+            .unwrap();
         assert_eq!(then, whole[..expected], "until {until}");
     }
-    assert!(
-        h.log
-            .read_stream_until("nothing-1", 9)
+    for (after, until, expected) in [(1, 4, 1..3), (2, 3, 2..2), (2, 4, 2..3), (4, 9, 3..3)] {
+        let gained = h
+            .log
+            .read_stream_between("project-1", after, until)
             .await
-            .unwrap()
-            .is_empty()
-    );
+            .unwrap();
+        assert_eq!(gained, whole[expected], "between {after} and {until}");
+    }
+    let nothing = h.log.read_stream_between("nothing-1", 0, 9).await.unwrap();
+    assert!(nothing.is_empty());
 }
 
 async fn append_then_read_stream_round_trips_events_and_metadata(h: Harness) {

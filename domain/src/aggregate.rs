@@ -67,6 +67,32 @@ pub trait DomainEvent: Serialize + DeserializeOwned + Clone + Send + Sync + 'sta
     }
 }
 
+/// Serde for maps whose keys are not strings (a tuple of ids): written as a list of
+/// `[key, value]` pairs, so a folded state can be kept as JSON (time travel's snapshots).
+pub mod map_as_pairs {
+    use std::collections::BTreeMap;
+
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub fn serialize<K: Serialize, V: Serialize, S: Serializer>(
+        map: &BTreeMap<K, V>,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(map.iter())
+    }
+
+    pub fn deserialize<'de, K, V, D>(deserializer: D) -> Result<BTreeMap<K, V>, D::Error>
+    where
+        K: Deserialize<'de> + Ord,
+        V: Deserialize<'de>,
+        D: Deserializer<'de>,
+    {
+        Ok(Vec::<(K, V)>::deserialize(deserializer)?
+            .into_iter()
+            .collect())
+    }
+}
+
 /// A record that cannot be turned into a domain event (or the reverse).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("event codec: {0}")]

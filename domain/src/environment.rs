@@ -114,7 +114,7 @@ pub struct ServerSideKey {
     pub key_hash: String,
 }
 
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Environment {
     pub id: EnvironmentId,
     pub project_id: ProjectId,
@@ -123,6 +123,7 @@ pub struct Environment {
     pub server_side_keys: Vec<ServerSideKey>,
     /// States set explicitly; other features of the project are at their defaults.
     pub feature_states: BTreeMap<FeatureId, FeatureState>,
+    #[serde(with = "crate::aggregate::map_as_pairs")]
     pub segment_overrides: BTreeMap<(FeatureId, SegmentId), SegmentOverride>,
     pub settings: EnvironmentSettings,
     /// How many times each feature's state here (its state or a segment override of it) changed:

@@ -53,7 +53,7 @@ pub enum IdentityEvent {
 
 impl DomainEvent for IdentityEvent {}
 
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct IdentityOverrides {
     pub overrides: BTreeMap<FeatureId, FeatureState>,
     /// How many times each feature's override changed: what a change request's base is

@@ -386,11 +386,13 @@ pub trait EventLog: Send + Sync + 'static {
         after_version: u64,
     ) -> Result<Vec<RecordedEvent>, LogError>;
 
-    /// Events of one stream with `position <= until_position`, in version order: the stream as
-    /// it stood then (what time travel folds), without reading what came after.
-    async fn read_stream_until(
+    /// Events of one stream with `after_position < position <= until_position`, in version
+    /// order: what the stream gained between two positions (from 0: the stream as it stood at
+    /// `until_position`, what time travel folds), without reading the rest.
+    async fn read_stream_between(
         &self,
         stream_id: &str,
+        after_position: u64,
         until_position: u64,
     ) -> Result<Vec<RecordedEvent>, LogError>;
 

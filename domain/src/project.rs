@@ -103,7 +103,7 @@ pub enum ProjectEvent {
 
 impl DomainEvent for ProjectEvent {}
 
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Project {
     pub id: ProjectId,
     pub organisation_id: OrganisationId,

@@ -1,20 +1,21 @@
 //! Time travel: an environment as it stood at a past position of the log, for auditors ("what
 //! did the SDKs get at 14:03 on Tuesday?").
 //!
-//! Nothing here is stored: the past is folded from the log on request, with the very code the
-//! environment-documents projection uses ([`Folded::apply`] and [`Folded::render`]), so the
-//! document as of a position is, byte for byte, the one the projection rendered for the last
-//! change at or before it, and "as of the head" is what SDKs are served now.
+//! The past is folded from the log on request, with the very code the environment-documents
+//! projection uses ([`Folded::apply`] and [`Folded::render`]), so the document as of a position
+//! is, byte for byte, the one the projection rendered for the last change at or before it, and
+//! "as of the head" is what SDKs are served now.
 //!
-//! Only the streams the environment's document depends on are read, each with
-//! `EventLog::read_stream` and cut at the position: the directory, the environment's project,
-//! the environment, and its identities' override streams. Those last cannot be named without
-//! the identifiers (a stream's name holds the identifier's hash), so the document of a whole
-//! environment finds them in the audit history (`projections::audit_history`, which indexes
-//! every event by environment), and, past the position the history has reached, with a pass
-//! over the rest of the log ([`identity_events`]); one identity's flags read only that
-//! identity's stream. There are no snapshots yet: a request costs the length of the
-//! environment's own streams and of the directory's.
+//! It starts from the environment's latest snapshot at or before the position
+//! ([`crate::snapshots`], taken periodically by the projection), else from nothing, and reads
+//! only what the streams the document depends on gained since, each with
+//! `EventLog::read_stream_between`: the directory, the environment's project, the environment,
+//! and its identities' override streams. Those last cannot be named without the identifiers (a
+//! stream's name holds the identifier's hash), so a whole document finds them in the audit
+//! history (`projections::audit_history`, which indexes every event by environment), and, past
+//! the position the history has reached, with a pass over the rest of the log
+//! ([`identity_events`]); one identity's flags read only that identity's stream. A request
+//! costs what those streams gained since the snapshot.
 
 use domain::directory;
 use domain::environment::{self, Environment};
@@ -28,6 +29,7 @@ use sqlx::AnyPool;
 use crate::Error;
 use crate::audit_history;
 use crate::environment_documents::{Folded, RenderedEnvironment};
+use crate::snapshots;
 
 /// How many events one read of the pass over the log's tail for identity streams fetches.
 const SCAN_BATCH: usize = 1_000;
@@ -86,61 +88,82 @@ pub async fn environment_at(
     position: u64,
     identities: Identities<'_>,
 ) -> Result<Option<RenderedEnvironment>, Error> {
-    let mut events = log.read_stream_until(directory::STREAM, position).await?;
-    events.extend(
-        log.read_stream_until(&project::stream(project_id), position)
-            .await?,
-    );
-    events.extend(
-        log.read_stream_until(&environment::stream(environment_id), position)
-            .await?,
-    );
+    // From the latest snapshot at or before the position, if any: only what the streams gained
+    // since is read and folded.
+    let (mut folded, after) = match snapshots::latest(read_models, environment_id, position).await?
+    {
+        Some(mut snapshot) => {
+            if let Identities::One(identifier) = identities {
+                snapshot.identities.retain(|kept, _| kept == identifier);
+            }
+            let after = snapshot.position;
+            (Folded::from_snapshot(environment_id, snapshot), after)
+        }
+        None => {
+            // Only this environment and its project are loaded, so only their events are
+            // folded and nothing is ever evicted (`render` is called right after).
+            let mut folded = Folded::default();
+            folded.insert_environment(environment_id, Environment::default());
+            folded.insert_project(project_id, Project::default());
+            (folded, 0)
+        }
+    };
+    let mut events = log
+        .read_stream_between(directory::STREAM, after, position)
+        .await?;
+    for stream in [
+        project::stream(project_id),
+        environment::stream(environment_id),
+    ] {
+        events.extend(log.read_stream_between(&stream, after, position).await?);
+    }
     match identities {
         Identities::All => {
-            events.extend(identity_events(log, read_models, environment_id, position).await?)
+            events.extend(identity_events(log, read_models, environment_id, after, position).await?)
         }
         Identities::One(identifier) => events.extend(
-            log.read_stream_until(&identity::stream(environment_id, identifier), position)
-                .await?,
+            log.read_stream_between(
+                &identity::stream(environment_id, identifier),
+                after,
+                position,
+            )
+            .await?,
         ),
     }
     // In the log's order, as the projection applied them: which event touched the environment
     // last (its `updated_at` and position) depends on it.
     events.sort_unstable_by_key(|event| event.position);
-
-    // Only this environment and its project are loaded, so only their events are folded and
-    // nothing is ever evicted (no bound is reached: `render` is called right after).
-    let mut folded = Folded::default();
-    folded.insert_environment(environment_id, Environment::default());
-    folded.insert_project(project_id, Project::default());
     for event in &events {
         folded.apply(event)?;
     }
     Ok(folded.render(environment_id))
 }
 
-/// Every event of environment `environment_id`'s identity override streams up to `position`.
-/// The streams are found in the audit history as far as it has projected, and past that by a
-/// pass over the log's remaining events (all of them when the history is empty or rebuilding).
+/// Every event of environment `environment_id`'s identity override streams between `after`
+/// and `position`. The streams are found in the audit history as far as it has projected, and
+/// past that by a pass over the log's remaining events (all of them when the history is empty
+/// or rebuilding).
 async fn identity_events(
     log: &dyn EventLog,
     read_models: &AnyPool,
     environment_id: EnvironmentId,
+    after: u64,
     position: u64,
 ) -> Result<Vec<RecordedEvent>, Error> {
     let indexed_to = crate::checkpoint(read_models, audit_history::NAME)
         .await?
-        .min(position);
+        .min(position)
+        .max(after);
     let mut streams =
-        audit_history::identity_streams(read_models, environment_id, indexed_to).await?;
+        audit_history::identity_streams(read_models, environment_id, after, indexed_to).await?;
     let prefix = format!("identity-{environment_id}-");
-    let mut after = indexed_to;
-    while after < position {
-        let batch = log.read_all(after, SCAN_BATCH).await?;
+    let mut scanned = indexed_to;
+    while scanned < position {
+        let batch = log.read_all(scanned, SCAN_BATCH).await?;
         let Some(last) = batch.last() else {
             break;
         };
-        after = last.position;
+        scanned = last.position;
         streams.extend(
             batch
                 .into_iter()
@@ -150,7 +173,7 @@ async fn identity_events(
     }
     let mut found = Vec::new();
     for stream in streams {
-        found.extend(log.read_stream_until(&stream, position).await?);
+        found.extend(log.read_stream_between(&stream, after, position).await?);
     }
     Ok(found)
 }

@@ -371,18 +371,21 @@ fn audit_row(row: StoredRow) -> AuditRow {
     }
 }
 
-/// The identity override streams of environment `environment_id` with an event at or before
-/// `position` (what time travel needs to render a past document without a pass over the log).
+/// The identity override streams of environment `environment_id` with an event after `after`
+/// and at or before `position` (what time travel needs to render a past document without a pass
+/// over the log).
 pub async fn identity_streams(
     pool: &AnyPool,
     environment_id: u64,
+    after: u64,
     position: u64,
 ) -> Result<std::collections::BTreeSet<String>, Error> {
     let streams: Vec<String> = sqlx::query_scalar(
-        "SELECT DISTINCT stream_id FROM audit_log \
-         WHERE environment_id = $1 AND position <= $2 AND stream_id LIKE 'identity-%'",
+        "SELECT DISTINCT stream_id FROM audit_log WHERE environment_id = $1 \
+         AND position > $2 AND position <= $3 AND stream_id LIKE 'identity-%'",
     )
     .bind(environment_id as i64)
+    .bind(after as i64)
     .bind(position as i64)
     .fetch_all(pool)
     .await?;

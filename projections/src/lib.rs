@@ -13,6 +13,7 @@ pub mod document_notifications;
 pub mod environment_documents;
 pub mod feature_versions;
 pub mod runner;
+pub mod snapshots;
 pub mod workers;
 
 use domain::aggregate::CodecError;

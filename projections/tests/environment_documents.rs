@@ -51,12 +51,20 @@ impl Running {
 
     /// A projection that keeps at most `bound` projects and environments loaded.
     async fn start_bounded(log: Arc<dyn EventLog>, pool: sqlx::AnyPool, bound: usize) -> Self {
+        Self::start_with(log, pool, |p| p.with_loaded_aggregates(bound)).await
+    }
+
+    /// The projection `configure` makes of the default one.
+    async fn start_with(
+        log: Arc<dyn EventLog>,
+        pool: sqlx::AnyPool,
+        configure: impl FnOnce(EnvironmentDocuments) -> EnvironmentDocuments,
+    ) -> Self {
         let (changes, _) = broadcast::channel(1024);
         let (progress_tx, progress) = watch::channel(0);
         let stop = CancellationToken::new();
         let stop_rx = stop.clone();
-        let projection =
-            EnvironmentDocuments::new(pool, log.clone(), changes).with_loaded_aggregates(bound);
+        let projection = configure(EnvironmentDocuments::new(pool, log.clone(), changes));
         let task = tokio::spawn(async move {
             runner::run(log, projection, progress_tx, stop_rx)
                 .await
@@ -107,6 +115,7 @@ on_both_backends!(
     a_restarted_projection_applies_project_changes_after_its_checkpoint,
     a_former_leader_lagging_behind_cannot_replace_newer_rows,
     as_of_the_head_every_environment_is_its_projected_row,
+    as_of_from_a_snapshot_is_as_of_from_the_log,
 );
 
 async fn import_seed(commands: &Commands, n: u32) -> u64 {
@@ -547,4 +556,92 @@ async fn as_of_the_head_every_environment_is_its_projected_row(db: TestDatabase)
         .unwrap();
         assert_ne!(before.map(|b| b.document), Some(row.document.clone()));
     }
+}
+
+/// Time travel from the projection's snapshots answers what folding the whole log answers, at
+/// every position (a snapshot taken every few positions, so most answers start from one).
+async fn as_of_from_a_snapshot_is_as_of_from_the_log(db: TestDatabase) {
+    let log = db.event_log().await;
+    let commands = Commands::new(Store::new(log.clone()));
+    let pool = projections::connect(db.url()).await.unwrap();
+    let mut running =
+        Running::start_with(log.clone(), pool.clone(), |p| p.with_snapshots_every(3)).await;
+    let mut environments = Vec::new();
+    for n in [3, 4] {
+        let environment = import_seed(&commands, n).await;
+        make_changes(&commands, environment).await;
+        environments.push(environment);
+    }
+    let head = log.head().await.unwrap();
+    running.caught_up(head).await;
+    running.stop().await;
+    let events = log.read_all(0, head as usize).await.unwrap();
+    AuditHistory::new(pool.clone())
+        .apply(&events)
+        .await
+        .unwrap();
+    let taken: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM environment_snapshots")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert!(taken >= 4, "only {taken} snapshots");
+
+    let pasts = async || {
+        let mut pasts = Vec::new();
+        for &environment in &environments {
+            let project = commands
+                .environment(environment)
+                .await
+                .unwrap()
+                .state
+                .project_id;
+            // Every few positions (each answer reads the log again), and the head.
+            let stride = (head / 40).max(1) as usize;
+            for position in (1..=head).step_by(stride).chain([head]) {
+                for identities in [Identities::All, Identities::One("someone")] {
+                    let past = as_of::environment_at(
+                        &*log,
+                        &pool,
+                        environment,
+                        project,
+                        position,
+                        identities,
+                    )
+                    .await
+                    .unwrap();
+                    // One identity's past is for evaluating it: its overrides and the flags
+                    // count (when the environment last changed counts every identity's
+                    // overrides from a snapshot, only this one's without).
+                    let one = matches!(identities, Identities::One(_));
+                    pasts.push(past.map(|p| {
+                        let document: Value = serde_json::from_str(&p.document).unwrap();
+                        if one {
+                            (document["identity_overrides"].to_string(), p.flags, 0, 0)
+                        } else {
+                            (p.document, p.flags, p.updated_at_micros, p.position)
+                        }
+                    }));
+                }
+            }
+        }
+        pasts
+    };
+    let from_snapshots = pasts().await;
+    sqlx::query("DELETE FROM environment_snapshots")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let from_the_log = pasts().await;
+    assert_eq!(from_snapshots.len(), from_the_log.len());
+    for (i, (a, b)) in from_snapshots.iter().zip(&from_the_log).enumerate() {
+        // Not assert_eq!: a document is long.
+        assert!(a == b, "answer {i} differs");
+    }
+    assert!(from_snapshots.iter().filter(|p| p.is_some()).count() > 10);
+    let with_someone = from_snapshots
+        .iter()
+        .flatten()
+        .filter(|(overrides, ..)| overrides.contains("someone"))
+        .count();
+    assert!(with_someone > 0, "no answer holds the identity's override");
 }

@@ -154,17 +154,20 @@ impl EventLog for PostgresEventLog {
         decode_all(rows)
     }
 
-    async fn read_stream_until(
+    async fn read_stream_between(
         &self,
         stream_id: &str,
+        after_position: u64,
         until_position: u64,
     ) -> Result<Vec<RecordedEvent>, LogError> {
         let rows: Vec<StoredEvent> = sqlx::query_as(concat!(
             "SELECT ",
             event_columns!(),
-            " FROM events WHERE stream_id = $1 AND position <= $2 ORDER BY version"
+            " FROM events WHERE stream_id = $1 AND position > $2 AND position <= $3 \
+             ORDER BY version"
         ))
         .bind(stream_id)
+        .bind(clamp_i64(after_position))
         .bind(clamp_i64(until_position))
         .fetch_all(&self.pool)
         .await

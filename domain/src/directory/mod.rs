@@ -88,14 +88,15 @@ pub enum DirectoryEvent {
 
 impl DomainEvent for DirectoryEvent {}
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UserEntry {
     pub id: UserId,
     pub email: String,
     pub is_admin: bool,
 }
 
-#[derive(Debug, Clone, Default)]
+/// Serialisable so that a folded state can be kept (time travel's snapshots).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Directory {
     pub organisations: BTreeMap<OrganisationId, String>,
     /// Project id → its organisation.
@@ -109,6 +110,7 @@ pub struct Directory {
     token_ids: BTreeMap<String, TokenId>,
     next_token_id: TokenId,
     /// Each user's role on each project they have one on.
+    #[serde(with = "crate::aggregate::map_as_pairs")]
     pub roles: BTreeMap<(ProjectId, UserId), Role>,
     /// Every change request, with what it changes.
     pub change_requests: BTreeMap<ChangeRequestId, ChangeRequestScope>,

@@ -3,7 +3,7 @@
 //! rotated (a new secret, the old one stops working) and revoked as directory events; only their
 //! SHA-256 is ever stored.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::{Directory, DirectoryEvent, UserEntry};
 use crate::access::Role;
@@ -14,8 +14,8 @@ use crate::model::{ProjectId, TokenId, UserId};
 pub const DEFAULT_TOKEN_NAME: &str = "API token";
 const MAX_TOKEN_NAME_LEN: usize = 100;
 
-/// A token that works now. Its hash stays inside the directory.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A token that works now. Its hash stays inside the directory (and its snapshots).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ApiToken {
     pub id: TokenId,
     pub name: String,
@@ -23,7 +23,7 @@ pub struct ApiToken {
     pub(super) token_hash: String,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum TokenOwner {
     User { user_id: UserId },

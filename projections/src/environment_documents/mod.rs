@@ -34,24 +34,26 @@
 //! start folds only directory and identity events: every environment rendered in a batch was
 //! touched by that batch, which sets its last change.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use domain::aggregate::{Aggregate, DomainEvent};
-use domain::directory::{self, Directory, DirectoryEvent};
-use domain::document::{DocumentSource, environment_flags_body, render};
-use domain::environment::{self, Environment, EnvironmentEvent};
-use domain::identity::{IdentityEvent, IdentityOverrides};
+use domain::environment;
 use domain::log::{EventLog, RecordedEvent};
-use domain::model::{EnvironmentId, ProjectId};
-use domain::project::{self, Project, ProjectEvent};
+use domain::model::EnvironmentId;
+use domain::project;
 use sqlx::AnyPool;
 use tokio::sync::broadcast;
 
 use crate::Error;
 use crate::document_notifications as notifications;
 use crate::runner::Projection;
+use crate::snapshots;
+
+mod folded;
+
+pub use folded::Folded;
 
 pub const NAME: &str = "environment_documents";
 
@@ -84,256 +86,6 @@ pub struct RenderedEnvironment {
     pub position: u64,
 }
 
-/// An aggregate in the bounded set, with when it was last used.
-struct Loaded<A> {
-    state: A,
-    last_used: u64,
-}
-
-/// A project or an environment in the bounded set.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-enum Key {
-    Project(ProjectId),
-    Environment(EnvironmentId),
-}
-
-/// The aggregates, folded from the log: the directory and identity overrides all of them,
-/// projects and environments a bounded set of them (see the module's documentation).
-pub struct Folded {
-    directory: Directory,
-    identities: HashMap<EnvironmentId, BTreeMap<String, IdentityOverrides>>,
-    /// Per environment: when and at which position the last event that touched it was recorded.
-    last_change: HashMap<EnvironmentId, (i64, u64)>,
-    projects: HashMap<ProjectId, Loaded<Project>>,
-    environments: HashMap<EnvironmentId, Loaded<Environment>>,
-    /// Most projects and environments (together) kept loaded between renders.
-    bound: usize,
-    /// Ticks on every use of a loaded aggregate: the least recently used has the smallest.
-    clock: u64,
-}
-
-impl Default for Folded {
-    fn default() -> Self {
-        Folded::with_bound(DEFAULT_LOADED_AGGREGATES)
-    }
-}
-
-impl Folded {
-    /// Keeps at most `bound` projects and environments (together) loaded between renders.
-    pub fn with_bound(bound: usize) -> Self {
-        Folded {
-            directory: Directory::default(),
-            identities: HashMap::new(),
-            last_change: HashMap::new(),
-            projects: HashMap::new(),
-            environments: HashMap::new(),
-            bound,
-            clock: 0,
-        }
-    }
-
-    /// Folds an event the read model already reflects (warm-up): only directory and identity
-    /// events, the state kept for ever. Projects and environments are loaded when needed.
-    pub fn warm(&mut self, record: &RecordedEvent) -> Result<(), Error> {
-        let stream = record.stream_id.as_str();
-        if stream == directory::STREAM {
-            self.directory
-                .apply(&DirectoryEvent::from_recorded(record)?);
-        } else if stream.starts_with("identity-") {
-            self.apply_identity(&IdentityEvent::from_recorded(record)?);
-        }
-        Ok(())
-    }
-
-    /// Folds one event in; returns the environments whose documents it may change. An event of
-    /// a project or environment that is not loaded is skipped: loading it later reads it.
-    pub fn apply(&mut self, record: &RecordedEvent) -> Result<Vec<EnvironmentId>, Error> {
-        let stream = record.stream_id.as_str();
-        let touched = if stream == directory::STREAM {
-            let event = DirectoryEvent::from_recorded(record)?;
-            self.directory.apply(&event);
-            match event {
-                DirectoryEvent::EnvironmentRegistered { id, .. } => vec![id],
-                _ => vec![],
-            }
-        } else if let Some(id) = stream
-            .strip_prefix("project-")
-            .and_then(|id| id.parse::<ProjectId>().ok())
-        {
-            let event = ProjectEvent::from_recorded(record)?;
-            self.clock += 1;
-            if let Some(project) = self.projects.get_mut(&id) {
-                project.state.apply(&event);
-                project.last_used = self.clock;
-            }
-            self.directory
-                .environments
-                .iter()
-                .filter(|(_, (project_id, _))| *project_id == id)
-                .map(|(environment_id, _)| *environment_id)
-                .collect()
-        } else if let Some(id) = environment::id_of_stream(stream) {
-            let event = EnvironmentEvent::from_recorded(record)?;
-            self.clock += 1;
-            if let Some(environment) = self.environments.get_mut(&id) {
-                environment.state.apply(&event);
-                environment.last_used = self.clock;
-            }
-            vec![id]
-        } else if stream.starts_with("identity-") {
-            vec![self.apply_identity(&IdentityEvent::from_recorded(record)?)]
-        } else {
-            vec![]
-        };
-        for id in &touched {
-            self.last_change
-                .insert(*id, (record.recorded_at_micros, record.position));
-        }
-        Ok(touched)
-    }
-
-    /// Folds an identity override event in; returns its environment.
-    fn apply_identity(&mut self, event: &IdentityEvent) -> EnvironmentId {
-        let (environment_id, identifier) = match event {
-            IdentityEvent::IdentityOverrideSet {
-                environment_id,
-                identifier,
-                ..
-            }
-            | IdentityEvent::IdentityOverrideRemoved {
-                environment_id,
-                identifier,
-                ..
-            } => (*environment_id, identifier),
-        };
-        self.identities
-            .entry(environment_id)
-            .or_default()
-            .entry(identifier.clone())
-            .or_default()
-            .apply(event);
-        environment_id
-    }
-
-    /// Marks the environment used; false if it is not loaded.
-    pub fn use_environment(&mut self, id: EnvironmentId) -> bool {
-        self.clock += 1;
-        self.environments
-            .get_mut(&id)
-            .map(|loaded| loaded.last_used = self.clock)
-            .is_some()
-    }
-
-    /// Marks the project used; false if it is not loaded.
-    pub fn use_project(&mut self, id: ProjectId) -> bool {
-        self.clock += 1;
-        self.projects
-            .get_mut(&id)
-            .map(|loaded| loaded.last_used = self.clock)
-            .is_some()
-    }
-
-    /// Adds an environment loaded from the log: the fold of its stream up to the position the
-    /// projection has applied, and no further.
-    pub fn insert_environment(&mut self, id: EnvironmentId, state: Environment) {
-        self.clock += 1;
-        let last_used = self.clock;
-        self.environments.insert(id, Loaded { state, last_used });
-    }
-
-    /// Adds a project loaded from the log (as [`Folded::insert_environment`]).
-    pub fn insert_project(&mut self, id: ProjectId, state: Project) {
-        self.clock += 1;
-        let last_used = self.clock;
-        self.projects.insert(id, Loaded { state, last_used });
-    }
-
-    /// The project of a loaded environment that exists: what rendering it needs next.
-    pub fn project_of(&self, id: EnvironmentId) -> Option<ProjectId> {
-        self.environments
-            .get(&id)
-            .filter(|loaded| loaded.state.exists)
-            .map(|loaded| loaded.state.project_id)
-    }
-
-    /// How many projects and environments are loaded.
-    pub fn loaded(&self) -> usize {
-        self.projects.len() + self.environments.len()
-    }
-
-    /// Unloads the least recently used projects and environments until at most the bound are
-    /// loaded.
-    pub fn evict(&mut self) {
-        let excess = self.loaded().saturating_sub(self.bound);
-        if excess == 0 {
-            return;
-        }
-        let mut by_age: Vec<(u64, Key)> = self
-            .projects
-            .iter()
-            .map(|(id, loaded)| (loaded.last_used, Key::Project(*id)))
-            .chain(
-                self.environments
-                    .iter()
-                    .map(|(id, loaded)| (loaded.last_used, Key::Environment(*id))),
-            )
-            .collect();
-        by_age.sort_unstable();
-        for (_, key) in by_age.into_iter().take(excess) {
-            match key {
-                Key::Project(id) => self.projects.remove(&id).map(drop),
-                Key::Environment(id) => self.environments.remove(&id).map(drop),
-            };
-        }
-    }
-
-    /// The read model of one environment, if it and its project exist. Its environment and
-    /// project must be loaded (`None` otherwise), and it must have been touched since start.
-    pub fn render(&self, id: EnvironmentId) -> Option<RenderedEnvironment> {
-        let environment = &self.environments.get(&id)?.state;
-        if !environment.exists {
-            return None;
-        }
-        let project = &self.projects.get(&environment.project_id)?.state;
-        if !project.exists {
-            return None;
-        }
-        let organisation_name = self
-            .directory
-            .organisations
-            .get(&project.organisation_id)
-            .map_or("", String::as_str);
-        let (updated_at_micros, position) = self.last_change.get(&id).copied().unwrap_or((0, 0));
-        let no_identities = BTreeMap::new();
-        let identities = self.identities.get(&id).unwrap_or(&no_identities);
-        let document = render(DocumentSource {
-            organisation_name,
-            project,
-            environment,
-            identity_overrides: &mut identities.iter().map(|(i, o)| (i.as_str(), o)),
-            updated_at: domain::log::rfc3339(updated_at_micros)
-                .unwrap_or_else(|| "1970-01-01T00:00:00Z".into()),
-        });
-
-        // What /api/v1/flags/ serves: the environment's flags, without identity or segments.
-        let flags = String::from_utf8(environment_flags_body(&document)).ok()?;
-
-        Some(RenderedEnvironment {
-            environment_id: id,
-            client_key: environment.client_key.clone(),
-            server_key_hashes: environment
-                .server_side_keys
-                .iter()
-                .map(|k| k.key_hash.clone())
-                .collect(),
-            document: serde_json::to_string(&document).ok()?,
-            flags,
-            updated_at_micros,
-            position,
-        })
-    }
-}
-
 /// The projection: the folded state, the log it reloads aggregates from, and the database its
 /// read model lives in.
 pub struct EnvironmentDocuments {
@@ -343,6 +95,10 @@ pub struct EnvironmentDocuments {
     changes: broadcast::Sender<DocumentChanged>,
     /// The node this runs on, named in its notifications so that node's listener skips them.
     node: String,
+    /// Positions between two snapshots of one environment.
+    snapshot_every: u64,
+    /// The position of each environment's latest snapshot, as far as known.
+    snapshotted: HashMap<EnvironmentId, u64>,
 }
 
 impl EnvironmentDocuments {
@@ -357,7 +113,26 @@ impl EnvironmentDocuments {
             folded: Folded::default(),
             changes,
             node: String::new(),
+            snapshot_every: snapshots::SNAPSHOT_EVERY,
+            snapshotted: HashMap::new(),
         }
+    }
+
+    /// Snapshots an environment when `every` positions have passed since its last snapshot,
+    /// instead of [`snapshots::SNAPSHOT_EVERY`].
+    pub fn with_snapshots_every(mut self, every: u64) -> Self {
+        self.snapshot_every = every.max(1);
+        self
+    }
+
+    /// Whether environment `id`, rendered at `position`, is due a snapshot.
+    async fn snapshot_due(&mut self, id: EnvironmentId, position: u64) -> Result<bool, Error> {
+        let last = match self.snapshotted.get(&id) {
+            Some(last) => *last,
+            None => snapshots::last_position(&self.pool, id).await?,
+        };
+        self.snapshotted.insert(id, last);
+        Ok(position >= last + self.snapshot_every)
     }
 
     /// Names the node this runs on in its notifications (PostgreSQL), instead of "".
@@ -369,7 +144,7 @@ impl EnvironmentDocuments {
     /// Keeps at most `bound` projects and environments (together) loaded between renders,
     /// instead of [`DEFAULT_LOADED_AGGREGATES`].
     pub fn with_loaded_aggregates(mut self, bound: usize) -> Self {
-        self.folded.bound = bound;
+        self.folded.set_bound(bound);
         self
     }
 
@@ -391,7 +166,11 @@ impl EnvironmentDocuments {
 
     /// Forgets the read model, so the next run rebuilds it from position 0.
     pub async fn reset(pool: &AnyPool) -> Result<(), Error> {
-        let tables = ["environment_documents", "environment_server_keys"];
+        let tables = [
+            "environment_documents",
+            "environment_server_keys",
+            "environment_snapshots",
+        ];
         crate::reset_read_model(pool, NAME, &tables).await
     }
 }
@@ -419,9 +198,13 @@ impl Projection for EnvironmentDocuments {
         }
         // One environment at a time: load what it needs, render, unload down to the bound.
         let mut rendered = Vec::new();
+        let mut snapshots = Vec::new();
         for id in touched {
             self.load_for_render(id, last.position).await?;
             rendered.extend(self.folded.render(id));
+            if self.snapshot_due(id, last.position).await? {
+                snapshots.extend(self.folded.snapshot(id, last.position).map(|s| (id, s)));
+            }
             self.folded.evict();
         }
 
@@ -458,6 +241,9 @@ impl Projection for EnvironmentDocuments {
                 .await?;
             }
         }
+        for (id, snapshot) in &snapshots {
+            snapshots::write(&mut tx, *id, snapshot).await?;
+        }
         // The checkpoint only moves forward too; if another node has moved it past this batch,
         // this node is a former leader: write nothing (the transaction rolls back when dropped).
         if !crate::advance_checkpoint(&mut tx, NAME, last.position).await? {
@@ -483,6 +269,9 @@ impl Projection for EnvironmentDocuments {
             }
         }
         tx.commit().await?;
+        for (id, snapshot) in snapshots {
+            self.snapshotted.insert(id, snapshot.position);
+        }
 
         // This node's own announcements (other nodes hear of them through the notification).
         for change in changes {
@@ -501,7 +290,7 @@ pub(crate) async fn load<A: Aggregate>(
     position: u64,
 ) -> Result<A, Error> {
     let mut state = A::default();
-    for record in log.read_stream_until(stream, position).await? {
+    for record in log.read_stream_between(stream, 0, position).await? {
         state.apply(&A::Event::from_recorded(&record)?);
     }
     Ok(state)
@@ -573,28 +362,4 @@ pub async fn all(pool: &AnyPool) -> Result<Vec<StoredEnvironment>, Error> {
     .fetch_all(pool)
     .await?;
     Ok(rows.into_iter().map(stored).collect())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn eviction_unloads_the_least_recently_used_down_to_the_bound() {
-        let mut folded = Folded::with_bound(2);
-        folded.insert_environment(1, Environment::default());
-        folded.insert_project(1, Project::default());
-        folded.insert_environment(2, Environment::default());
-        assert!(folded.use_environment(1));
-        folded.evict();
-        assert_eq!(folded.loaded(), 2);
-        assert!(folded.use_environment(1));
-        assert!(folded.use_environment(2));
-        assert!(!folded.use_project(1));
-
-        let mut none = Folded::with_bound(0);
-        none.insert_project(1, Project::default());
-        none.evict();
-        assert_eq!(none.loaded(), 0);
-    }
 }
