@@ -336,9 +336,16 @@ pub async fn query(pool: &AnyPool, query: &AuditQuery) -> Result<Vec<AuditRow>, 
         .map(|c| format!("a.{}", c.trim()))
         .collect::<Vec<_>>()
         .join(", ");
-    let sql = format!(
-        "SELECT {columns} FROM audit_log a {filter} ORDER BY a.position {direction} LIMIT {limit}"
-    );
+    // `recorded_at` never goes backwards along the log (the writer clamps it), so with a time
+    // range the same order is also (time, position): PostgreSQL then reads the range from the
+    // time index's end and stops at the limit, where in position order it walked the primary
+    // key from the head and filtered every row after the range away.
+    let order = if query.from_micros.is_some() || query.to_micros.is_some() {
+        format!("a.recorded_at_micros {direction}, a.position {direction}")
+    } else {
+        format!("a.position {direction}")
+    };
+    let sql = format!("SELECT {columns} FROM audit_log a {filter} ORDER BY {order} LIMIT {limit}");
     let mut statement = sqlx::query_as::<_, StoredRow>(sqlx::AssertSqlSafe(sql));
     for value in binds {
         statement = match value {
