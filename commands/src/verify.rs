@@ -132,13 +132,27 @@ pub async fn verify(
     };
     let mut check = ChainCheck::after(from - 1, prev);
     let mut position = from - 1;
+    let mut events = log.read_all(position, BATCH).await?;
     while position < last {
-        let events = log.read_all(position, BATCH).await?;
         if events.is_empty() {
             break;
         }
-        for event in events.iter().take_while(|e| e.position <= last) {
-            if let Err(broken) = check.check(event) {
+        let read_to = events.last().map_or(last, |e| e.position);
+        // The next batch is read while this one is hashed (on every core).
+        let following = async {
+            if read_to < last {
+                log.read_all(read_to, BATCH).await
+            } else {
+                Ok(Vec::new())
+            }
+        };
+        let (following, computed) = tokio::join!(following, async { computed_hashes(&events) });
+        for (event, computed) in events
+            .iter()
+            .zip(computed)
+            .take_while(|(e, _)| e.position <= last)
+        {
+            if let Err(broken) = check.check_computed(event, computed) {
                 let (reason, hashes) = match broken {
                     ChainBreak::Gap { expected, found } => (
                         format!("event {expected} is missing (the next stored is {found})"),
@@ -173,7 +187,8 @@ pub async fn verify(
                 return Ok(verification);
             }
         }
-        position = events.last().map_or(last, |e| e.position);
+        position = read_to;
+        events = following?;
     }
     let (verified, hash) = check.head();
     if verified < last {
@@ -186,6 +201,28 @@ pub async fn verify(
     }
     verification.head_hash = Some(hex::encode(hash));
     Ok(verification)
+}
+
+/// Each event's [`domain::log::RecordedEvent::computed_hash`], in order, worked out on every
+/// core: the canonical JSON and SHA-256 of each depend only on that event.
+fn computed_hashes(events: &[domain::log::RecordedEvent]) -> Vec<[u8; 32]> {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let chunk = events.len().div_ceil(threads).max(1);
+    std::thread::scope(|scope| {
+        let parts: Vec<_> = events
+            .chunks(chunk)
+            .map(|part| {
+                scope.spawn(move || part.iter().map(|e| e.computed_hash()).collect::<Vec<_>>())
+            })
+            .collect();
+        parts
+            .into_iter()
+            .flat_map(|part| {
+                part.join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+            })
+            .collect()
+    })
 }
 
 /// The recorded event of an export's line: its `event` (a line of the audit export), or the
