@@ -177,6 +177,7 @@ macro_rules! contract {
 contract!(
     append_then_read_stream_round_trips_events_and_metadata,
     read_stream_between_is_what_a_stream_gained_between_two_positions,
+    read_positions_reads_exactly_those_events_in_order,
     read_all_honours_after_and_limit,
     head_is_the_last_position,
     no_stream_on_an_existing_stream_conflicts_and_writes_nothing,
@@ -197,6 +198,17 @@ contract!(
     expectations_on_streams_not_written_are_checked_and_write_nothing,
     a_write_decided_on_a_read_stream_is_ordered_before_any_change_to_it,
 );
+
+async fn read_positions_reads_exactly_those_events_in_order(h: Harness) {
+    h.append(vec![to("project-1", ExpectedVersion::NoStream, events(5))])
+        .await;
+    let all = h.log.read_all(0, 10).await.unwrap();
+    let read = h.log.read_positions(&[4, 2, 4, 9]).await.unwrap();
+    assert_eq!(read, vec![all[1].clone(), all[3].clone()]);
+    assert!(h.log.read_positions(&[]).await.unwrap().is_empty());
+    let many: Vec<u64> = (1..=1200).map(|p| p % 5 + 1).collect();
+    assert_eq!(h.log.read_positions(&many).await.unwrap(), all);
+}
 
 async fn read_stream_between_is_what_a_stream_gained_between_two_positions(h: Harness) {
     // project-1 at positions 1, 2 and 4; another stream at 3.

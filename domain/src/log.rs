@@ -414,6 +414,10 @@ pub trait EventLog: Send + Sync + 'static {
         limit: usize,
     ) -> Result<Vec<RecordedEvent>, LogError>;
 
+    /// The events at `positions` (any order, repeats allowed), in position order; positions
+    /// past the head are left out. How a reader that indexed the log fetches what it found.
+    async fn read_positions(&self, positions: &[u64]) -> Result<Vec<RecordedEvent>, LogError>;
+
     /// The position of the last committed event (0 when the log is empty).
     async fn head(&self) -> Result<u64, LogError>;
 

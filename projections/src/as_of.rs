@@ -31,8 +31,8 @@ use crate::audit_history;
 use crate::environment_documents::{Folded, RenderedEnvironment};
 use crate::snapshots;
 
-/// How many events one read of the pass over the log's tail for identity streams fetches.
-const SCAN_BATCH: usize = 1_000;
+/// How many events one read of the log fetches (by position, or in the pass over its tail).
+const READ_BATCH: usize = 1_000;
 
 /// Which identities' overrides a past document holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -140,9 +140,9 @@ pub async fn environment_at(
 }
 
 /// Every event of environment `environment_id`'s identity override streams between `after`
-/// and `position`. The streams are found in the audit history as far as it has projected, and
-/// past that by a pass over the log's remaining events (all of them when the history is empty
-/// or rebuilding).
+/// and `position`: found in the audit history (indexed by environment) as far as it has
+/// projected and read by position, and past that by a pass over the log's remaining events
+/// (all of them when the history is empty or rebuilding).
 async fn identity_events(
     log: &dyn EventLog,
     read_models: &AnyPool,
@@ -154,26 +154,26 @@ async fn identity_events(
         .await?
         .min(position)
         .max(after);
-    let mut streams =
-        audit_history::identity_streams(read_models, environment_id, after, indexed_to).await?;
+    let indexed =
+        audit_history::identity_event_positions(read_models, environment_id, after, indexed_to)
+            .await?;
+    let mut found = Vec::with_capacity(indexed.len());
+    for chunk in indexed.chunks(READ_BATCH) {
+        found.extend(log.read_positions(chunk).await?);
+    }
     let prefix = format!("identity-{environment_id}-");
     let mut scanned = indexed_to;
     while scanned < position {
-        let batch = log.read_all(scanned, SCAN_BATCH).await?;
+        let batch = log.read_all(scanned, READ_BATCH).await?;
         let Some(last) = batch.last() else {
             break;
         };
         scanned = last.position;
-        streams.extend(
+        found.extend(
             batch
                 .into_iter()
-                .filter(|event| event.position <= position && event.stream_id.starts_with(&prefix))
-                .map(|event| event.stream_id),
+                .filter(|event| event.position <= position && event.stream_id.starts_with(&prefix)),
         );
-    }
-    let mut found = Vec::new();
-    for stream in streams {
-        found.extend(log.read_stream_between(&stream, after, position).await?);
     }
     Ok(found)
 }

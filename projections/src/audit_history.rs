@@ -391,25 +391,25 @@ fn audit_row(row: StoredRow) -> AuditRow {
     }
 }
 
-/// The identity override streams of environment `environment_id` with an event after `after`
-/// and at or before `position` (what time travel needs to render a past document without a pass
+/// The positions of environment `environment_id`'s identity override events after `after` and
+/// at or before `position` (what time travel needs to render a past document without a pass
 /// over the log).
-pub async fn identity_streams(
+pub async fn identity_event_positions(
     pool: &AnyPool,
     environment_id: u64,
     after: u64,
     position: u64,
-) -> Result<std::collections::BTreeSet<String>, Error> {
-    let streams: Vec<String> = sqlx::query_scalar(
-        "SELECT DISTINCT stream_id FROM audit_log WHERE environment_id = $1 \
-         AND position > $2 AND position <= $3 AND stream_id LIKE 'identity-%'",
+) -> Result<Vec<u64>, Error> {
+    let positions: Vec<i64> = sqlx::query_scalar(
+        "SELECT position FROM audit_log WHERE environment_id = $1 \
+         AND position > $2 AND position <= $3 AND stream_id LIKE 'identity-%' ORDER BY position",
     )
     .bind(environment_id as i64)
     .bind(after as i64)
     .bind(position as i64)
     .fetch_all(pool)
     .await?;
-    Ok(streams.into_iter().collect())
+    Ok(positions.into_iter().map(|p| p as u64).collect())
 }
 
 /// How complete the history is, for `verify`: its rows, the position it reflects, and the

@@ -193,6 +193,20 @@ impl EventLog for PostgresEventLog {
         decode_all(rows)
     }
 
+    async fn read_positions(&self, positions: &[u64]) -> Result<Vec<RecordedEvent>, LogError> {
+        let positions: Vec<i64> = positions.iter().map(|p| clamp_i64(*p)).collect();
+        let rows: Vec<StoredEvent> = sqlx::query_as(concat!(
+            "SELECT ",
+            event_columns!(),
+            " FROM events WHERE position = ANY($1) ORDER BY position"
+        ))
+        .bind(positions)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(storage)?;
+        decode_all(rows)
+    }
+
     async fn head(&self) -> Result<u64, LogError> {
         let head = read_head(&self.pool).await?;
         self.head.observe(head);

@@ -154,6 +154,28 @@ impl EventLog for SqliteEventLog {
         decode_all(rows)
     }
 
+    async fn read_positions(&self, positions: &[u64]) -> Result<Vec<RecordedEvent>, LogError> {
+        /// Positions per statement: well under SQLite's limit of bound parameters.
+        const CHUNK: usize = 500;
+        let mut wanted: Vec<u64> = positions.to_vec();
+        wanted.sort_unstable();
+        wanted.dedup();
+        let mut rows: Vec<StoredEvent> = Vec::with_capacity(wanted.len());
+        for chunk in wanted.chunks(CHUNK) {
+            let placeholders = vec!["?"; chunk.len()].join(", ");
+            let sql = format!(
+                "SELECT {} FROM events WHERE position IN ({placeholders}) ORDER BY position",
+                event_columns!()
+            );
+            let mut query = sqlx::query_as(sqlx::AssertSqlSafe(sql));
+            for position in chunk {
+                query = query.bind(clamp_i64(*position));
+            }
+            rows.extend(query.fetch_all(&self.pool).await.map_err(storage)?);
+        }
+        decode_all(rows)
+    }
+
     async fn head(&self) -> Result<u64, LogError> {
         let head = read_head(&self.pool).await?;
         self.head.observe(head);
