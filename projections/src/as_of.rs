@@ -11,11 +11,11 @@
 //! only what the streams the document depends on gained since, each with
 //! `EventLog::read_stream_between`: the directory, the environment's project, the environment,
 //! and its identities' override streams. Those last cannot be named without the identifiers (a
-//! stream's name holds the identifier's hash), so a whole document finds them in the audit
-//! history (`projections::audit_history`, which indexes every event by environment), and, past
-//! the position the history has reached, with a pass over the rest of the log
-//! ([`identity_events`]); one identity's flags read only that identity's stream. A request
-//! costs what those streams gained since the snapshot.
+//! stream's name holds the identifier's hash), so a whole document finds their events in the
+//! audit history (`projections::audit_history`, which indexes every event by environment) and
+//! reads them by position, and, past the position the history has reached, with a pass over
+//! the rest of the log ([`identity_events`]); one identity's flags read only that identity's
+//! stream. A request costs what those streams gained since the snapshot.
 
 use domain::directory;
 use domain::environment::{self, Environment};
