@@ -185,6 +185,18 @@ impl SdkStore {
         Ok(())
     }
 
+    /// Deletes an identity's stored traits (its erasure); whether it had any.
+    pub async fn erase_traits(&self, environment_id: u64, identifier: &str) -> sqlx::Result<bool> {
+        let deleted = sqlx::query(
+            "DELETE FROM identity_traits WHERE environment_id = $1 AND identifier = $2",
+        )
+        .bind(environment_id as i64)
+        .bind(identifier)
+        .execute(&self.pool)
+        .await?;
+        Ok(deleted.rows_affected() > 0)
+    }
+
     /// Adds SDK-reported evaluation counts to the current hour's.
     pub async fn add_counts(
         &self,

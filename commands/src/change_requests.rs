@@ -87,6 +87,14 @@ impl Commands {
         actor: Actor,
         command: &ChangeRequestCommand,
     ) -> Result<ChangeRequestExecuted> {
+        // What a request proposes is stored in the log: identities go in by reference.
+        let mut command = command.clone();
+        if let ChangeRequestCommand::OpenChangeRequest { commands, .. }
+        | ChangeRequestCommand::EditChangeRequest { commands, .. } = &mut command
+        {
+            self.resolve_identities(commands).await?;
+        }
+        let command = &command;
         if let ChangeRequestCommand::OpenChangeRequest { .. } = command {
             return self.open(metadata, actor, command).await;
         }

@@ -20,7 +20,7 @@ use domain::access::Review;
 use domain::command::{Command, DirectoryCommand};
 use domain::directory::{self, Directory, DirectoryEvent, Principal};
 use domain::environment::{self, Environment};
-use domain::identity::{self, IdentityOverrides};
+use domain::identity;
 use domain::log::{LogError, Metadata, StreamAppend};
 use domain::model::{EnvironmentId, Feature, ProjectId, SegmentId, TokenId, UserId};
 use domain::project::{self, Project};
@@ -182,6 +182,9 @@ impl Commands {
     /// command. What the last one created is returned.
     pub async fn execute_all(&self, metadata: &Metadata, commands: &[Command]) -> Result<Executed> {
         let review = review_of(metadata)?;
+        let mut commands = commands.to_vec();
+        self.resolve_identities(&mut commands).await?;
+        let commands = commands.as_slice();
         let Some(first) = commands.first() else {
             return Err(domain::Error::invalid("commands", "no command to execute").into());
         };
@@ -195,10 +198,7 @@ impl Commands {
             }
             Command::Project(c) => project::stream(c.project_id()),
             Command::Environment(c) => environment::stream(c.environment_id()),
-            Command::Identity(c) => {
-                identity::validate_identifier(c.identifier())?;
-                identity::stream(c.environment_id(), c.identifier())
-            }
+            Command::Identity(c) => identity::stream(c.environment_id(), c.identity().resolved()?),
         };
         let (created, position) = self
             .run(metadata, &stream, || async {
@@ -278,13 +278,17 @@ impl Commands {
                     appends.push(expectation);
                 }
             }
+            let erasures = crate::identities::erasures(&appends);
             let mut metadata = metadata.clone();
             if let Some(reviewed_by) = decision.reviewed_by {
                 metadata.causation_id = Some(reviewed_by.change_request);
                 metadata.approvers = reviewed_by.approvers;
             }
             match self.store.log().append(appends, metadata).await {
-                Ok(appended) => return Ok((decision.outcome, Some(appended.last_position))),
+                Ok(appended) => {
+                    self.erase_identifiers(&erasures).await?;
+                    return Ok((decision.outcome, Some(appended.last_position)));
+                }
                 Err(conflict @ LogError::Conflict { .. }) => last_conflict = Some(conflict),
                 Err(other) => return Err(other.into()),
             }
@@ -351,16 +355,6 @@ impl Commands {
         let loaded: Loaded<Environment> = self.store.load(&environment::stream(id)).await?;
         loaded.state.require_exists(id)?;
         Ok(loaded)
-    }
-
-    pub async fn identity_overrides(
-        &self,
-        environment_id: EnvironmentId,
-        identifier: &str,
-    ) -> Result<Loaded<IdentityOverrides>> {
-        self.store
-            .load(&identity::stream(environment_id, identifier))
-            .await
     }
 
     /// Who an API token authenticates as, if it works.

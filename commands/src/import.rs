@@ -2,6 +2,8 @@
 //! `{"environment": ...}` / `{"environment_document": ...}`), and appending what
 //! `domain::import::plan` decides in ONE atomic append, so a refused document writes nothing.
 
+use std::collections::HashMap;
+
 use domain::environment;
 use domain::flagsmith::EnvironmentDocument;
 use domain::identity;
@@ -86,7 +88,7 @@ pub async fn import(
     commands
         .run(metadata, domain::directory::STREAM, || async {
             let dir = commands.directory().await?;
-            let plan = domain::import::plan(&dir.state, &document, key_hash.clone())?;
+            let plan = plan_with_references(commands, &dir.state, &document, &key_hash).await?;
             let mut appends = vec![
                 dir.append(&plan.directory_events)?,
                 new_stream(project::stream(plan.project_id), &plan.project_events)?,
@@ -95,9 +97,9 @@ pub async fn import(
                     &plan.environment_events,
                 )?,
             ];
-            for (identifier, events) in &plan.identity_events {
+            for (reference, events) in &plan.identity_events {
                 appends.push(new_stream(
-                    identity::stream(plan.environment_id, identifier),
+                    identity::stream(plan.environment_id, reference),
                     events,
                 )?);
             }
@@ -119,6 +121,42 @@ pub async fn import(
         })
         .await
         .map(|(imported, _)| imported)
+}
+
+/// The import's plan, each identity with a reference recorded beside the log (new random ones;
+/// should an earlier attempt of this import have recorded others for the same new environment,
+/// those, planned again).
+async fn plan_with_references(
+    commands: &Commands,
+    directory: &domain::directory::Directory,
+    document: &EnvironmentDocument,
+    key_hash: &str,
+) -> Result<domain::import::ImportPlan> {
+    let mut known: HashMap<String, String> = HashMap::new();
+    loop {
+        let plan = domain::import::plan(directory, document, key_hash.to_string(), &mut |id| {
+            known
+                .entry(id.to_string())
+                .or_insert_with(secrets::new_identity_reference)
+                .clone()
+        })?;
+        let mut recorded = true;
+        for (reference, identifier) in &plan.identifiers {
+            let actual = commands
+                .store()
+                .log()
+                .identity_reference(plan.environment_id, identifier, Some(reference))
+                .await?
+                .unwrap_or_else(|| reference.clone());
+            if actual != *reference {
+                known.insert(identifier.clone(), actual);
+                recorded = false;
+            }
+        }
+        if recorded {
+            return Ok(plan);
+        }
+    }
 }
 
 /// An append that creates a stream: it must not exist yet.

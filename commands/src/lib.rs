@@ -8,6 +8,7 @@
 pub mod change_requests;
 pub mod error;
 pub mod handlers;
+mod identities;
 pub mod import;
 pub mod log;
 pub mod preview;

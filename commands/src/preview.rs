@@ -62,15 +62,25 @@ impl Commands {
                 .project_state(before.project_id)
                 .cloned()
                 .unwrap_or_else(|| project_before.clone());
-            let mut identity_overrides_after = BTreeMap::new();
-            for command in &commands {
-                if let Command::Identity(c) = command
-                    && c.environment_id() == environment_id
-                {
-                    let stream = identity::stream(environment_id, c.identifier());
-                    if let Some(state) = workspace.identity_state(&stream) {
-                        identity_overrides_after.insert(c.identifier().to_string(), state.clone());
+            let references: Vec<String> = commands
+                .iter()
+                .filter_map(|command| match command {
+                    Command::Identity(c) if c.environment_id() == environment_id => {
+                        c.identity().reference().map(str::to_string)
                     }
+                    _ => None,
+                })
+                .collect();
+            let identifiers = self
+                .store()
+                .log()
+                .identifiers(environment_id, &references)
+                .await?;
+            let mut identity_overrides_after = BTreeMap::new();
+            for (reference, identifier) in identifiers {
+                let stream = identity::stream(environment_id, &reference);
+                if let Some(state) = workspace.identity_state(&stream) {
+                    identity_overrides_after.insert(identifier, state.clone());
                 }
             }
             proposed.push(Proposed {

@@ -13,7 +13,7 @@ use domain::command::identity::IdentityCommand;
 use domain::command::restore::{restore_feature, restore_segment};
 use domain::environment::{self, Environment};
 use domain::feature_version::{PublishedState, restore_commands, state_input};
-use domain::identity::{self, IdentityOverrides};
+use domain::identity::{self, IdentityName, IdentityOverrides};
 use domain::log::RecordedEvent;
 use domain::model::ProjectId;
 use domain::project::{self, Project, ProjectEvent};
@@ -118,12 +118,19 @@ impl Commands {
                     &PublishedState::of(&then, feature),
                 )
             }
+            Subject::Identity { .. } => {
+                return Err(domain::Error::invalid(
+                    "position",
+                    "an identity's erasure cannot be reverted: its identifier is gone",
+                )
+                .into());
+            }
             Subject::IdentityOverride {
                 environment_id,
-                identifier,
+                identity,
                 feature_id,
             } => {
-                let stream = identity::stream(*environment_id, identifier);
+                let stream = identity::stream(*environment_id, identity);
                 let then: IdentityOverrides = self.store().load_with(&stream, before).await?.state;
                 let now: IdentityOverrides = self.store().load(&stream).await?.state;
                 let (then, now) = (
@@ -136,13 +143,13 @@ impl Commands {
                 let command = match then {
                     Some(state) => IdentityCommand::SetIdentityOverride {
                         environment_id: *environment_id,
-                        identifier: identifier.clone(),
+                        identity: IdentityName::Identity(identity.clone()),
                         feature_id: *feature_id,
                         state: state_input(state),
                     },
                     None => IdentityCommand::RemoveIdentityOverride {
                         environment_id: *environment_id,
-                        identifier: identifier.clone(),
+                        identity: IdentityName::Identity(identity.clone()),
                         feature_id: *feature_id,
                     },
                 };

@@ -22,6 +22,11 @@ pub fn new_token() -> String {
     random_hex()
 }
 
+/// A new identity reference (see `domain::identity`): 122 random bits, as hex.
+pub fn new_identity_reference() -> String {
+    uuid::Uuid::new_v4().simple().to_string()
+}
+
 /// A client (environment) key: public, so shorter.
 pub fn new_client_key() -> String {
     uuid::Uuid::new_v4().simple().to_string()

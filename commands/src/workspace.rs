@@ -106,14 +106,11 @@ impl<'a> Workspace<'a> {
     async fn load_identity(
         &mut self,
         environment_id: EnvironmentId,
-        identifier: &str,
+        reference: &str,
     ) -> Result<String> {
-        let stream = identity::stream(environment_id, identifier);
+        let stream = identity::stream(environment_id, reference);
         if !self.identities.contains_key(&stream) {
-            let loaded = self
-                .commands
-                .identity_overrides(environment_id, identifier)
-                .await?;
+            let loaded = self.commands.store().load(&stream).await?;
             self.identities.insert(stream.clone(), Staged::new(loaded));
         }
         Ok(stream)
@@ -220,10 +217,15 @@ impl<'a> Workspace<'a> {
         c: &IdentityCommand,
         review: Review,
     ) -> Result<()> {
-        identity::validate_identifier(c.identifier())?;
+        // A request stored before identities had references names them by identifier.
+        let mut c = c.clone();
+        self.commands.resolve_identity(&mut c).await?;
+        let c = &c;
         let environment_id = c.environment_id();
         let project_id = self.load_environment(environment_id).await?;
-        let stream = self.load_identity(environment_id, c.identifier()).await?;
+        let stream = self
+            .load_identity(environment_id, c.identity().resolved()?)
+            .await?;
         let (Some(env), Some(project), Some(overrides)) = (
             self.environments.get_mut(&environment_id),
             self.projects.get_mut(&project_id),
@@ -285,12 +287,24 @@ impl<'a> Workspace<'a> {
                     .copied()
                     .unwrap_or(0)
             }
+            Subject::Identity {
+                environment_id,
+                identity,
+            } => {
+                let stream = self.load_identity(*environment_id, identity).await?;
+                let staged = self
+                    .identities
+                    .get_mut(&stream)
+                    .ok_or_else(|| Error::Storage("loaded above".into()))?;
+                staged.expected = true;
+                staged.state.revisions.values().sum::<u64>() + u64::from(staged.state.erased)
+            }
             Subject::IdentityOverride {
                 environment_id,
-                identifier,
+                identity,
                 feature_id,
             } => {
-                let stream = self.load_identity(*environment_id, identifier).await?;
+                let stream = self.load_identity(*environment_id, identity).await?;
                 self.identities
                     .get_mut(&stream)
                     .map(|staged| {

@@ -133,6 +133,9 @@ pub fn requirement(command: &Command) -> Requirement {
             | IdentityCommand::RemoveIdentityOverride { .. } => {
                 (Scope::Environment(c.environment_id()), Role::Editor)
             }
+            IdentityCommand::EraseIdentity { .. } => {
+                (Scope::Environment(c.environment_id()), Role::Admin)
+            }
         },
     };
     Requirement { scope, role }
@@ -151,7 +154,8 @@ pub fn changes_what_is_served(command: &Command) -> bool {
                 | EnvironmentCommand::IssueServerSideKey { .. }
                 | EnvironmentCommand::UpdateEnvironmentSettings { .. }
         ),
-        Command::Identity(_) => true,
+        // An erasure honours a person's request, not a flag change: four-eyes does not hold it.
+        Command::Identity(c) => !matches!(c, IdentityCommand::EraseIdentity { .. }),
     }
 }
 

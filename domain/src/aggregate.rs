@@ -104,7 +104,14 @@ pub struct CodecError(pub String);
 /// `("EventType", 1) => upgrade_v1_to_v2(payload)` and bump the enum's `SCHEMA_VERSION`. A
 /// version newer than this code knows is refused instead of being misread.
 pub fn upcast(event_type: &str, schema_version: u32, payload: &Value) -> Result<Value, CodecError> {
+    const IDENTITY_EVENTS: [&str; 3] = [
+        "IdentityOverrideSet",
+        "IdentityOverrideRemoved",
+        "IdentityErased",
+    ];
     match (event_type, schema_version) {
+        (t, 1) if IDENTITY_EVENTS.contains(&t) => crate::identity::upcast_v1(payload),
+        (t, 2) if IDENTITY_EVENTS.contains(&t) => Ok(payload.clone()),
         (_, 1) => Ok(payload.clone()),
         (_, other) => Err(CodecError(format!(
             "{event_type} has schema version {other}, which this build of flaglog does not know"

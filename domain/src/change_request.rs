@@ -61,10 +61,16 @@ pub enum Subject {
         environment_id: EnvironmentId,
         feature_id: FeatureId,
     },
+    /// `identity` is the identity's reference.
     IdentityOverride {
         environment_id: EnvironmentId,
-        identifier: String,
+        identity: String,
         feature_id: FeatureId,
+    },
+    /// An identity's erasure: it changes every override of the identity.
+    Identity {
+        environment_id: EnvironmentId,
+        identity: String,
     },
     FeatureDefinition {
         project_id: ProjectId,
@@ -78,7 +84,8 @@ pub enum Subject {
 
 impl Subject {
     /// What `command` changes; `None` for a command that creates (nothing to be stale against)
-    /// or changes no feature or segment (a rename, a key, settings).
+    /// or changes no feature or segment (a rename, a key, settings), and for an identity command
+    /// naming the identity by identifier (the write side resolves those to references first).
     pub fn of(command: &Command) -> Option<Subject> {
         match command {
             Command::Directory(_) => None,
@@ -134,23 +141,24 @@ impl Subject {
                 | EnvironmentCommand::IssueServerSideKey { .. }
                 | EnvironmentCommand::UpdateEnvironmentSettings { .. } => None,
             },
-            Command::Identity(c) => match c {
-                IdentityCommand::SetIdentityOverride {
-                    environment_id,
-                    identifier,
-                    feature_id,
-                    ..
-                }
-                | IdentityCommand::RemoveIdentityOverride {
-                    environment_id,
-                    identifier,
-                    feature_id,
-                } => Some(Subject::IdentityOverride {
-                    environment_id: *environment_id,
-                    identifier: identifier.clone(),
-                    feature_id: *feature_id,
-                }),
-            },
+            Command::Identity(c) => {
+                let identity = c.identity().reference()?.to_string();
+                let environment_id = c.environment_id();
+                Some(match c {
+                    IdentityCommand::SetIdentityOverride { feature_id, .. }
+                    | IdentityCommand::RemoveIdentityOverride { feature_id, .. } => {
+                        Subject::IdentityOverride {
+                            environment_id,
+                            identity,
+                            feature_id: *feature_id,
+                        }
+                    }
+                    IdentityCommand::EraseIdentity { .. } => Subject::Identity {
+                        environment_id,
+                        identity,
+                    },
+                })
+            }
         }
     }
 
@@ -166,12 +174,16 @@ impl Subject {
             ),
             Subject::IdentityOverride {
                 environment_id,
-                identifier,
+                identity,
                 feature_id,
             } => format!(
                 "{}/feature-{feature_id}",
-                identity::stream(*environment_id, identifier)
+                identity::stream(*environment_id, identity)
             ),
+            Subject::Identity {
+                environment_id,
+                identity,
+            } => identity::stream(*environment_id, identity),
             Subject::FeatureDefinition {
                 project_id,
                 feature_id,
@@ -189,9 +201,13 @@ impl Subject {
             Subject::FeatureState { environment_id, .. } => environment::stream(*environment_id),
             Subject::IdentityOverride {
                 environment_id,
-                identifier,
+                identity,
                 ..
-            } => identity::stream(*environment_id, identifier),
+            }
+            | Subject::Identity {
+                environment_id,
+                identity,
+            } => identity::stream(*environment_id, identity),
             Subject::FeatureDefinition { project_id, .. }
             | Subject::SegmentDefinition { project_id, .. } => project::stream(*project_id),
         }
@@ -206,11 +222,15 @@ impl Subject {
             } => format!("feature {feature_id} in environment {environment_id}"),
             Subject::IdentityOverride {
                 environment_id,
-                identifier,
+                identity,
                 feature_id,
             } => format!(
-                "identity {identifier:?}'s override of feature {feature_id} in environment {environment_id}"
+                "identity {identity}'s override of feature {feature_id} in environment {environment_id}"
             ),
+            Subject::Identity {
+                environment_id,
+                identity,
+            } => format!("identity {identity} in environment {environment_id}"),
             Subject::FeatureDefinition { feature_id, .. } => {
                 format!("the definition of feature {feature_id}")
             }

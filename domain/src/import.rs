@@ -16,7 +16,7 @@ use crate::directory::{Directory, DirectoryEvent};
 use crate::environment::{AllocationInput, Environment, EnvironmentEvent, FeatureStateInput};
 use crate::error::{Error, Result};
 use crate::flagsmith::{self, EnvironmentDocument};
-use crate::identity::{IdentityEvent, IdentityOverrides};
+use crate::identity::{self, IdentityEvent, IdentityOverrides, IdentityRef};
 use crate::model::{EnvironmentId, Feature, FeatureId, FeatureStateKey, FeatureType, ProjectId};
 use crate::project::{
     FeatureInput, OptionInput, Project, ProjectEvent, ProjectSettings, SegmentInput,
@@ -31,8 +31,11 @@ pub struct ImportPlan {
     pub directory_events: Vec<DirectoryEvent>,
     pub project_events: Vec<ProjectEvent>,
     pub environment_events: Vec<EnvironmentEvent>,
-    /// Identifier → its override events (each identifier is a stream of its own).
-    pub identity_events: BTreeMap<String, Vec<IdentityEvent>>,
+    /// Identity reference → its override events (each identity is a stream of its own).
+    pub identity_events: BTreeMap<IdentityRef, Vec<IdentityEvent>>,
+    /// Identity reference → the identifier it stands for (what the write side records beside
+    /// the log; the events hold the reference only).
+    pub identifiers: BTreeMap<IdentityRef, String>,
     pub feature_count: usize,
     pub segment_count: usize,
 }
@@ -42,11 +45,13 @@ fn apply_all<A: Aggregate>(state: &mut A, events: &[A::Event]) {
 }
 
 /// Decides the import of `document` into the installation described by `directory`, with a
-/// server-side key whose hash is `server_key_hash`.
+/// server-side key whose hash is `server_key_hash`; each identity gets the reference
+/// `reference_of` gives its identifier.
 pub fn plan(
     directory: &Directory,
     document: &EnvironmentDocument,
     server_key_hash: String,
+    reference_of: &mut dyn FnMut(&str) -> IdentityRef,
 ) -> Result<ImportPlan> {
     let mut directory = directory.clone();
     let mut directory_events = Vec::new();
@@ -162,7 +167,8 @@ pub fn plan(
         }
     }
 
-    let mut identity_events: BTreeMap<String, Vec<IdentityEvent>> = BTreeMap::new();
+    let mut identity_events: BTreeMap<IdentityRef, Vec<IdentityEvent>> = BTreeMap::new();
+    let mut identifiers = BTreeMap::new();
     for (i, identity) in document
         .identity_overrides
         .as_deref()
@@ -170,17 +176,19 @@ pub fn plan(
         .iter()
         .enumerate()
     {
+        identity::validate_identifier(&identity.identifier)
+            .map_err(|e| e.within(&format!("identity_overrides[{i}]")))?;
+        let reference = reference_of(&identity.identifier);
+        identifiers.insert(reference.clone(), identity.identifier.clone());
         let mut overrides = IdentityOverrides::default();
-        let events_of_identity = identity_events
-            .entry(identity.identifier.clone())
-            .or_default();
+        let events_of_identity = identity_events.entry(reference.clone()).or_default();
         apply_all(&mut overrides, events_of_identity);
         for (j, state) in identity.identity_features.iter().enumerate() {
             let at = format!("identity_overrides[{i}].identity_features[{j}]");
             let feature = feature_of(&features, state).map_err(|e| e.within(&at))?;
             let input = state_input(state, feature).map_err(|e| e.within(&at))?;
             let events = overrides
-                .set(environment_id, &identity.identifier, feature, input)
+                .set(environment_id, &reference, feature, input)
                 .map_err(|e| e.within(&format!("identity_overrides[{i}]")))?;
             apply_all(&mut overrides, &events);
             events_of_identity.extend(events);
@@ -195,6 +203,7 @@ pub fn plan(
         project_events,
         environment_events,
         identity_events,
+        identifiers,
         feature_count: features.len(),
         segment_count: document.project.segments.len(),
     })

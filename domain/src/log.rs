@@ -9,11 +9,14 @@
 //! canonical bytes are defined by [`canonical_bytes`] and do not depend on the database, so both
 //! adapters produce the same chain for the same events and anyone can re-verify it.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+
+use crate::model::EnvironmentId;
 use sha2::{Digest, Sha256};
 
 /// The hash that precedes the first event of the log.
@@ -377,10 +380,41 @@ pub enum LogError {
     Storage(String),
 }
 
+/// The erasable table beside the log: each identity's identifier, by the reference the log's
+/// events carry instead (see [`crate::identity`]). Every [`EventLog`] keeps one, in the same
+/// database, so the write side resolves identifiers and readers name identities through the
+/// same port.
+#[async_trait]
+pub trait IdentityReferences: Send + Sync {
+    /// The reference of `identifier` in the environment. When it has none and `assign` is given,
+    /// `assign` becomes its reference; when two assign at once, both get the one that won.
+    async fn identity_reference(
+        &self,
+        environment_id: EnvironmentId,
+        identifier: &str,
+        assign: Option<&str>,
+    ) -> Result<Option<String>, LogError>;
+
+    /// The identifiers of `references` in the environment, by reference; erased and unknown
+    /// ones are left out.
+    async fn identifiers(
+        &self,
+        environment_id: EnvironmentId,
+        references: &[String],
+    ) -> Result<HashMap<String, String>, LogError>;
+
+    /// Deletes the identifier of `reference` for good; whether there was one.
+    async fn erase_identifier(
+        &self,
+        environment_id: EnvironmentId,
+        reference: &str,
+    ) -> Result<bool, LogError>;
+}
+
 /// The append-only event log. Implemented by the PostgreSQL and SQLite adapters in `commands`;
 /// read by `projections` through this trait only.
 #[async_trait]
-pub trait EventLog: Send + Sync + 'static {
+pub trait EventLog: IdentityReferences + Send + Sync + 'static {
     /// Appends events to several streams atomically: either every stream's expected version holds
     /// (those only expected, [`StreamAppend::expect`], included) and all events are written,
     /// contiguous in position, or nothing is written.

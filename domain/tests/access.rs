@@ -126,6 +126,7 @@ fn four_eyes_guards_what_environments_serve_and_nothing_else() {
         json!({"type": "delete_segment", "project_id": 2, "segment_id": 8}),
     ];
     let unguarded = [
+        json!({"type": "erase_identity", "environment_id": 3, "identifier": "u"}),
         json!({"type": "rename_environment", "environment_id": 3, "name": "x"}),
         json!({"type": "issue_server_side_key", "environment_id": 3, "name": "k", "key_hash": "h"}),
         json!({"type": "update_environment_settings", "environment_id": 3, "minimum_change_request_approvals": 0}),

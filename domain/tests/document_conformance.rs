@@ -156,15 +156,18 @@ fn imported_and_rendered_documents_evaluate_as_the_originals() {
     for (name, data) in seed_documents() {
         let original: EnvironmentDocument =
             serde_json::from_value(data.environment_document.clone()).expect("document parses");
-        let plan = domain::import::plan(&Default::default(), &original, "hash".into())
-            .unwrap_or_else(|e| panic!("{name}: import refused: {e}"));
+        let plan = domain::import::plan(&Default::default(), &original, "hash".into(), &mut |i| {
+            format!("reference-of-{i}")
+        })
+        .unwrap_or_else(|e| panic!("{name}: import refused: {e}"));
         let project = Project::from_events(&plan.project_events);
         let environment = Environment::from_events(&plan.environment_events);
         let identities: Vec<(String, IdentityOverrides)> = plan
             .identity_events
             .iter()
-            .map(|(identifier, events)| {
-                (identifier.clone(), IdentityOverrides::from_events(events))
+            .map(|(reference, events)| {
+                let identifier = plan.identifiers[reference].clone();
+                (identifier, IdentityOverrides::from_events(events))
             })
             .collect();
         let rendered = render(DocumentSource {

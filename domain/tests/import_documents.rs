@@ -23,8 +23,10 @@ fn import_keeps_every_hashed_id_and_every_override() {
     let documents = documents();
     assert_eq!(documents.len(), 9, "8 seed documents and the legacy one");
     for (name, document) in documents {
-        let plan = plan(&Directory::default(), &document, "hash".into())
-            .unwrap_or_else(|e| panic!("{name}: import refused: {e}"));
+        let plan = plan(&Directory::default(), &document, "hash".into(), &mut |i| {
+            format!("ref-{i}")
+        })
+        .unwrap_or_else(|e| panic!("{name}: import refused: {e}"));
         let project = Project::from_events(&plan.project_events);
         let environment = Environment::from_events(&plan.environment_events);
         assert_eq!(environment.client_key, document.api_key, "{name}");
@@ -88,7 +90,7 @@ fn import_keeps_every_hashed_id_and_every_override() {
 
         let overrides = document.identity_overrides.clone().unwrap_or_default();
         for identity in overrides {
-            let events = &plan.identity_events[&identity.identifier];
+            let events = &plan.identity_events[&format!("ref-{}", identity.identifier)];
             let imported = IdentityOverrides::from_events(events);
             for state in &identity.identity_features {
                 let o = &imported.overrides[&(state.feature.id as u64)];
@@ -103,12 +105,18 @@ fn import_keeps_every_hashed_id_and_every_override() {
 fn a_second_import_of_the_same_client_key_is_refused() {
     let (_, document) = documents().remove(0);
     let mut directory = Directory::default();
-    let first = plan(&directory, &document, "h".into()).unwrap();
+    let first = plan(&directory, &document, "h".into(), &mut |i| {
+        format!("ref-{i}")
+    })
+    .unwrap();
     first
         .directory_events
         .iter()
         .for_each(|e| directory.apply(e));
-    let err = plan(&directory, &document, "h".into()).unwrap_err();
+    let err = plan(&directory, &document, "h".into(), &mut |i| {
+        format!("ref-{i}")
+    })
+    .unwrap_err();
     assert!(
         matches!(err, domain::Error::Conflict { ref field, .. } if field == "api_key"),
         "{err:?}"
@@ -126,7 +134,10 @@ fn import_keeps_multivariate_option_keys_for_variants() {
     let option = &mut state.multivariate_feature_state_values[0].multivariate_feature_option;
     option.key = Some("treatment-a".into());
     let (feature_id, option_id) = (state.feature.id as u64, option.id.unwrap() as u64);
-    let plan = plan(&Directory::default(), &document, "h".into()).unwrap();
+    let plan = plan(&Directory::default(), &document, "h".into(), &mut |i| {
+        format!("ref-{i}")
+    })
+    .unwrap();
     let project = Project::from_events(&plan.project_events);
     let feature = project.feature(feature_id).unwrap();
     let imported = feature

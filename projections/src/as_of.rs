@@ -39,8 +39,9 @@ const READ_BATCH: usize = 1_000;
 pub enum Identities<'a> {
     /// Every identity's, as the document SDKs download.
     All,
-    /// Only this identifier's: enough to evaluate that identity, without a pass over the log.
-    One(&'a str),
+    /// Only the identity with this reference (none: an identity without overrides): enough to
+    /// evaluate it, without a pass over the log.
+    One(Option<&'a str>),
 }
 
 /// The position of the last event recorded at or before `micros` (µs since the Unix epoch), 0
@@ -93,8 +94,10 @@ pub async fn environment_at(
     let (mut folded, after) = match snapshots::latest(read_models, environment_id, position).await?
     {
         Some(mut snapshot) => {
-            if let Identities::One(identifier) = identities {
-                snapshot.identities.retain(|kept, _| kept == identifier);
+            if let Identities::One(reference) = identities {
+                snapshot
+                    .identities
+                    .retain(|kept, _| Some(kept.as_str()) == reference);
             }
             let after = snapshot.position;
             (Folded::from_snapshot(environment_id, snapshot), after)
@@ -121,9 +124,10 @@ pub async fn environment_at(
         Identities::All => {
             events.extend(identity_events(log, read_models, environment_id, after, position).await?)
         }
-        Identities::One(identifier) => events.extend(
+        Identities::One(None) => {}
+        Identities::One(Some(reference)) => events.extend(
             log.read_stream_between(
-                &identity::stream(environment_id, identifier),
+                &identity::stream(environment_id, reference),
                 after,
                 position,
             )
@@ -136,6 +140,7 @@ pub async fn environment_at(
     for event in &events {
         folded.apply(event)?;
     }
+    folded.name_identities(log, environment_id).await?;
     Ok(folded.render(environment_id))
 }
 

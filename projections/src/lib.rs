@@ -39,12 +39,40 @@ pub enum Error {
 
 /// Opens the database the read models live in (the event log's own database; its migrations
 /// create the tables). Works with `postgres://` and `sqlite:` URLs alike.
+/// On SQLite, connections overwrite what they delete (`secure_delete`): an erased identity's
+/// identifier leaves no trace in the file's free pages.
 pub async fn connect(database_url: &str) -> Result<sqlx::AnyPool, Error> {
     sqlx::any::install_default_drivers();
     Ok(sqlx::any::AnyPoolOptions::new()
         .max_connections(8)
+        .after_connect(|connection, _| {
+            Box::pin(async move {
+                if connection.backend_name() == SQLITE {
+                    sqlx::query("PRAGMA secure_delete = ON")
+                        .execute(&mut *connection)
+                        .await?;
+                }
+                Ok(())
+            })
+        })
         .connect(database_url)
         .await?)
+}
+
+const SQLITE: &str = "SQLite";
+
+/// After an erasure: on SQLite, moves every page the write-ahead log holds into the database
+/// file and truncates the log, so the old versions of rows that named the identity are gone from
+/// both files (the overwritten versions replace them). PostgreSQL keeps dead row versions until
+/// vacuum, which it runs on its own.
+pub async fn forget_deleted(pool: &sqlx::AnyPool) -> Result<(), Error> {
+    let mut connection = pool.acquire().await?;
+    if connection.backend_name() == SQLITE {
+        sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+            .execute(&mut *connection)
+            .await?;
+    }
+    Ok(())
 }
 
 /// The position projection `name`'s read model reflects (0 if it has none).

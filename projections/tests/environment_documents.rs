@@ -595,10 +595,15 @@ async fn as_of_from_a_snapshot_is_as_of_from_the_log(db: TestDatabase) {
                 .unwrap()
                 .state
                 .project_id;
+            let someone = commands
+                .identity_reference(environment, "someone", false)
+                .await
+                .unwrap();
+            assert!(someone.is_some(), "the identity has a reference");
             // Every few positions (each answer reads the log again), and the head.
             let stride = (head / 40).max(1) as usize;
             for position in (1..=head).step_by(stride).chain([head]) {
-                for identities in [Identities::All, Identities::One("someone")] {
+                for identities in [Identities::All, Identities::One(someone.as_deref())] {
                     let past = as_of::environment_at(
                         &*log,
                         &pool,

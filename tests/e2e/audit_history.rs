@@ -278,6 +278,17 @@ async fn every_command_type_leaves_a_row_with_actor_before_and_after(backend: Ba
     )
     .await;
     x.command(
+        json!({"type": "erase_identity", "environment_id": environment,
+                     "identifier": "user-1"}),
+    )
+    .await;
+    let erased = &history(&server, "event_type=IdentityErased", None).await[0];
+    assert_eq!(erased["identity"], "erased identity");
+    assert_eq!(
+        erased["summary"],
+        "admin@example.com erased an identity in prod"
+    );
+    x.command(
         json!({"type": "update_environment_settings", "environment_id": environment,
                      "minimum_change_request_approvals": 1}),
     )

@@ -398,12 +398,10 @@ async fn the_whole_admin_flow_works_and_each_mutation_is_an_event(backend: Backe
     )
     .await
     .expect_status(204);
+    let identity_stream = server.identity_stream(environment_id, "user-42").await;
     expected.push(expect(
         "req-identity-override",
-        &[(
-            &domain::identity::stream(environment_id, "user-42"),
-            "IdentityOverrideSet",
-        )],
+        &[(&identity_stream, "IdentityOverrideSet")],
     ));
 
     // Reads reflect every write.
@@ -569,7 +567,15 @@ async fn the_whole_admin_flow_works_and_each_mutation_is_an_event(backend: Backe
     );
     let identity_override = payload_of(&events, "IdentityOverrideSet")[0];
     assert_eq!(identity_override["environment_id"], environment_id);
-    assert_eq!(identity_override["identifier"], "user-42");
+    // The identity by its reference: no identifier is ever written to the log.
+    assert_eq!(identity_override.get("identifier"), None);
+    assert_eq!(
+        format!(
+            "identity-{environment_id}-{}",
+            identity_override["identity"].as_str().unwrap()
+        ),
+        identity_stream
+    );
     assert_eq!(identity_override["feature_id"], dark_mode);
     let created_segment = payload_of(&events, "SegmentCreated")[0];
     assert_eq!(created_segment["segment"]["rules"], rules);

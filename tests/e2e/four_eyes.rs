@@ -92,6 +92,11 @@ async fn guarded(backend: Backend) -> Guarded {
 /// why; every other mutating route must be refused with four-eyes on.
 const NOT_GUARDED: &[(&str, &str, &str)] = &[
     ("post", "/api/v1/users/config/init/", "the first user"),
+    (
+        "delete",
+        "/api/v1/environments/{api_key}/identities/{identifier}",
+        "an erasure: a person's request, not a flag change",
+    ),
     ("post", "/api/v1/users/", "users"),
     ("post", "/api/v1/organisations/", "organisations"),
     ("post", "/api/v1/projects/", "a new project"),

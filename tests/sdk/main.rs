@@ -8,6 +8,7 @@
 
 mod analytics;
 mod document;
+mod erasure;
 mod flags;
 mod identities;
 mod impact;

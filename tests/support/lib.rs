@@ -216,6 +216,18 @@ impl Server {
         self.log.read_all(0, 10_000).await.unwrap()
     }
 
+    /// The stream of the identity `identifier` names in the environment (it must have a
+    /// reference: an override was set for it).
+    pub async fn identity_stream(&self, environment_id: u64, identifier: &str) -> String {
+        let reference = self
+            .log
+            .identity_reference(environment_id, identifier, None)
+            .await
+            .unwrap()
+            .expect("the identity has a reference");
+        domain::identity::stream(environment_id, &reference)
+    }
+
     /// The log serialised as JSON text: what to search for secrets that must not be there.
     pub async fn log_text(&self) -> String {
         serde_json::to_string(&self.events().await).unwrap()
@@ -695,6 +707,11 @@ pub const ADMIN_ROUTES: &[(&str, &str, &str)] = &[
         "DELETE",
         "/api/v1/environments/{api_key}/identity-overrides/",
         "/api/v1/environments/k/identity-overrides/?identifier=u&feature=2",
+    ),
+    (
+        "DELETE",
+        "/api/v1/environments/{api_key}/identities/{identifier}",
+        "/api/v1/environments/k/identities/u",
     ),
 ];
 

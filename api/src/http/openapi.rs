@@ -8,8 +8,8 @@ use utoipa::{Modify, OpenApi};
 
 use crate::http::AppState;
 use crate::http::admin::{
-    audit, change_requests, commands, environments, features, identity_overrides, import,
-    organisations, projects, segments, tokens, users, versions,
+    audit, change_requests, commands, environments, features, identities, identity_overrides,
+    import, organisations, projects, segments, tokens, users, versions,
 };
 use crate::http::{health, time_travel};
 
@@ -26,7 +26,7 @@ use crate::http::{health, time_travel};
         environments::issue_key, environments::feature_states, environments::set_feature_state,
         environments::set_segment_override, environments::remove_segment_override,
         identity_overrides::identity_overrides, identity_overrides::set_identity_override,
-        identity_overrides::remove_identity_override,
+        identity_overrides::remove_identity_override, identities::erase_identity,
         features::list, features::create, features::show, features::update, features::delete,
         segments::list, segments::create, segments::show, segments::update, segments::delete,
         import::import_document,

@@ -325,8 +325,13 @@ pub async fn identity(state: AppState, request: Request, query: PastQuery) -> Re
         .ok_or_else(|| Error::bad_request("identifier", "must be given"))?;
     super::sdk::validate_identifier(&identifier)?;
     let position = position(&state, query.moment()?).await?;
-    let rendered =
-        rendered_at(&state, &environment, position, Identities::One(&identifier)).await?;
+    // No reference: the identity never had an override, or was erased.
+    let reference = state
+        .commands
+        .identity_reference(environment.id, &identifier, false)
+        .await?;
+    let only = Identities::One(reference.as_deref());
+    let rendered = rendered_at(&state, &environment, position, only).await?;
     let evaluable = Evaluable::uncached(stored(rendered))
         .ok_or_else(|| Error::Internal("a past document cannot be evaluated".into()))?;
     let traits = state

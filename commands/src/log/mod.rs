@@ -7,6 +7,7 @@
 //! Payload and metadata are stored as canonical JSON text so the bytes the hash chain covers come
 //! back exactly as they were hashed.
 
+mod identity_references;
 pub mod postgres;
 pub mod sqlite;
 #[cfg(any(test, feature = "test-support"))]

@@ -62,7 +62,9 @@ impl SqliteEventLog {
 }
 
 /// The connection settings the log expects for the file `database_url` names: created if
-/// missing, WAL, `synchronous = FULL`, a generous busy timeout for other writers of the file.
+/// missing, WAL, `synchronous = FULL`, a generous busy timeout for other writers of the file,
+/// and `secure_delete` (deleted content is overwritten: an erased identifier leaves no trace in
+/// the file's free pages).
 /// In-memory databases are refused: every connection would see a different (or vanishing) log.
 pub fn connect_options(database_url: &str) -> Result<SqliteConnectOptions, LogError> {
     if database_url.contains(":memory:") || database_url.contains("mode=memory") {
@@ -75,7 +77,8 @@ pub fn connect_options(database_url: &str) -> Result<SqliteConnectOptions, LogEr
         .create_if_missing(true)
         .journal_mode(SqliteJournalMode::Wal)
         .synchronous(SqliteSynchronous::Full)
-        .busy_timeout(Duration::from_secs(30)))
+        .busy_timeout(Duration::from_secs(30))
+        .pragma("secure_delete", "on"))
 }
 
 /// A pool for `database_url` with [`connect_options`].

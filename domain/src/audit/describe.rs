@@ -287,6 +287,8 @@ impl Names<'_> {
             IdentityEvent::IdentityOverrideRemoved { .. } => {
                 format!("removed the override of {feature} for identity `{identity}` in {here}")
             }
+            // Once erased, an identity has no name to show.
+            IdentityEvent::IdentityErased { .. } => format!("erased an identity in {here}"),
         }
     }
 

@@ -117,6 +117,8 @@ enum Part {
     SegmentOverride(EnvironmentId, FeatureId, SegmentId),
     EnvironmentSettings(EnvironmentId),
     IdentityOverride(String, FeatureId),
+    /// Every override of an identity, and whether it is erased.
+    Identity(String),
     ChangeRequest(ChangeRequestId),
     /// The last checkpoint published into the log.
     Checkpoint,
@@ -377,23 +379,13 @@ impl AuditFold {
                 }
             }
             Decoded::Identity(event) => {
-                let (environment_id, identifier, feature_id) = match event {
-                    IdentityEvent::IdentityOverrideSet {
-                        environment_id,
-                        identifier,
-                        feature_id,
-                        ..
-                    }
-                    | IdentityEvent::IdentityOverrideRemoved {
-                        environment_id,
-                        identifier,
-                        feature_id,
-                    } => (*environment_id, identifier, *feature_id),
-                };
-                touched.environment_id = Some(environment_id);
-                touched.feature_id = Some(feature_id);
-                touched.identity = Some(identifier.clone());
-                Part::IdentityOverride(stream.to_string(), feature_id)
+                touched.environment_id = Some(event.environment_id());
+                touched.feature_id = event.feature_id();
+                touched.identity = Some(event.identity().to_string());
+                match event.feature_id() {
+                    Some(feature_id) => Part::IdentityOverride(stream.to_string(), feature_id),
+                    None => Part::Identity(stream.to_string()),
+                }
             }
             Decoded::ChangeRequest(id, event) => {
                 touched.change_request_id = Some(*id);

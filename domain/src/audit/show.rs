@@ -95,6 +95,10 @@ impl AuditFold {
                 .get(stream)
                 .and_then(|i| i.overrides.get(feature))
                 .map(|s| json!(s)),
+            Part::Identity(stream) => self
+                .identities
+                .get(stream)
+                .map(|i| json!({"overrides": i.overrides, "erased": i.erased})),
             Part::ChangeRequest(id) => self
                 .change_requests
                 .get(id)

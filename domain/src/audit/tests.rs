@@ -350,12 +350,12 @@ fn a_committed_request_names_its_approvers_and_the_applied_events_name_the_reque
 }
 
 #[test]
-fn identity_overrides_name_the_identity_and_their_previous_state() {
+fn identity_overrides_name_the_identity_by_reference_and_their_previous_state() {
     let mut log = Log::with_project();
-    let stream = crate::identity::stream(3, "user-42");
+    let stream = crate::identity::stream(3, "ref42");
     let set = |enabled| IdentityEvent::IdentityOverrideSet {
         environment_id: 3,
-        identifier: "user-42".into(),
+        identity: "ref42".into(),
         feature_id: 7,
         state: state(enabled, "blue"),
     };
@@ -363,9 +363,24 @@ fn identity_overrides_name_the_identity_and_their_previous_state() {
     let second = log.by(&stream, &set(false));
     assert_eq!(first.before, Value::Null);
     assert_eq!(second.before["enabled"], json!(true));
-    assert_eq!(second.identity.as_deref(), Some("user-42"));
+    assert_eq!(second.identity.as_deref(), Some("ref42"));
     assert_eq!(
         second.summary,
-        "alice@example.com overrode `checkout` for identity `user-42` in production"
+        "alice@example.com overrode `checkout` for identity `ref42` in production"
+    );
+
+    let erased = log.by(
+        &stream,
+        &IdentityEvent::IdentityErased {
+            environment_id: 3,
+            identity: "ref42".into(),
+        },
+    );
+    assert_eq!(erased.identity.as_deref(), Some("ref42"));
+    assert_eq!(erased.before["overrides"]["7"]["enabled"], json!(false));
+    assert_eq!(erased.after, json!({"overrides": {}, "erased": true}));
+    assert_eq!(
+        erased.summary,
+        "alice@example.com erased an identity in production"
     );
 }

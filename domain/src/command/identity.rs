@@ -1,11 +1,16 @@
-//! Commands on one identity's overrides (`identity-{environment id}-{hash}`). Setting one reads
-//! the feature from the environment's project, so the append expects the project's version.
+//! Commands on one identity (`identity-{environment id}-{reference}`): its overrides, and its
+//! erasure. Setting an override reads the feature from the environment's project, so the append
+//! expects the project's version.
+//!
+//! A command names the identity by identifier or by reference ([`IdentityName`]); the write side
+//! resolves an identifier to its reference before anything is decided or stored, so decisions
+//! see references only.
 
 use serde::{Deserialize, Serialize};
 
 use crate::environment::{Environment, FeatureStateInput};
 use crate::error::{Error, Result};
-use crate::identity::{IdentityEvent, IdentityOverrides};
+use crate::identity::{IdentityEvent, IdentityName, IdentityOverrides};
 use crate::model::{EnvironmentId, FeatureId};
 use crate::project::Project;
 
@@ -18,15 +23,23 @@ use crate::project::Project;
 pub enum IdentityCommand {
     SetIdentityOverride {
         environment_id: EnvironmentId,
-        identifier: String,
+        #[serde(flatten)]
+        identity: IdentityName,
         feature_id: FeatureId,
         #[serde(flatten)]
         state: FeatureStateInput,
     },
     RemoveIdentityOverride {
         environment_id: EnvironmentId,
-        identifier: String,
+        #[serde(flatten)]
+        identity: IdentityName,
         feature_id: FeatureId,
+    },
+    /// Erases the identity: its overrides stop applying and its identifier is deleted.
+    EraseIdentity {
+        environment_id: EnvironmentId,
+        #[serde(flatten)]
+        identity: IdentityName,
     },
 }
 
@@ -42,14 +55,24 @@ impl IdentityCommand {
     pub fn environment_id(&self) -> EnvironmentId {
         match self {
             IdentityCommand::SetIdentityOverride { environment_id, .. }
-            | IdentityCommand::RemoveIdentityOverride { environment_id, .. } => *environment_id,
+            | IdentityCommand::RemoveIdentityOverride { environment_id, .. }
+            | IdentityCommand::EraseIdentity { environment_id, .. } => *environment_id,
         }
     }
 
-    pub fn identifier(&self) -> &str {
+    pub fn identity(&self) -> &IdentityName {
         match self {
-            IdentityCommand::SetIdentityOverride { identifier, .. }
-            | IdentityCommand::RemoveIdentityOverride { identifier, .. } => identifier,
+            IdentityCommand::SetIdentityOverride { identity, .. }
+            | IdentityCommand::RemoveIdentityOverride { identity, .. }
+            | IdentityCommand::EraseIdentity { identity, .. } => identity,
+        }
+    }
+
+    pub fn identity_mut(&mut self) -> &mut IdentityName {
+        match self {
+            IdentityCommand::SetIdentityOverride { identity, .. }
+            | IdentityCommand::RemoveIdentityOverride { identity, .. }
+            | IdentityCommand::EraseIdentity { identity, .. } => identity,
         }
     }
 
@@ -57,9 +80,15 @@ impl IdentityCommand {
     pub fn reads_project(&self) -> bool {
         matches!(self, IdentityCommand::SetIdentityOverride { .. })
     }
+
+    /// Whether resolving the identifier may give it a reference: only setting an override
+    /// makes an identity known; the others name one that must exist.
+    pub fn assigns_reference(&self) -> bool {
+        matches!(self, IdentityCommand::SetIdentityOverride { .. })
+    }
 }
 
-/// Decides an identity command.
+/// Decides an identity command (its identity resolved to a reference).
 pub fn decide(
     overrides: &IdentityOverrides,
     command: &IdentityCommand,
@@ -69,20 +98,17 @@ pub fn decide(
     if !facts.environment.exists || facts.environment.id != environment_id {
         return Err(Error::not_found("environment", environment_id));
     }
+    let identity = command.identity().resolved()?;
     match command {
         IdentityCommand::SetIdentityOverride {
-            identifier,
-            feature_id,
-            state,
-            ..
+            feature_id, state, ..
         } => {
             let feature = facts.project.feature(*feature_id)?;
-            overrides.set(environment_id, identifier, feature, state.clone())
+            overrides.set(environment_id, identity, feature, state.clone())
         }
-        IdentityCommand::RemoveIdentityOverride {
-            identifier,
-            feature_id,
-            ..
-        } => overrides.remove(environment_id, identifier, *feature_id),
+        IdentityCommand::RemoveIdentityOverride { feature_id, .. } => {
+            overrides.remove(environment_id, identity, *feature_id)
+        }
+        IdentityCommand::EraseIdentity { .. } => Ok(overrides.erase(environment_id, identity)),
     }
 }

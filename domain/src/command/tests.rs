@@ -32,6 +32,9 @@ const SAMPLES: &[&str] = &[
     r#"{"type":"remove_segment_override","environment_id":3,"feature_id":7,"segment_id":8}"#,
     r#"{"type":"set_identity_override","environment_id":3,"identifier":"user-1","feature_id":7,"enabled":true,"feature_state_value":12}"#,
     r#"{"type":"remove_identity_override","environment_id":3,"identifier":"user-1","feature_id":7}"#,
+    // As stored in a change request: the identity by reference.
+    r#"{"type":"set_identity_override","environment_id":3,"identity":"5f1c0a","feature_id":7,"enabled":false,"feature_state_value":null}"#,
+    r#"{"type":"erase_identity","environment_id":3,"identifier":"user-1"}"#,
 ];
 
 #[test]

@@ -9,8 +9,8 @@ use domain::aggregate::{Aggregate, DomainEvent};
 use domain::directory::{self, Directory, DirectoryEvent};
 use domain::document::{DocumentSource, environment_flags_body, render};
 use domain::environment::{self, Environment, EnvironmentEvent};
-use domain::identity::{IdentityEvent, IdentityOverrides};
-use domain::log::RecordedEvent;
+use domain::identity::{IdentityEvent, IdentityOverrides, IdentityRef};
+use domain::log::{EventLog, RecordedEvent};
 use domain::model::{EnvironmentId, ProjectId};
 use domain::project::{Project, ProjectEvent};
 
@@ -35,7 +35,10 @@ enum Key {
 /// projects and environments a bounded set of them (see the module's documentation).
 pub struct Folded {
     directory: Directory,
-    identities: HashMap<EnvironmentId, BTreeMap<String, IdentityOverrides>>,
+    /// Per environment, each identity's overrides by its reference.
+    identities: HashMap<EnvironmentId, BTreeMap<IdentityRef, IdentityOverrides>>,
+    /// Per environment, the identifier of each reference looked up so far (`None`: erased).
+    identifiers: HashMap<EnvironmentId, HashMap<IdentityRef, Option<String>>>,
     /// Per environment: when and at which position the last event that touched it was recorded.
     last_change: HashMap<EnvironmentId, (i64, u64)>,
     projects: HashMap<ProjectId, Loaded<Project>>,
@@ -64,6 +67,7 @@ impl Folded {
         Folded {
             directory: Directory::default(),
             identities: HashMap::new(),
+            identifiers: HashMap::new(),
             last_change: HashMap::new(),
             projects: HashMap::new(),
             environments: HashMap::new(),
@@ -132,27 +136,55 @@ impl Folded {
         Ok(touched)
     }
 
-    /// Folds an identity override event in; returns its environment.
+    /// Folds an identity event in; returns its environment. An erased identity is forgotten.
     fn apply_identity(&mut self, event: &IdentityEvent) -> EnvironmentId {
-        let (environment_id, identifier) = match event {
-            IdentityEvent::IdentityOverrideSet {
-                environment_id,
-                identifier,
-                ..
+        let environment_id = event.environment_id();
+        let reference = event.identity();
+        if let IdentityEvent::IdentityErased { .. } = event {
+            if let Some(identities) = self.identities.get_mut(&environment_id) {
+                identities.remove(reference);
             }
-            | IdentityEvent::IdentityOverrideRemoved {
-                environment_id,
-                identifier,
-                ..
-            } => (*environment_id, identifier),
-        };
+            if let Some(identifiers) = self.identifiers.get_mut(&environment_id) {
+                identifiers.remove(reference);
+            }
+            return environment_id;
+        }
         self.identities
             .entry(environment_id)
             .or_default()
-            .entry(identifier.clone())
+            .entry(reference.to_string())
             .or_default()
             .apply(event);
         environment_id
+    }
+
+    /// Looks up the identifiers of environment `id`'s identities with overrides that have not
+    /// been looked up yet: what rendering it names them by (the log holds references only).
+    pub async fn name_identities(
+        &mut self,
+        log: &dyn EventLog,
+        id: EnvironmentId,
+    ) -> Result<(), Error> {
+        let known = self.identifiers.entry(id).or_default();
+        let unnamed: Vec<IdentityRef> = self
+            .identities
+            .get(&id)
+            .into_iter()
+            .flatten()
+            .filter(|(reference, overrides)| {
+                !overrides.overrides.is_empty() && !known.contains_key(*reference)
+            })
+            .map(|(reference, _)| reference.clone())
+            .collect();
+        if unnamed.is_empty() {
+            return Ok(());
+        }
+        let mut found = log.identifiers(id, &unnamed).await?;
+        for reference in unnamed {
+            let identifier = found.remove(&reference);
+            known.insert(reference, identifier);
+        }
+        Ok(())
     }
 
     /// Marks the environment used; false if it is not loaded.
@@ -274,13 +306,23 @@ impl Folded {
             .get(&project.organisation_id)
             .map_or("", String::as_str);
         let (updated_at_micros, position) = self.last_change.get(&id).copied().unwrap_or((0, 0));
-        let no_identities = BTreeMap::new();
-        let identities = self.identities.get(&id).unwrap_or(&no_identities);
+        let names = self.identifiers.get(&id);
+        let mut identities: Vec<(&str, &IdentityOverrides)> = self
+            .identities
+            .get(&id)
+            .into_iter()
+            .flatten()
+            .filter_map(|(reference, overrides)| {
+                let identifier = names?.get(reference)?.as_deref()?;
+                Some((identifier, overrides))
+            })
+            .collect();
+        identities.sort_unstable_by_key(|(identifier, _)| *identifier);
         let document = render(DocumentSource {
             organisation_name,
             project,
             environment,
-            identity_overrides: &mut identities.iter().map(|(i, o)| (i.as_str(), o)),
+            identity_overrides: &mut identities.into_iter(),
             updated_at: domain::log::rfc3339(updated_at_micros)
                 .unwrap_or_else(|| "1970-01-01T00:00:00Z".into()),
         });

@@ -201,6 +201,7 @@ impl Projection for EnvironmentDocuments {
         let mut snapshots = Vec::new();
         for id in touched {
             self.load_for_render(id, last.position).await?;
+            self.folded.name_identities(&*self.log, id).await?;
             rendered.extend(self.folded.render(id));
             if self.snapshot_due(id, last.position).await? {
                 snapshots.extend(self.folded.snapshot(id, last.position).map(|s| (id, s)));

@@ -7,6 +7,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use domain::command::IdentityCommand;
 use domain::environment::FeatureStateInput;
+use domain::identity::IdentityName;
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -83,7 +84,7 @@ pub async fn set_identity_override(
     let env = environment_by_key(&state, &api_key).await?;
     let command = IdentityCommand::SetIdentityOverride {
         environment_id: env.state.id,
-        identifier: body.identifier,
+        identity: IdentityName::Identifier(body.identifier),
         feature_id: body.feature,
         state: FeatureStateInput {
             enabled: body.enabled,
@@ -112,7 +113,7 @@ pub async fn remove_identity_override(
     let env = environment_by_key(&state, &api_key).await?;
     let command = IdentityCommand::RemoveIdentityOverride {
         environment_id: env.state.id,
-        identifier: query.identifier,
+        identity: IdentityName::Identifier(query.identifier),
         feature_id: feature,
     };
     execute(&state, &admin, command).await?;

@@ -7,6 +7,7 @@ pub mod change_requests;
 pub mod commands;
 pub mod environments;
 pub mod features;
+pub mod identities;
 pub mod identity_overrides;
 pub mod import;
 pub mod organisations;
@@ -37,6 +38,7 @@ pub fn router() -> Router<AppState> {
         .merge(projects::router())
         .merge(environments::router())
         .merge(identity_overrides::router())
+        .merge(identities::router())
         .merge(features::router())
         .merge(segments::router())
         .merge(import::router())

@@ -236,10 +236,15 @@ pub struct AuditPage {
     pub next: Option<String>,
 }
 
+/// The rows `query` selects, each identity named (see [`super::identities`]).
 pub(super) async fn rows(state: &AppState, query: &AuditQuery) -> Result<Vec<AuditRow>> {
-    audit_history::query(&state.read_models, query)
+    let mut rows = audit_history::query(&state.read_models, query)
         .await
-        .map_err(|e| Error::Internal(e.to_string()))
+        .map_err(|e| Error::Internal(e.to_string()))?;
+    super::identities::name_identities(&*state.log, &mut rows)
+        .await
+        .map_err(::commands::Error::from)?;
+    Ok(rows)
 }
 
 /// The audit history, newest first: one row per event with who, when, what, where, the change

@@ -8,6 +8,7 @@
 
 pub mod export;
 pub mod history;
+mod identities;
 
 use axum::Json;
 use axum::Router;

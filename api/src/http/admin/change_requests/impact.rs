@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use axum::Json;
 use axum::extract::State;
 use domain::change_request::Status;
-use domain::identity::{self, IdentityOverrides};
+use domain::identity::IdentityOverrides;
 use domain::impact::{AffectedIdentity, Side, impact};
 use serde::Serialize;
 
@@ -53,10 +53,9 @@ pub async fn impact_of(
             .map_err(|e| Error::Internal(e.to_string()))?;
         let mut before: BTreeMap<String, IdentityOverrides> = BTreeMap::new();
         for (identifier, _) in &identities {
-            let overrides: IdentityOverrides = state
+            let overrides = state
                 .commands
-                .store()
-                .load(&identity::stream(environment_id, identifier))
+                .identity_overrides(environment_id, identifier)
                 .await?
                 .state;
             if !overrides.overrides.is_empty() {
