@@ -1,10 +1,11 @@
 //! Verifying the log's hash chain (`flaglog verify`, `GET /api/v1/audit-log/verify`): every
-//! event of a range recomputed from its content and its predecessor's hash, in batches, so that
+//! event of a range recomputed from its stored bytes (`EventLog::read_stored`: no JSON is
+//! parsed) and its predecessor's hash, in batches, so that
 //! an event changed, removed or reordered behind the database's back is named by position. Given
 //! a checkpoint saved earlier (a position and its hash), it also tells whether the log still
 //! extends it: a log cut back behind the checkpoint, or rewritten before it, does not.
 
-use domain::log::{ChainBreak, ChainCheck, EventLog, GENESIS_HASH, LogError};
+use domain::log::{ChainBreak, ChainCheck, EventLog, GENESIS_HASH, LogError, StoredRecord};
 use serde::Serialize;
 
 /// Events read per batch.
@@ -122,7 +123,7 @@ pub async fn verify(
     let prev = if from == 1 {
         GENESIS_HASH
     } else {
-        match log.read_all(from - 2, 1).await?.first() {
+        match log.read_stored(from - 2, 1).await?.first() {
             Some(event) if event.position == from - 1 => event.hash,
             _ => {
                 verification.broken(from - 1, format!("event {} is missing", from - 1), None);
@@ -132,21 +133,28 @@ pub async fn verify(
     };
     let mut check = ChainCheck::after(from - 1, prev);
     let mut position = from - 1;
-    let mut events = log.read_all(position, BATCH).await?;
+    let mut batch = log.read_stored(position, BATCH).await?;
     while position < last {
-        if events.is_empty() {
+        if batch.is_empty() {
             break;
         }
-        let read_to = events.last().map_or(last, |e| e.position);
-        // The next batch is read while this one is hashed (on every core).
+        let read_to = batch.last().map_or(last, |e| e.position);
+        let events = std::mem::take(&mut batch);
+        // The next batch is read while this one is hashed, on the blocking pool's threads.
         let following = async {
             if read_to < last {
-                log.read_all(read_to, BATCH).await
+                log.read_stored(read_to, BATCH).await
             } else {
                 Ok(Vec::new())
             }
         };
-        let (following, computed) = tokio::join!(following, async { computed_hashes(&events) });
+        let hashing = tokio::task::spawn_blocking(move || {
+            let computed = computed_hashes(&events);
+            (events, computed)
+        });
+        let (following, hashed) = tokio::join!(following, hashing);
+        let (events, computed) =
+            hashed.map_err(|e| LogError::Storage(format!("hashing a batch failed: {e}")))?;
         for (event, computed) in events
             .iter()
             .zip(computed)
@@ -188,7 +196,7 @@ pub async fn verify(
             }
         }
         position = read_to;
-        events = following?;
+        batch = following?;
     }
     let (verified, hash) = check.head();
     if verified < last {
@@ -203,9 +211,9 @@ pub async fn verify(
     Ok(verification)
 }
 
-/// Each event's [`domain::log::RecordedEvent::computed_hash`], in order, worked out on every
-/// core: the canonical JSON and SHA-256 of each depend only on that event.
-fn computed_hashes(events: &[domain::log::RecordedEvent]) -> Vec<[u8; 32]> {
+/// Each event's [`StoredRecord::computed_hash`], in order, worked out on every core: the
+/// SHA-256 of each depends only on that event's stored bytes.
+fn computed_hashes(events: &[StoredRecord]) -> Vec<[u8; 32]> {
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     let chunk = events.len().div_ceil(threads).max(1);
     std::thread::scope(|scope| {

@@ -193,18 +193,110 @@ pub struct CanonicalEvent<'a> {
 /// keys sorted, no insignificant white space), so the bytes survive any storage round trip.
 pub fn canonical_bytes(event: &CanonicalEvent<'_>) -> Vec<u8> {
     let metadata = serde_json::to_value(event.metadata).unwrap_or(Value::Null);
-    format!(
-        "flaglog-event-v1\n{}\n{}\n{}\n{}\n{}\n{}\n{}\n{}",
+    stored_bytes(
         event.position,
-        serde_json::to_string(event.stream_id).unwrap_or_default(),
+        event.stream_id,
         event.version,
-        serde_json::to_string(event.event_type).unwrap_or_default(),
+        event.event_type,
         event.schema_version,
-        canonical_json(event.payload),
-        canonical_json(&metadata),
+        &canonical_json(event.payload),
+        &canonical_json(&metadata),
         event.recorded_at_micros,
     )
+}
+
+/// [`canonical_bytes`] with the payload and metadata already as canonical JSON text (as the log
+/// stores them).
+#[allow(clippy::too_many_arguments)]
+pub fn stored_bytes(
+    position: u64,
+    stream_id: &str,
+    version: u64,
+    event_type: &str,
+    schema_version: u32,
+    payload: &str,
+    metadata: &str,
+    recorded_at_micros: i64,
+) -> Vec<u8> {
+    format!(
+        "flaglog-event-v1\n{}\n{}\n{}\n{}\n{}\n{}\n{}\n{}",
+        position,
+        serde_json::to_string(stream_id).unwrap_or_default(),
+        version,
+        serde_json::to_string(event_type).unwrap_or_default(),
+        schema_version,
+        payload,
+        metadata,
+        recorded_at_micros,
+    )
     .into_bytes()
+}
+
+/// An event exactly as stored: its payload and metadata as the canonical JSON text the log
+/// wrote (and hashed), unparsed. What verifying the chain reads: hashing the stored text
+/// needs no JSON parsing, and any change to a stored byte shows.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredRecord {
+    pub position: u64,
+    pub stream_id: String,
+    pub version: u64,
+    pub event_type: String,
+    pub schema_version: u32,
+    pub payload: String,
+    pub metadata: String,
+    pub recorded_at_micros: i64,
+    pub prev_hash: [u8; 32],
+    pub hash: [u8; 32],
+}
+
+impl StoredRecord {
+    /// The hash of the stored bytes and the predecessor's hash.
+    pub fn computed_hash(&self) -> [u8; 32] {
+        chain_hash(
+            &self.prev_hash,
+            &stored_bytes(
+                self.position,
+                &self.stream_id,
+                self.version,
+                &self.event_type,
+                self.schema_version,
+                &self.payload,
+                &self.metadata,
+                self.recorded_at_micros,
+            ),
+        )
+    }
+}
+
+/// What the chain check needs of an event, recorded or stored.
+pub trait Chained {
+    fn position(&self) -> u64;
+    fn prev_hash(&self) -> [u8; 32];
+    fn hash(&self) -> [u8; 32];
+}
+
+impl Chained for RecordedEvent {
+    fn position(&self) -> u64 {
+        self.position
+    }
+    fn prev_hash(&self) -> [u8; 32] {
+        self.prev_hash
+    }
+    fn hash(&self) -> [u8; 32] {
+        self.hash
+    }
+}
+
+impl Chained for StoredRecord {
+    fn position(&self) -> u64 {
+        self.position
+    }
+    fn prev_hash(&self) -> [u8; 32] {
+        self.prev_hash
+    }
+    fn hash(&self) -> [u8; 32] {
+        self.hash
+    }
 }
 
 /// `SHA-256(prev ‖ bytes)`.
@@ -319,33 +411,33 @@ impl ChainCheck {
     /// its own fields, so a batch's can be computed in parallel).
     pub fn check_computed(
         &mut self,
-        event: &RecordedEvent,
+        event: &impl Chained,
         computed: [u8; 32],
     ) -> Result<(), ChainBreak> {
+        let (position, prev_hash, hash) = (event.position(), event.prev_hash(), event.hash());
         let expected_position = self.position + 1;
-        if event.position != expected_position {
+        if position != expected_position {
             return Err(ChainBreak::Gap {
                 expected: expected_position,
-                found: event.position,
+                found: position,
             });
         }
-        if event.prev_hash != self.hash {
+        if prev_hash != self.hash {
             return Err(ChainBreak::PrevHash {
-                position: event.position,
+                position,
                 expected: self.hash,
-                stored: event.prev_hash,
+                stored: prev_hash,
             });
         }
-        let expected = computed;
-        if expected != event.hash {
+        if computed != hash {
             return Err(ChainBreak::Hash {
-                position: event.position,
-                expected,
-                stored: event.hash,
+                position,
+                expected: computed,
+                stored: hash,
             });
         }
-        self.position = event.position;
-        self.hash = event.hash;
+        self.position = position;
+        self.hash = hash;
         Ok(())
     }
 
@@ -440,6 +532,14 @@ pub trait EventLog: IdentityReferences + Send + Sync + 'static {
         after_position: u64,
         until_position: u64,
     ) -> Result<Vec<RecordedEvent>, LogError>;
+
+    /// Up to `limit` events with `position > after_position`, in position order, exactly as
+    /// stored (payload and metadata unparsed): what verifying the chain hashes.
+    async fn read_stored(
+        &self,
+        after_position: u64,
+        limit: usize,
+    ) -> Result<Vec<StoredRecord>, LogError>;
 
     /// Up to `limit` events with `position > after_position`, in position order.
     async fn read_all(

@@ -16,7 +16,7 @@ mod writer;
 
 use std::sync::Arc;
 
-use domain::log::{EventLog, LogError, Metadata, RecordedEvent};
+use domain::log::{EventLog, LogError, Metadata, RecordedEvent, StoredRecord};
 
 pub use postgres::PostgresEventLog;
 pub use sqlite::SqliteEventLog;
@@ -146,12 +146,39 @@ impl TryFrom<StoredEvent> for RecordedEvent {
     }
 }
 
+impl TryFrom<StoredEvent> for StoredRecord {
+    type Error = LogError;
+
+    fn try_from(row: StoredEvent) -> Result<Self, LogError> {
+        let corrupt = |what: &str| {
+            LogError::Storage(format!("event at position {} has {what}", row.position))
+        };
+        Ok(StoredRecord {
+            position: u64::try_from(row.position).map_err(|_| corrupt("a negative position"))?,
+            version: u64::try_from(row.version).map_err(|_| corrupt("a negative version"))?,
+            schema_version: u32::try_from(row.schema_version)
+                .map_err(|_| corrupt("an out-of-range schema version"))?,
+            prev_hash: hash32(&row.prev_hash).ok_or_else(|| corrupt("a malformed prev_hash"))?,
+            hash: hash32(&row.hash).ok_or_else(|| corrupt("a malformed hash"))?,
+            stream_id: row.stream_id,
+            event_type: row.event_type,
+            payload: row.payload,
+            metadata: row.metadata,
+            recorded_at_micros: row.recorded_at_micros,
+        })
+    }
+}
+
 pub(crate) fn hash32(bytes: &[u8]) -> Option<[u8; 32]> {
     bytes.try_into().ok()
 }
 
 pub(crate) fn decode_all(rows: Vec<StoredEvent>) -> Result<Vec<RecordedEvent>, LogError> {
     rows.into_iter().map(RecordedEvent::try_from).collect()
+}
+
+pub(crate) fn stored_all(rows: Vec<StoredEvent>) -> Result<Vec<StoredRecord>, LogError> {
+    rows.into_iter().map(StoredRecord::try_from).collect()
 }
 
 /// `u64` arguments for BIGINT parameters; values past `i64::MAX` mean "everything".

@@ -19,14 +19,18 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use domain::log::{Appended, EventLog, LogError, Metadata, RecordedEvent, StreamAppend};
+use domain::log::{
+    Appended, EventLog, LogError, Metadata, RecordedEvent, StoredRecord, StreamAppend,
+};
 use sqlx::ConnectOptions;
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgListener, PgPool, PgPoolOptions};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use super::writer::{self, BatchStore, Head, HeadWatch, Plan, Request, Writer};
-use super::{StoredEvent, clamp_i64, decode_all, event_columns, hash32, limit_i64, storage};
+use super::{
+    StoredEvent, clamp_i64, decode_all, event_columns, hash32, limit_i64, storage, stored_all,
+};
 
 /// The NOTIFY channel that carries each new head position.
 pub const NOTIFY_CHANNEL: &str = "flaglog_events";
@@ -173,6 +177,24 @@ impl EventLog for PostgresEventLog {
         .await
         .map_err(storage)?;
         decode_all(rows)
+    }
+
+    async fn read_stored(
+        &self,
+        after_position: u64,
+        limit: usize,
+    ) -> Result<Vec<StoredRecord>, LogError> {
+        let rows: Vec<StoredEvent> = sqlx::query_as(concat!(
+            "SELECT ",
+            event_columns!(),
+            " FROM events WHERE position > $1 ORDER BY position LIMIT $2"
+        ))
+        .bind(clamp_i64(after_position))
+        .bind(limit_i64(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(storage)?;
+        stored_all(rows)
     }
 
     async fn read_all(

@@ -13,7 +13,9 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use domain::log::{Appended, EventLog, LogError, Metadata, RecordedEvent, StreamAppend};
+use domain::log::{
+    Appended, EventLog, LogError, Metadata, RecordedEvent, StoredRecord, StreamAppend,
+};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
     SqliteSynchronous,
@@ -21,7 +23,9 @@ use sqlx::sqlite::{
 use sqlx::{ConnectOptions, Connection, QueryBuilder, Sqlite};
 
 use super::writer::{self, BatchStore, Head, HeadWatch, Plan, Request, Writer};
-use super::{StoredEvent, clamp_i64, decode_all, event_columns, hash32, limit_i64, storage};
+use super::{
+    StoredEvent, clamp_i64, decode_all, event_columns, hash32, limit_i64, storage, stored_all,
+};
 
 /// Rows per INSERT statement: 10 parameters each, well under SQLite's 32766-parameter limit.
 const INSERT_CHUNK: usize = 1000;
@@ -137,6 +141,24 @@ impl EventLog for SqliteEventLog {
         .await
         .map_err(storage)?;
         decode_all(rows)
+    }
+
+    async fn read_stored(
+        &self,
+        after_position: u64,
+        limit: usize,
+    ) -> Result<Vec<StoredRecord>, LogError> {
+        let rows: Vec<StoredEvent> = sqlx::query_as(concat!(
+            "SELECT ",
+            event_columns!(),
+            " FROM events WHERE position > ?1 ORDER BY position LIMIT ?2"
+        ))
+        .bind(clamp_i64(after_position))
+        .bind(limit_i64(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(storage)?;
+        stored_all(rows)
     }
 
     async fn read_all(

@@ -32,8 +32,8 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use domain::log::{
-    Appended, CanonicalEvent, ExpectedVersion, LogError, Metadata, StreamAppend, canonical_bytes,
-    canonical_json, chain_hash,
+    Appended, ExpectedVersion, LogError, Metadata, StreamAppend, canonical_json, chain_hash,
+    stored_bytes,
 };
 use tokio::sync::{mpsc, oneshot, watch};
 
@@ -54,8 +54,7 @@ const QUEUE_CAPACITY: usize = 4 * MAX_BATCH;
 /// One caller's `append`, waiting for the writer.
 pub(crate) struct Request {
     pub appends: Vec<StreamAppend>,
-    pub metadata: Metadata,
-    /// `metadata` as canonical JSON, computed by the caller so the writer does less.
+    /// The metadata as canonical JSON, computed by the caller so the writer does less.
     pub metadata_json: String,
     /// Each event's payload as canonical JSON, in the order of `appends` and their events.
     pub payload_json: Vec<String>,
@@ -205,18 +204,23 @@ pub(crate) fn plan(
             for event in &append.events {
                 position += 1;
                 *version += 1;
+                // The hash covers exactly the text stored.
+                let payload = payloads
+                    .next()
+                    .cloned()
+                    .unwrap_or_else(|| canonical_json(&event.payload));
                 let hash = chain_hash(
                     &prev_hash,
-                    &canonical_bytes(&CanonicalEvent {
+                    &stored_bytes(
                         position,
-                        stream_id: &append.stream_id,
-                        version: *version,
-                        event_type: &event.event_type,
-                        schema_version: event.schema_version,
-                        payload: &event.payload,
-                        metadata: &request.metadata,
+                        &append.stream_id,
+                        *version,
+                        &event.event_type,
+                        event.schema_version,
+                        &payload,
+                        &request.metadata_json,
                         recorded_at_micros,
-                    }),
+                    ),
                 );
                 rows.push(Row {
                     position: to_i64(position),
@@ -224,10 +228,7 @@ pub(crate) fn plan(
                     version: to_i64(*version),
                     event_type: event.event_type.clone(),
                     schema_version: i64::from(event.schema_version),
-                    payload: payloads
-                        .next()
-                        .cloned()
-                        .unwrap_or_else(|| canonical_json(&event.payload)),
+                    payload,
                     metadata: request.metadata_json.clone(),
                     recorded_at_micros,
                     prev_hash,
@@ -348,7 +349,6 @@ impl Writer {
         let (reply, answer) = oneshot::channel();
         let request = Request {
             appends,
-            metadata,
             metadata_json,
             payload_json,
             reply,

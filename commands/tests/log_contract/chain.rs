@@ -144,3 +144,32 @@ pub(super) async fn truncate_is_rejected_by_the_database(h: Harness) {
     };
     assert_rejected(&h, truncate).await;
 }
+
+pub(super) async fn read_stored_gives_the_bytes_the_chain_hashes(h: Harness) {
+    let payloads = awkward_payloads();
+    let appended = payloads
+        .iter()
+        .map(|payload| event("Awkward", payload.clone()))
+        .collect();
+    h.append(vec![to("awkward", ExpectedVersion::NoStream, appended)])
+        .await;
+    let stored = h.log.read_stored(0, usize::MAX).await.unwrap();
+    let recorded = h.everything().await;
+    assert_eq!(stored.len(), payloads.len());
+    for (stored, recorded) in stored.iter().zip(&recorded) {
+        assert_eq!(
+            stored.computed_hash(),
+            stored.hash,
+            "position {}",
+            stored.position
+        );
+        assert_eq!(stored.hash, recorded.hash);
+        assert_eq!(stored.prev_hash, recorded.prev_hash);
+        assert_eq!(stored.payload, canonical_json(&recorded.payload));
+    }
+    let after_first = h.log.read_stored(1, 2).await.unwrap();
+    assert_eq!(
+        after_first.iter().map(|s| s.position).collect::<Vec<_>>(),
+        vec![2, 3]
+    );
+}

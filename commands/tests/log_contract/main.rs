@@ -213,6 +213,7 @@ contract!(
     tailing_reader_never_skips_an_event_under_concurrent_writers,
     expectations_on_streams_not_written_are_checked_and_write_nothing,
     a_write_decided_on_a_read_stream_is_ordered_before_any_change_to_it,
+    read_stored_gives_the_bytes_the_chain_hashes,
     an_identifier_keeps_the_first_reference_assigned_until_erased,
     concurrent_assignments_agree_on_one_reference,
     the_migration_records_identifiers_of_events_written_before_references,

@@ -21,7 +21,6 @@ fn request(appends: Vec<StreamAppend>) -> (Request, oneshot::Receiver<Result<App
         .collect();
     let request = Request {
         appends,
-        metadata: Metadata::actor("user:1"),
         metadata_json: r#"{"actor":"user:1"}"#.into(),
         payload_json,
         reply,
