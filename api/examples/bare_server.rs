@@ -25,6 +25,10 @@ fn json(body: Bytes) -> Response {
     response
 }
 
+/// As the `flaglog` binary (api/src/main.rs), so the allocator is not part of the ratio.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() {
     let args: Vec<String> = std::env::args().collect();

@@ -4,8 +4,10 @@
 //! Stream names and event type names are part of the log's format: renaming one needs an upcaster
 //! in [`upcast`], never an edit of stored events.
 
+use std::borrow::Cow;
+
 use serde::{Serialize, de::DeserializeOwned};
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use crate::log::{NewEvent, RecordedEvent};
 
@@ -56,9 +58,15 @@ pub trait DomainEvent: Serialize + DeserializeOwned + Clone + Send + Sync + 'sta
         })
     }
 
+    /// Reads the payload where it is (no copy of it): the `{"type", "data"}` form the enum
+    /// deserialises from is presented as a map over the record's own values.
     fn from_recorded(record: &RecordedEvent) -> Result<Self, CodecError> {
         let payload = upcast(&record.event_type, record.schema_version, &record.payload)?;
-        serde_json::from_value(json!({"type": record.event_type, "data": payload})).map_err(|e| {
+        let tag = Value::String(record.event_type.clone());
+        let fields = [("type", &tag), ("data", payload.as_ref())];
+        let tagged =
+            serde::de::value::MapDeserializer::<_, serde_json::Error>::new(fields.into_iter());
+        Self::deserialize(tagged).map_err(|e| {
             CodecError(format!(
                 "event {} at position {}: {e}",
                 record.event_type, record.position
@@ -103,16 +111,22 @@ pub struct CodecError(pub String);
 /// This is where an event whose payload format changed is upgraded on read: add an arm
 /// `("EventType", 1) => upgrade_v1_to_v2(payload)` and bump the enum's `SCHEMA_VERSION`. A
 /// version newer than this code knows is refused instead of being misread.
-pub fn upcast(event_type: &str, schema_version: u32, payload: &Value) -> Result<Value, CodecError> {
+pub fn upcast<'a>(
+    event_type: &str,
+    schema_version: u32,
+    payload: &'a Value,
+) -> Result<Cow<'a, Value>, CodecError> {
     const IDENTITY_EVENTS: [&str; 3] = [
         "IdentityOverrideSet",
         "IdentityOverrideRemoved",
         "IdentityErased",
     ];
     match (event_type, schema_version) {
-        (t, 1) if IDENTITY_EVENTS.contains(&t) => crate::identity::upcast_v1(payload),
-        (t, 2) if IDENTITY_EVENTS.contains(&t) => Ok(payload.clone()),
-        (_, 1) => Ok(payload.clone()),
+        (t, 1) if IDENTITY_EVENTS.contains(&t) => {
+            crate::identity::upcast_v1(payload).map(Cow::Owned)
+        }
+        (t, 2) if IDENTITY_EVENTS.contains(&t) => Ok(Cow::Borrowed(payload)),
+        (_, 1) => Ok(Cow::Borrowed(payload)),
         (_, other) => Err(CodecError(format!(
             "{event_type} has schema version {other}, which this build of flaglog does not know"
         ))),
@@ -124,6 +138,7 @@ mod tests {
     use super::*;
     use crate::log::Metadata;
     use serde::Deserialize;
+    use serde_json::json;
 
     #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
     #[serde(tag = "type", content = "data")]

@@ -19,7 +19,7 @@ use serde_json::Value;
 use sqlx::AnyPool;
 
 use crate::Error;
-use crate::runner::Projection;
+use crate::runner::{Projection, Write};
 
 pub const NAME: &str = "audit_history";
 
@@ -96,14 +96,31 @@ fn id(value: Option<u64>) -> Option<i64> {
     value.map(|v| v as i64)
 }
 
-async fn write(tx: &mut sqlx::AnyConnection, entries: &[AuditEntry]) -> Result<(), Error> {
-    for chunk in entries.chunks(ROWS_PER_STATEMENT) {
+/// An entry as written: its detail already serialised (the entry's before, after and patch
+/// dropped), so the write binds and sends, nothing more.
+struct Row {
+    entry: AuditEntry,
+    detail: String,
+}
+
+impl Row {
+    fn of(mut entry: AuditEntry) -> Result<Row, Error> {
+        let detail = detail(&entry)?;
+        entry.before = Value::Null;
+        entry.after = Value::Null;
+        entry.patch = Value::Null;
+        Ok(Row { entry, detail })
+    }
+}
+
+async fn write(tx: &mut sqlx::AnyConnection, rows: &[Row]) -> Result<(), Error> {
+    for chunk in rows.chunks(ROWS_PER_STATEMENT) {
         let sql = format!(
             "INSERT INTO audit_log ({COLUMNS}) VALUES {} ON CONFLICT (position) DO NOTHING",
             placeholders(chunk.len(), COLUMN_COUNT)
         );
         let mut statement = sqlx::query(sqlx::AssertSqlSafe(sql));
-        for e in chunk {
+        for Row { entry: e, detail } in chunk {
             statement = statement
                 .bind(e.position as i64)
                 .bind(e.recorded_at_micros)
@@ -119,12 +136,13 @@ async fn write(tx: &mut sqlx::AnyConnection, entries: &[AuditEntry]) -> Result<(
                 .bind(e.identity.clone())
                 .bind(id(e.change_request_id))
                 .bind(e.summary.clone())
-                .bind(detail(e)?);
+                .bind(detail.clone());
         }
         statement.execute(&mut *tx).await?;
     }
-    let features: Vec<(u64, u64)> = entries
+    let features: Vec<(u64, u64)> = rows
         .iter()
+        .map(|row| &row.entry)
         .flat_map(|e| e.features.iter().map(|f| (*f, e.position)))
         .collect();
     for chunk in features.chunks(ROWS_PER_STATEMENT) {
@@ -155,21 +173,33 @@ impl Projection for AuditHistory {
     }
 
     async fn apply(&mut self, events: &[RecordedEvent]) -> Result<(), Error> {
-        let Some(last) = events.last() else {
-            return Ok(());
-        };
-        let entries = events
-            .iter()
-            .map(|e| self.fold.entry(e))
-            .collect::<Result<Vec<_>, _>>()?;
-        let mut tx = self.pool.begin().await?;
-        // The checkpoint first: a former leader behind it writes nothing at all.
-        if !crate::advance_checkpoint(&mut tx, NAME, last.position).await? {
-            return Err(Error::Superseded(last.position));
+        match self.decide(events)? {
+            Some(write) => write.await,
+            None => Ok(()),
         }
-        write(&mut tx, &entries).await?;
-        tx.commit().await?;
-        Ok(())
+    }
+
+    /// Folds the batch into rows now; their write (with the checkpoint, in one transaction)
+    /// runs while the next batch is folded.
+    fn decide(&mut self, events: &[RecordedEvent]) -> Result<Option<Write>, Error> {
+        let Some(last) = events.last().map(|e| e.position) else {
+            return Ok(None);
+        };
+        let rows = events
+            .iter()
+            .map(|e| Row::of(self.fold.entry(e)?))
+            .collect::<Result<Vec<_>, Error>>()?;
+        let pool = self.pool.clone();
+        Ok(Some(Box::pin(async move {
+            let mut tx = pool.begin().await?;
+            // The checkpoint first: a former leader behind it writes nothing at all.
+            if !crate::advance_checkpoint(&mut tx, NAME, last).await? {
+                return Err(Error::Superseded(last));
+            }
+            write(&mut tx, &rows).await?;
+            tx.commit().await?;
+            Ok(())
+        })))
     }
 }
 

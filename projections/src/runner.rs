@@ -10,15 +10,21 @@
 //! backend wakes on commit, with polling as the fallback, and it stops (when cancelled) only
 //! between batches.
 //!
+//! Catching up, it works on three batches at once: the next is read (and decoded) on a task of
+//! its own; the current is decided; and, for a projection that splits `apply` in two
+//! ([`Projection::decide`]), the previous is written on a task of its own. Writes run one at a
+//! time, in log order, and the progress it reports is always a committed position.
+//!
 //! [`ProjectionWorker`] is a runner as a [`crate::workers::Worker`]: what the server runs.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use domain::log::{EventLog, RecordedEvent};
+use domain::log::{EventLog, LogError, RecordedEvent};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::AbortOnDropHandle;
 
 use crate::Error;
 use crate::workers::{Context, Worker};
@@ -40,6 +46,35 @@ pub trait Projection: Send + 'static {
     /// Applies events past the checkpoint: writes the read model and the checkpoint of the last
     /// event in one transaction.
     async fn apply(&mut self, events: &[RecordedEvent]) -> Result<(), Error>;
+
+    /// [`Projection::apply`] in two halves, for a projection whose deciding and writing are both
+    /// heavy: folds the events in memory now, and returns the write (the same transaction) to
+    /// run on a task of its own while the runner decides the next batch. `None` (the default):
+    /// the runner calls `apply`.
+    fn decide(&mut self, _events: &[RecordedEvent]) -> Result<Option<Write>, Error> {
+        Ok(None)
+    }
+}
+
+/// A batch's write, owning what it writes (see [`Projection::decide`]).
+pub type Write = std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), Error>> + Send>>;
+
+/// The write of a decided batch, running, and the position it brings the read model to.
+/// Aborted if dropped unfinished: never left running on its own.
+struct Writing {
+    task: AbortOnDropHandle<Result<(), Error>>,
+    position: u64,
+}
+
+impl Writing {
+    /// Waits for the write; tells `progress` its position once it is committed.
+    async fn finish(self, progress: &watch::Sender<u64>) -> Result<(), Error> {
+        self.task
+            .await
+            .map_err(|e| Error::Other(format!("writing a batch: {e}")))??;
+        progress.send_replace(self.position);
+        Ok(())
+    }
 }
 
 /// How far a run got and how it ended.
@@ -99,9 +134,31 @@ async fn resume<P: Projection>(
     Ok((projection, checkpoint, false))
 }
 
-/// Applies batches from `position` on until cancelled or an error.
+/// The next batch, being read while the current one is applied (catching up: the current
+/// batch was full). Aborted if dropped unread: never left running on its own.
+type Prefetch = AbortOnDropHandle<Result<Vec<RecordedEvent>, LogError>>;
+
+/// Reads the batch after `position`: the one prefetched if there is one.
+async fn next_batch(
+    log: &Arc<dyn EventLog>,
+    position: u64,
+    prefetched: Option<Prefetch>,
+) -> Result<Vec<RecordedEvent>, Error> {
+    match prefetched {
+        Some(reading) => reading
+            .await
+            .map_err(|e| Error::Other(format!("reading the next batch: {e}")))?
+            .map_err(Error::from),
+        None => Ok(log.read_all(position, BATCH).await?),
+    }
+}
+
+/// Applies batches from `position` on until cancelled or an error. While it catches up, the
+/// next batch is read (and decoded) on another task as the current one is applied; and a
+/// projection that decides and writes in two halves ([`Projection::decide`]) writes each batch
+/// on a task of its own while the next is decided, one write at a time, in order.
 async fn follow<P: Projection>(
-    log: &dyn EventLog,
+    log: &Arc<dyn EventLog>,
     mut projection: P,
     mut position: u64,
     progress: &watch::Sender<u64>,
@@ -109,19 +166,39 @@ async fn follow<P: Projection>(
     report: &dyn Report,
 ) -> Stopped<P> {
     progress.send_replace(position);
+    let mut prefetched: Option<Prefetch> = None;
+    let mut writing: Option<Writing> = None;
+    // Waits for the write in flight, if any: the projection is kept (its memory reflects
+    // `position`) only if it is committed.
+    async fn settle(
+        writing: &mut Option<Writing>,
+        progress: &watch::Sender<u64>,
+    ) -> Result<(), Error> {
+        match writing.take() {
+            Some(write) => write.finish(progress).await,
+            None => Ok(()),
+        }
+    }
     loop {
         if cancel.is_cancelled() {
-            return Stopped {
-                kept: Some((projection, position)),
-                outcome: Ok(()),
+            return match settle(&mut writing, progress).await {
+                Ok(()) => Stopped {
+                    kept: Some((projection, position)),
+                    outcome: Ok(()),
+                },
+                Err(e) => Stopped {
+                    kept: None,
+                    outcome: Err(e),
+                },
             };
         }
-        let events = match log.read_all(position, BATCH).await {
+        let events = match next_batch(log, position, prefetched.take()).await {
             Ok(events) => events,
             Err(e) => {
+                let written = settle(&mut writing, progress).await;
                 return Stopped {
-                    kept: Some((projection, position)),
-                    outcome: Err(e.into()),
+                    kept: written.is_ok().then_some((projection, position)),
+                    outcome: Err(e),
                 };
             }
         };
@@ -130,15 +207,42 @@ async fn follow<P: Projection>(
             let age = (now_micros() - first.recorded_at_micros) as f64 / 1e6;
             report.progress(position, head - position, age);
             let last = last.position;
-            if let Err(e) = projection.apply(&events).await {
+            if events.len() == BATCH {
+                let reader = log.clone();
+                prefetched = Some(AbortOnDropHandle::new(tokio::spawn(async move {
+                    reader.read_all(last, BATCH).await
+                })));
+            }
+            let applied = match projection.decide(&events) {
+                Ok(Some(write)) => settle(&mut writing, progress).await.map(|()| {
+                    writing = Some(Writing {
+                        task: AbortOnDropHandle::new(tokio::spawn(write)),
+                        position: last,
+                    });
+                }),
+                Ok(None) => match settle(&mut writing, progress).await {
+                    Ok(()) => projection.apply(&events).await.map(|()| {
+                        progress.send_replace(last);
+                    }),
+                    Err(e) => Err(e),
+                },
+                Err(e) => Err(e),
+            };
+            if let Err(e) = applied {
+                // Whatever was still being written is abandoned with the projection's memory.
                 return Stopped {
                     kept: None,
                     outcome: Err(e),
                 };
             }
             position = last;
-            progress.send_replace(position);
             continue;
+        }
+        if let Err(e) = settle(&mut writing, progress).await {
+            return Stopped {
+                kept: None,
+                outcome: Err(e),
+            };
         }
         report.progress(position, 0, 0.0);
         tokio::select! {
@@ -162,7 +266,7 @@ pub async fn run<P: Projection>(
     cancel: CancellationToken,
 ) -> Result<(), Error> {
     let (projection, position, _) = resume(&*log, None, || projection).await?;
-    follow(&*log, projection, position, &progress, &cancel, &NoReport)
+    follow(&log, projection, position, &progress, &cancel, &NoReport)
         .await
         .outcome
 }
@@ -212,7 +316,7 @@ impl<P: Projection> Worker for ProjectionWorker<P> {
         context.progress(checkpoint, head.saturating_sub(checkpoint), 0.0);
         let cancel = context.token();
         let stopped = follow(
-            &*self.log,
+            &self.log,
             projection,
             checkpoint,
             &self.progress,
