@@ -140,20 +140,27 @@ async fn write(tx: &mut sqlx::AnyConnection, rows: &[Row]) -> Result<(), Error> 
         }
         statement.execute(&mut *tx).await?;
     }
-    let features: Vec<(u64, u64)> = rows
+    let features: Vec<(u64, Option<u64>, u64)> = rows
         .iter()
         .map(|row| &row.entry)
-        .flat_map(|e| e.features.iter().map(|f| (*f, e.position)))
+        .flat_map(|e| {
+            e.features
+                .iter()
+                .map(|f| (*f, e.environment_id, e.position))
+        })
         .collect();
     for chunk in features.chunks(ROWS_PER_STATEMENT) {
         let sql = format!(
-            "INSERT INTO audit_log_features (feature_id, position) VALUES {} \
+            "INSERT INTO audit_log_features (feature_id, environment_id, position) VALUES {} \
              ON CONFLICT (feature_id, position) DO NOTHING",
-            placeholders(chunk.len(), 2)
+            placeholders(chunk.len(), 3)
         );
         let mut statement = sqlx::query(sqlx::AssertSqlSafe(sql));
-        for (feature, position) in chunk {
-            statement = statement.bind(*feature as i64).bind(*position as i64);
+        for (feature, environment, position) in chunk {
+            statement = statement
+                .bind(*feature as i64)
+                .bind(id(*environment))
+                .bind(*position as i64);
         }
         statement.execute(&mut *tx).await?;
     }
@@ -317,9 +324,23 @@ pub async fn query(pool: &AnyPool, query: &AuditQuery) -> Result<Vec<AuditRow>, 
             .collect();
         clauses.push(format!("a.project_id IN ({})", list.join(", ")));
     }
+    // A feature's rows are read from its index in `audit_log_features` (with the environment,
+    // when one is asked for), newest first, each joined to its row by position: a feature has
+    // few rows, where walking an environment's rows for the feature's would not stop early.
+    let by_feature = query.feature.is_some();
+    let position = if by_feature {
+        "f.position"
+    } else {
+        "a.position"
+    };
+    let environment = if by_feature {
+        "f.environment_id"
+    } else {
+        "a.environment_id"
+    };
     let equal = [
         ("a.project_id", query.project),
-        ("a.environment_id", query.environment),
+        (environment, query.environment),
         ("a.segment_id", query.segment),
         ("a.change_request_id", query.change_request),
     ];
@@ -340,9 +361,7 @@ pub async fn query(pool: &AnyPool, query: &AuditQuery) -> Result<Vec<AuditRow>, 
     }
     if let Some(feature) = query.feature {
         let p = next(Bind::Int(feature as i64));
-        clauses.push(format!(
-            "a.position IN (SELECT f.position FROM audit_log_features f WHERE f.feature_id = {p})"
-        ));
+        clauses.push(format!("f.feature_id = {p}"));
     }
     if let Some(from) = query.from_micros {
         let p = next(Bind::Int(from));
@@ -362,11 +381,11 @@ pub async fn query(pool: &AnyPool, query: &AuditQuery) -> Result<Vec<AuditRow>, 
     };
     if let Some(after) = query.after_position {
         let p = next(Bind::Int(after as i64));
-        clauses.push(format!("a.position {compare} {p}"));
+        clauses.push(format!("{position} {compare} {p}"));
     }
     if let Some(until) = query.until_position {
         let p = next(Bind::Int(until as i64));
-        clauses.push(format!("a.position <= {p}"));
+        clauses.push(format!("{position} <= {p}"));
     }
     let limit = next(Bind::Int(i64::from(query.limit)));
     let filter = if clauses.is_empty() {
@@ -386,9 +405,14 @@ pub async fn query(pool: &AnyPool, query: &AuditQuery) -> Result<Vec<AuditRow>, 
     let order = if query.from_micros.is_some() || query.to_micros.is_some() {
         format!("a.recorded_at_micros {direction}, a.position {direction}")
     } else {
-        format!("a.position {direction}")
+        format!("{position} {direction}")
     };
-    let sql = format!("SELECT {columns} FROM audit_log a {filter} ORDER BY {order} LIMIT {limit}");
+    let from = if by_feature {
+        "audit_log_features f JOIN audit_log a ON a.position = f.position"
+    } else {
+        "audit_log a"
+    };
+    let sql = format!("SELECT {columns} FROM {from} {filter} ORDER BY {order} LIMIT {limit}");
     let mut statement = sqlx::query_as::<_, StoredRow>(sqlx::AssertSqlSafe(sql));
     for value in binds {
         statement = match value {
