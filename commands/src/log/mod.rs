@@ -16,7 +16,7 @@ mod writer;
 
 use std::sync::Arc;
 
-use domain::log::{EventLog, LogError, Metadata, RecordedEvent, StoredRecord};
+use domain::log::{EventLog, LogError, RecordedEvent, StoredRecord};
 
 pub use postgres::PostgresEventLog;
 pub use sqlite::SqliteEventLog;
@@ -119,33 +119,6 @@ pub(crate) struct StoredEvent {
     hash: Vec<u8>,
 }
 
-impl TryFrom<StoredEvent> for RecordedEvent {
-    type Error = LogError;
-
-    fn try_from(row: StoredEvent) -> Result<Self, LogError> {
-        let corrupt = |what: &str| {
-            LogError::Storage(format!("event at position {} has {what}", row.position))
-        };
-        let payload = serde_json::from_str(&row.payload)
-            .map_err(|e| corrupt(&format!("an unreadable payload: {e}")))?;
-        let metadata: Metadata = serde_json::from_str(&row.metadata)
-            .map_err(|e| corrupt(&format!("unreadable metadata: {e}")))?;
-        Ok(RecordedEvent {
-            position: u64::try_from(row.position).map_err(|_| corrupt("a negative position"))?,
-            version: u64::try_from(row.version).map_err(|_| corrupt("a negative version"))?,
-            schema_version: u32::try_from(row.schema_version)
-                .map_err(|_| corrupt("an out-of-range schema version"))?,
-            prev_hash: hash32(&row.prev_hash).ok_or_else(|| corrupt("a malformed prev_hash"))?,
-            hash: hash32(&row.hash).ok_or_else(|| corrupt("a malformed hash"))?,
-            stream_id: row.stream_id,
-            event_type: row.event_type,
-            payload,
-            metadata,
-            recorded_at_micros: row.recorded_at_micros,
-        })
-    }
-}
-
 impl TryFrom<StoredEvent> for StoredRecord {
     type Error = LogError;
 
@@ -174,7 +147,9 @@ pub(crate) fn hash32(bytes: &[u8]) -> Option<[u8; 32]> {
 }
 
 pub(crate) fn decode_all(rows: Vec<StoredEvent>) -> Result<Vec<RecordedEvent>, LogError> {
-    rows.into_iter().map(RecordedEvent::try_from).collect()
+    rows.into_iter()
+        .map(|row| StoredRecord::try_from(row)?.into_recorded())
+        .collect()
 }
 
 pub(crate) fn stored_all(rows: Vec<StoredEvent>) -> Result<Vec<StoredRecord>, LogError> {

@@ -166,17 +166,11 @@ impl EventLog for SqliteEventLog {
         after_position: u64,
         limit: usize,
     ) -> Result<Vec<RecordedEvent>, LogError> {
-        let rows: Vec<StoredEvent> = sqlx::query_as(concat!(
-            "SELECT ",
-            event_columns!(),
-            " FROM events WHERE position > ?1 ORDER BY position LIMIT ?2"
-        ))
-        .bind(clamp_i64(after_position))
-        .bind(limit_i64(limit))
-        .fetch_all(&self.pool)
-        .await
-        .map_err(storage)?;
-        decode_all(rows)
+        self.read_stored(after_position, limit)
+            .await?
+            .into_iter()
+            .map(StoredRecord::into_recorded)
+            .collect()
     }
 
     async fn read_positions(&self, positions: &[u64]) -> Result<Vec<RecordedEvent>, LogError> {

@@ -4,7 +4,7 @@
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use super::{Metadata, RecordedEvent};
+use super::{LogError, Metadata, RecordedEvent};
 
 /// The fields of an event that its hash covers.
 pub struct CanonicalEvent<'a> {
@@ -79,6 +79,29 @@ pub struct StoredRecord {
 }
 
 impl StoredRecord {
+    /// The event with its payload and metadata parsed.
+    pub fn into_recorded(self) -> Result<RecordedEvent, LogError> {
+        let corrupt = |what: String| {
+            LogError::Storage(format!("event at position {} has {what}", self.position))
+        };
+        let payload = serde_json::from_str(&self.payload)
+            .map_err(|e| corrupt(format!("an unreadable payload: {e}")))?;
+        let metadata: Metadata = serde_json::from_str(&self.metadata)
+            .map_err(|e| corrupt(format!("unreadable metadata: {e}")))?;
+        Ok(RecordedEvent {
+            position: self.position,
+            stream_id: self.stream_id,
+            version: self.version,
+            event_type: self.event_type,
+            schema_version: self.schema_version,
+            payload,
+            metadata,
+            recorded_at_micros: self.recorded_at_micros,
+            prev_hash: self.prev_hash,
+            hash: self.hash,
+        })
+    }
+
     /// The hash of the stored bytes and the predecessor's hash.
     pub fn computed_hash(&self) -> [u8; 32] {
         chain_hash(
