@@ -69,6 +69,7 @@ async fn agreed_leader(nodes: &[&Node]) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_leader_killed_another_node_takes_over_from_the_checkpoint() {
+    let _serial = crate::support::one_at_a_time().await;
     let db = TestDatabase::postgres().await;
     let token = create_admin(db.url()).await;
     let mut nodes = Vec::new();
@@ -183,6 +184,7 @@ async fn the_leader_killed_another_node_takes_over_from_the_checkpoint() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_change_through_one_node_is_served_and_streamed_by_another() {
+    let _serial = crate::support::one_at_a_time().await;
     let db = TestDatabase::postgres().await;
     let token = create_admin(db.url()).await;
     let a = Node::start(db.url(), "writer", &token).await;
@@ -228,6 +230,7 @@ async fn a_change_through_one_node_is_served_and_streamed_by_another() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn traits_stored_through_one_node_are_read_by_another() {
+    let _serial = crate::support::one_at_a_time().await;
     let db = TestDatabase::postgres().await;
     let token = create_admin(db.url()).await;
     let a = Node::start(db.url(), "a", &token).await;
@@ -270,6 +273,7 @@ async fn traits_stored_through_one_node_are_read_by_another() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_projection_restarts_after_its_session_is_killed_and_resumes_from_its_checkpoint() {
+    let _serial = crate::support::one_at_a_time().await;
     let db = TestDatabase::postgres().await;
     let token = create_admin(db.url()).await;
     let node = Node::start(db.url(), "solo", &token).await;
@@ -318,6 +322,7 @@ async fn the_projection_restarts_after_its_session_is_killed_and_resumes_from_it
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn health_is_503_while_the_database_is_unreachable_and_the_workers_recover() {
+    let _serial = crate::support::one_at_a_time().await;
     use sqlx::Connection;
     let db = TestDatabase::postgres().await;
     let token = create_admin(db.url()).await;
@@ -526,12 +531,12 @@ macro_rules! on_both_backends {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
             $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-              async fn $name() { super::$name(TestDatabase::sqlite().await).await })*
+              async fn $name() { let _serial = crate::support::one_at_a_time().await; super::$name(TestDatabase::sqlite().await).await })*
             use commands::log::testing::TestDatabase;
         }
         mod postgres {
             $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-              async fn $name() { super::$name(TestDatabase::postgres().await).await })*
+              async fn $name() { let _serial = crate::support::one_at_a_time().await; super::$name(TestDatabase::postgres().await).await })*
             use commands::log::testing::TestDatabase;
         }
     };

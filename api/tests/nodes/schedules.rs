@@ -41,6 +41,7 @@ async fn commits(db: &TestDatabase, id: &Value) -> Vec<(i64, String)> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_scheduled_change_goes_live_once_on_two_nodes_and_after_a_restart() {
+    let _serial = crate::support::one_at_a_time().await;
     let db = TestDatabase::postgres().await;
     let token = create_admin(db.url()).await;
     let mut a = Node::start(db.url(), "node-a", &token).await;

@@ -374,3 +374,16 @@ impl EventStream {
         }
     }
 }
+
+/// Nodes tests run one at a time: each runs two or three `flaglog serve` processes, each with
+/// its pools and a session per worker lock, and two such tests at once came near PostgreSQL's
+/// default `max_connections` (100), which refused some ("too many clients already").
+static ONE_AT_A_TIME: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(1);
+
+/// Held for a whole test: see [`ONE_AT_A_TIME`].
+pub async fn one_at_a_time() -> tokio::sync::SemaphorePermit<'static> {
+    ONE_AT_A_TIME
+        .acquire()
+        .await
+        .expect("the semaphore is never closed")
+}

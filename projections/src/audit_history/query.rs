@@ -1,214 +1,11 @@
-//! The audit history: one row per event of the log, as `domain::audit` describes it (who, what,
-//! where, the change request and its approvers, a one-line summary, before/after and the JSON
-//! Patch between them), with the columns auditors filter on indexed, and a side table of every
-//! feature a row concerns (a change request's events name the features its commands touch, so a
-//! search by feature finds them).
-//!
-//! It keeps the folded aggregates in memory (`domain::audit::AuditFold`): "before" is the state
-//! the event was decided against. Rows and checkpoint are written in one transaction, the
-//! checkpoint first and only forwards, so a former leader's late batch writes nothing; rows go in
-//! with multi-row INSERTs, so catching up on a long log costs a few statements per batch.
-//!
-//! Queries page by keyset on the position (no OFFSET): a cursor names the last position seen,
-//! so pages stay stable while events arrive.
+//! Reading the audit history: the filtered, keyset-paged query the audit API, its exports and
+//! the integrations' deliveries share, and what `verify` and time travel ask of the table.
 
-use async_trait::async_trait;
-use domain::audit::{AuditEntry, AuditFold};
-use domain::log::RecordedEvent;
 use serde_json::Value;
 use sqlx::AnyPool;
 
+use super::{COLUMNS, NAME};
 use crate::Error;
-use crate::runner::{Projection, Write};
-
-pub const NAME: &str = "audit_history";
-
-const TABLES: [&str; 2] = ["audit_log", "audit_log_features"];
-
-/// Columns of `audit_log`, in the order [`write`] binds them.
-const COLUMNS: &str = "position, recorded_at_micros, stream_id, event_type, actor, actor_name, \
-     organisation_id, project_id, environment_id, feature_id, segment_id, identity, \
-     change_request_id, summary, detail";
-const COLUMN_COUNT: usize = 15;
-
-/// Rows per INSERT statement: well under SQLite's limit of bound parameters.
-const ROWS_PER_STATEMENT: usize = 200;
-
-pub struct AuditHistory {
-    pool: AnyPool,
-    fold: AuditFold,
-}
-
-impl AuditHistory {
-    pub fn new(pool: AnyPool) -> Self {
-        AuditHistory {
-            pool,
-            fold: AuditFold::default(),
-        }
-    }
-
-    /// Forgets the read model, so the next run rebuilds it from position 0.
-    pub async fn reset(pool: &AnyPool) -> Result<(), Error> {
-        crate::reset_read_model(pool, NAME, &TABLES).await
-    }
-}
-
-/// What a row stores as JSON beside its columns, written straight from the entry's values (a
-/// `json!` object would first copy before, after and patch). Its fields are in the order of
-/// their names, as such an object writes them, so the text is the same.
-#[derive(serde::Serialize)]
-struct Detail<'a> {
-    after: &'a Value,
-    approvers: &'a [String],
-    before: &'a Value,
-    break_glass: bool,
-    changes: &'a [String],
-    patch: &'a Value,
-    reason: Option<&'a str>,
-}
-
-fn detail(entry: &AuditEntry) -> Result<String, Error> {
-    serde_json::to_string(&Detail {
-        after: &entry.after,
-        approvers: &entry.approvers,
-        before: &entry.before,
-        break_glass: entry.break_glass,
-        changes: &entry.changes,
-        patch: &entry.patch,
-        reason: entry.reason.as_deref(),
-    })
-    .map_err(|e| Error::Other(format!("an audit entry's detail: {e}")))
-}
-
-fn placeholders(rows: usize, columns: usize) -> String {
-    (0..rows)
-        .map(|row| {
-            let cells: Vec<String> = (1..=columns)
-                .map(|c| format!("${}", row * columns + c))
-                .collect();
-            format!("({})", cells.join(", "))
-        })
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
-fn id(value: Option<u64>) -> Option<i64> {
-    value.map(|v| v as i64)
-}
-
-/// An entry as written: its detail already serialised (the entry's before, after and patch
-/// dropped), so the write binds and sends, nothing more.
-struct Row {
-    entry: AuditEntry,
-    detail: String,
-}
-
-impl Row {
-    fn of(mut entry: AuditEntry) -> Result<Row, Error> {
-        let detail = detail(&entry)?;
-        entry.before = Value::Null;
-        entry.after = Value::Null;
-        entry.patch = Value::Null;
-        Ok(Row { entry, detail })
-    }
-}
-
-async fn write(tx: &mut sqlx::AnyConnection, rows: &[Row]) -> Result<(), Error> {
-    for chunk in rows.chunks(ROWS_PER_STATEMENT) {
-        let sql = format!(
-            "INSERT INTO audit_log ({COLUMNS}) VALUES {} ON CONFLICT (position) DO NOTHING",
-            placeholders(chunk.len(), COLUMN_COUNT)
-        );
-        let mut statement = sqlx::query(sqlx::AssertSqlSafe(sql));
-        for Row { entry: e, detail } in chunk {
-            statement = statement
-                .bind(e.position as i64)
-                .bind(e.recorded_at_micros)
-                .bind(e.stream_id.clone())
-                .bind(e.event_type.clone())
-                .bind(e.actor.clone())
-                .bind(e.actor_name.clone())
-                .bind(id(e.organisation_id))
-                .bind(id(e.project_id))
-                .bind(id(e.environment_id))
-                .bind(id(e.feature_id))
-                .bind(id(e.segment_id))
-                .bind(e.identity.clone())
-                .bind(id(e.change_request_id))
-                .bind(e.summary.clone())
-                .bind(detail.clone());
-        }
-        statement.execute(&mut *tx).await?;
-    }
-    let features: Vec<(u64, Option<u64>, u64)> = rows
-        .iter()
-        .map(|row| &row.entry)
-        .flat_map(|e| {
-            e.features
-                .iter()
-                .map(|f| (*f, e.environment_id, e.position))
-        })
-        .collect();
-    for chunk in features.chunks(ROWS_PER_STATEMENT) {
-        let sql = format!(
-            "INSERT INTO audit_log_features (feature_id, environment_id, position) VALUES {} \
-             ON CONFLICT (feature_id, position) DO NOTHING",
-            placeholders(chunk.len(), 3)
-        );
-        let mut statement = sqlx::query(sqlx::AssertSqlSafe(sql));
-        for (feature, environment, position) in chunk {
-            statement = statement
-                .bind(*feature as i64)
-                .bind(id(*environment))
-                .bind(*position as i64);
-        }
-        statement.execute(&mut *tx).await?;
-    }
-    Ok(())
-}
-
-#[async_trait]
-impl Projection for AuditHistory {
-    async fn checkpoint(&mut self) -> Result<u64, Error> {
-        crate::checkpoint(&self.pool, NAME).await
-    }
-
-    fn warm(&mut self, events: &[RecordedEvent]) -> Result<(), Error> {
-        events
-            .iter()
-            .try_for_each(|e| self.fold.warm(e).map_err(Error::from))
-    }
-
-    async fn apply(&mut self, events: &[RecordedEvent]) -> Result<(), Error> {
-        match self.decide(events)? {
-            Some(write) => write.await,
-            None => Ok(()),
-        }
-    }
-
-    /// Folds the batch into rows now; their write (with the checkpoint, in one transaction)
-    /// runs while the next batch is folded.
-    fn decide(&mut self, events: &[RecordedEvent]) -> Result<Option<Write>, Error> {
-        let Some(last) = events.last().map(|e| e.position) else {
-            return Ok(None);
-        };
-        let rows = events
-            .iter()
-            .map(|e| Row::of(self.fold.entry(e)?))
-            .collect::<Result<Vec<_>, Error>>()?;
-        let pool = self.pool.clone();
-        Ok(Some(Box::pin(async move {
-            let mut tx = pool.begin().await?;
-            // The checkpoint first: a former leader behind it writes nothing at all.
-            if !crate::advance_checkpoint(&mut tx, NAME, last).await? {
-                return Err(Error::Superseded(last));
-            }
-            write(&mut tx, &rows).await?;
-            tx.commit().await?;
-            Ok(())
-        })))
-    }
-}
 
 /// Which way a query reads the log.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -226,6 +23,7 @@ pub struct AuditQuery {
     /// Only rows of these projects (the ones a viewer may read); `None`: every row, including
     /// those of no project (organisations, users, tokens), which only administrators see.
     pub projects: Option<Vec<u64>>,
+    pub organisation: Option<u64>,
     pub project: Option<u64>,
     pub environment: Option<u64>,
     /// Rows that change the feature, and change-request rows whose commands touch it.
@@ -265,7 +63,8 @@ pub struct AuditRow {
     pub identity: Option<String>,
     pub change_request_id: Option<u64>,
     pub summary: String,
-    /// `approvers`, `reason`, `break_glass`, `changes`, `before`, `after`, `patch`.
+    /// `approvers`, `reason`, `break_glass`, `changes`, `before`, `after`, `patch`, and
+    /// `flags` where the event changed flag states (`domain::audit::FlagChange`).
     pub detail: Value,
 }
 
@@ -339,6 +138,7 @@ pub async fn query(pool: &AnyPool, query: &AuditQuery) -> Result<Vec<AuditRow>, 
         "a.environment_id"
     };
     let equal = [
+        ("a.organisation_id", query.organisation),
         ("a.project_id", query.project),
         (environment, query.environment),
         ("a.segment_id", query.segment),
@@ -500,58 +300,3 @@ impl std::fmt::Display for Completeness {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use serde_json::json;
-
-    /// The detail is written without copying the entry's values, and its text is the text the
-    /// `json!` object it replaced wrote: rows projected before and after read the same.
-    #[test]
-    fn detail_is_the_text_of_the_json_object() {
-        let entry = AuditEntry {
-            position: 7,
-            recorded_at_micros: 1,
-            stream_id: "environment-1".into(),
-            event_type: "FeatureStateSet".into(),
-            actor: "user:1".into(),
-            actor_name: "a@example.com".into(),
-            organisation_id: Some(1),
-            project_id: Some(1),
-            environment_id: Some(1),
-            feature_id: Some(3),
-            features: [3].into(),
-            segment_id: None,
-            identity: None,
-            change_request_id: Some(2),
-            approvers: vec!["b@example.com".into()],
-            reason: Some("a \"reason\"\n".into()),
-            break_glass: true,
-            summary: "s".into(),
-            changes: vec!["changed x".into()],
-            before: json!({"enabled": false, "value": {"z": 1, "a": [1, "é"]}}),
-            after: json!({"enabled": true, "value": null}),
-            patch: json!([{"op": "replace", "path": "/enabled", "value": true}]),
-        };
-        let object = json!({
-            "approvers": entry.approvers,
-            "reason": entry.reason,
-            "break_glass": entry.break_glass,
-            "changes": entry.changes,
-            "before": entry.before,
-            "after": entry.after,
-            "patch": entry.patch,
-        })
-        .to_string();
-        assert_eq!(detail(&entry).expect("serialises"), object);
-        let without_reason = AuditEntry {
-            reason: None,
-            ..entry
-        };
-        assert!(
-            detail(&without_reason)
-                .expect("serialises")
-                .contains("\"reason\":null")
-        );
-    }
-}
