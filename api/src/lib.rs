@@ -204,6 +204,13 @@ pub async fn start_node(
         ),
     );
 
+    runtime.spawn(
+        projections::integrations::delivery::NAME,
+        Placement::OneNode,
+        projections::integrations::delivery::Delivery::new(log.clone(), pool.clone())
+            .map_err(|e| e.to_string())?,
+    );
+
     let commands = commands(log.clone());
     runtime.spawn(
         scheduler::NAME,

@@ -21,6 +21,7 @@ use domain::command::{Command, DirectoryCommand};
 use domain::directory::{self, Directory, DirectoryEvent, Principal};
 use domain::environment::{self, Environment};
 use domain::identity;
+use domain::integration::IntegrationId;
 use domain::log::{LogError, Metadata, StreamAppend};
 use domain::model::{EnvironmentId, Feature, ProjectId, SegmentId, TokenId, UserId};
 use domain::project::{self, Project};
@@ -72,6 +73,9 @@ pub enum Created {
     Segment {
         id: SegmentId,
     },
+    Integration {
+        id: IntegrationId,
+    },
 }
 
 impl Executed {
@@ -85,7 +89,8 @@ impl Executed {
                 | Created::Project { id }
                 | Created::Environment { id, .. }
                 | Created::Token { id }
-                | Created::Segment { id },
+                | Created::Segment { id }
+                | Created::Integration { id },
             ) => Ok(*id),
             Some(Created::Feature { feature }) => Ok(feature.id),
             None => Err(Error::Storage("the command created nothing".into())),
@@ -322,7 +327,12 @@ impl Commands {
             | DirectoryEvent::ApiTokenRotated { .. }
             | DirectoryEvent::ApiTokenRevoked { .. }
             | DirectoryEvent::ProjectRoleSet { .. }
-            | DirectoryEvent::ChangeRequestRegistered { .. } => None,
+            | DirectoryEvent::ChangeRequestRegistered { .. }
+            | DirectoryEvent::IntegrationRemoved { .. } => None,
+            DirectoryEvent::IntegrationConfigured { integration } => {
+                matches!(command, DirectoryCommand::CreateIntegration { .. })
+                    .then_some(Created::Integration { id: integration.id })
+            }
         });
         let mut writes = vec![dir.append(&decided.directory)?];
         if let Some((id, events)) = &decided.project {

@@ -14,6 +14,7 @@ use crate::command::{
     Command, DirectoryCommand, EnvironmentCommand, IdentityCommand, ProjectCommand,
 };
 use crate::directory::{Directory, Principal};
+use crate::integration::IntegrationScope;
 use crate::model::{EnvironmentId, OrganisationId, ProjectId, TokenId, UserId};
 
 /// A role on a project, weakest first.
@@ -103,6 +104,16 @@ pub fn requirement(command: &Command) -> Requirement {
             DirectoryCommand::RotateApiToken { token_id, .. }
             | DirectoryCommand::RevokeApiToken { token_id } => {
                 (Scope::Token(*token_id), Role::Viewer)
+            }
+            DirectoryCommand::CreateIntegration { scope, .. }
+            | DirectoryCommand::UpdateIntegration { scope, .. }
+            | DirectoryCommand::RemoveIntegration { scope, .. } => {
+                let scope = match *scope {
+                    IntegrationScope::Organisation(id) => Scope::Organisation(Some(id)),
+                    IntegrationScope::Project(id) => Scope::Project(id),
+                    IntegrationScope::Environment(id) => Scope::Environment(id),
+                };
+                (scope, Role::Admin)
             }
         },
         Command::Project(c) => {

@@ -22,6 +22,7 @@ pub mod flagsmith;
 pub mod identity;
 pub mod impact;
 pub mod import;
+pub mod integration;
 pub mod log;
 pub mod model;
 pub mod project;

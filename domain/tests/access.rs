@@ -95,6 +95,18 @@ fn settings_keys_and_creations_need_an_admin() {
             json!({"type": "update_environment_settings", "environment_id": 3, "minimum_change_request_approvals": 2}),
             Scope::Environment(3),
         ),
+        (
+            json!({"type": "create_integration", "scope": {"environment": 3}, "kind": "webhook"}),
+            Scope::Environment(3),
+        ),
+        (
+            json!({"type": "remove_integration", "scope": {"project": 2}, "integration_id": 1}),
+            Scope::Project(2),
+        ),
+        (
+            json!({"type": "update_integration", "scope": {"organisation": 1}, "integration_id": 1}),
+            Scope::Organisation(Some(1)),
+        ),
     ] {
         let needed = requirement(&command(value.clone()));
         assert_eq!((needed.scope, needed.role), (scope, Role::Admin), "{value}");
@@ -140,6 +152,9 @@ fn four_eyes_guards_what_environments_serve_and_nothing_else() {
         json!({"type": "issue_service_token", "project_id": 2, "name": "ci", "role": "editor", "token_hash": "h"}),
         json!({"type": "rotate_api_token", "token_id": 5, "token_hash": "h"}),
         json!({"type": "revoke_api_token", "token_id": 5}),
+        json!({"type": "create_integration", "scope": {"environment": 3}, "kind": "webhook", "config": {"url": "https://x.io"}}),
+        json!({"type": "update_integration", "scope": {"environment": 3}, "integration_id": 1, "enabled": false}),
+        json!({"type": "remove_integration", "scope": {"environment": 3}, "integration_id": 1}),
     ];
     for value in &guarded {
         assert!(changes_what_is_served(&command(value.clone())), "{value}");

@@ -5,8 +5,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use crate::audit_history::AuditRow;
 use domain::log::EventLog;
-use projections::audit_history::AuditRow;
 
 /// What a row shows for an identity whose identifier was erased.
 pub const ERASED: &str = "erased identity";

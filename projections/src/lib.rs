@@ -12,6 +12,8 @@ pub mod change_request_inbox;
 pub mod document_notifications;
 pub mod environment_documents;
 pub mod feature_versions;
+pub mod identity_names;
+pub mod integrations;
 pub mod runner;
 pub mod snapshots;
 pub mod workers;

@@ -106,6 +106,66 @@ const NOT_GUARDED: &[(&str, &str, &str)] = &[
         "/api/v1/projects/{project_id}/roles/{user_id}/",
         "roles",
     ),
+    (
+        "post",
+        "/api/v1/environments/{api_key}/integrations/",
+        "integrations (they send, not serve)",
+    ),
+    (
+        "put",
+        "/api/v1/environments/{api_key}/integrations/{id}/",
+        "integrations (they send, not serve)",
+    ),
+    (
+        "delete",
+        "/api/v1/environments/{api_key}/integrations/{id}/",
+        "integrations (they send, not serve)",
+    ),
+    (
+        "post",
+        "/api/v1/environments/{api_key}/integrations/{id}/replay",
+        "integrations (they send, not serve)",
+    ),
+    (
+        "post",
+        "/api/v1/projects/{project_id}/integrations/",
+        "integrations (they send, not serve)",
+    ),
+    (
+        "put",
+        "/api/v1/projects/{project_id}/integrations/{id}/",
+        "integrations (they send, not serve)",
+    ),
+    (
+        "delete",
+        "/api/v1/projects/{project_id}/integrations/{id}/",
+        "integrations (they send, not serve)",
+    ),
+    (
+        "post",
+        "/api/v1/projects/{project_id}/integrations/{id}/replay",
+        "integrations (they send, not serve)",
+    ),
+    (
+        "post",
+        "/api/v1/organisations/{organisation_id}/integrations/",
+        "integrations (they send, not serve)",
+    ),
+    (
+        "put",
+        "/api/v1/organisations/{organisation_id}/integrations/{id}/",
+        "integrations (they send, not serve)",
+    ),
+    (
+        "delete",
+        "/api/v1/organisations/{organisation_id}/integrations/{id}/",
+        "integrations (they send, not serve)",
+    ),
+    (
+        "post",
+        "/api/v1/organisations/{organisation_id}/integrations/{id}/replay",
+        "integrations (they send, not serve)",
+    ),
     ("post", "/api/v1/tokens/", "API tokens"),
     ("post", "/api/v1/tokens/{token_id}/rotate/", "API tokens"),
     ("delete", "/api/v1/tokens/{token_id}/", "API tokens"),

@@ -12,6 +12,7 @@ mod discovery;
 mod flow;
 mod four_eyes;
 mod inbox;
+mod integrations;
 mod references;
 mod roles;
 mod schedules;

@@ -11,6 +11,7 @@
 //! handle is a bug, whatever the test is about), and every 4xx is a JSON
 //! `{"error": code, "message": ...}` body.
 
+pub mod receiver;
 mod routes;
 
 pub use routes::ADMIN_ROUTES;

@@ -93,6 +93,12 @@ impl From<commands::Error> for Error {
     }
 }
 
+impl From<projections::Error> for Error {
+    fn from(e: projections::Error) -> Self {
+        Error::Internal(e.to_string())
+    }
+}
+
 impl IntoResponse for Error {
     fn into_response(self) -> Response {
         let (status, code) = self.status_and_code();

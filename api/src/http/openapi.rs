@@ -8,8 +8,9 @@ use utoipa::{Modify, OpenApi};
 
 use crate::http::AppState;
 use crate::http::admin::{
-    audit, change_requests, commands, environments, features, identities, identity_overrides,
-    import, organisations, projects, segments, tokens, users, versions,
+    audit, change_requests, commands, environments, events, features, identities,
+    identity_overrides, import, integrations, organisations, projects, segments, tokens, users,
+    versions,
 };
 use crate::http::{health, time_travel};
 
@@ -43,8 +44,14 @@ use crate::http::{health, time_travel};
         versions::compare_environments,
         audit::verify_log, audit::checkpoint, audit::history::list, audit::export::export,
         time_travel::environment_document, time_travel::identity,
+        integrations::catalogue_list, integrations::documented::list,
+        integrations::documented::create, integrations::documented::show,
+        integrations::documented::update, integrations::documented::remove,
+        integrations::documented::status, integrations::documented::dead_letters,
+        integrations::documented::replay,
+        events::list, events::stream,
     ),
-    modifiers(&TokenAuth, &UniqueOperationIds),
+    modifiers(&TokenAuth, &IntegrationScopes, &UniqueOperationIds),
     security(("token" = [])),
 )]
 pub struct ApiDoc;
@@ -62,6 +69,28 @@ impl Modify for TokenAuth {
                 "`Token <token>`, as printed by `flaglog admin create`",
             ))),
         );
+    }
+}
+
+/// The integrations' routes are the same under a project and an organisation as under an
+/// environment (documented there): copied to each prefix.
+struct IntegrationScopes;
+
+impl Modify for IntegrationScopes {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let (documented, _) = integrations::PREFIXES[0];
+        let copies: Vec<(String, utoipa::openapi::PathItem)> = openapi
+            .paths
+            .paths
+            .iter()
+            .filter(|(path, _)| path.starts_with(documented))
+            .flat_map(|(path, item)| {
+                integrations::PREFIXES[1..]
+                    .iter()
+                    .map(move |(prefix, _)| (path.replacen(documented, prefix, 1), item.clone()))
+            })
+            .collect();
+        openapi.paths.paths.extend(copies);
     }
 }
 

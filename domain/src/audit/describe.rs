@@ -171,6 +171,28 @@ impl Names<'_> {
             DirectoryEvent::ChangeRequestRegistered { id, .. } => {
                 format!("registered change request #{id}")
             }
+            DirectoryEvent::IntegrationConfigured { integration } => format!(
+                "{} integration {} ({}{})",
+                if before.is_null() {
+                    "configured"
+                } else {
+                    "reconfigured"
+                },
+                integration.id,
+                integration.kind,
+                if integration.enabled {
+                    ""
+                } else {
+                    ", disabled"
+                }
+            ),
+            DirectoryEvent::IntegrationRemoved { id } => format!(
+                "removed integration {id} ({})",
+                before
+                    .get("kind")
+                    .and_then(Value::as_str)
+                    .unwrap_or("unknown kind")
+            ),
         }
     }
 

@@ -12,6 +12,7 @@
 //! Pure: the projection (`projections::audit_history`) stores what this computes.
 
 mod describe;
+mod flags;
 mod show;
 
 use std::collections::{BTreeSet, HashMap};
@@ -25,6 +26,7 @@ use crate::checkpoint::{self, CheckpointEvent, PublishedCheckpoints};
 use crate::directory::{self, Directory, DirectoryEvent, TokenOwner};
 use crate::environment::{self, Environment, EnvironmentEvent};
 use crate::identity::{IdentityEvent, IdentityOverrides};
+use crate::integration::{IntegrationId, IntegrationScope};
 use crate::log::RecordedEvent;
 use crate::model::{
     EnvironmentId, FeatureId, OrganisationId, ProjectId, SegmentId, TokenId, UserId,
@@ -32,6 +34,7 @@ use crate::model::{
 use crate::project::{Project, ProjectEvent};
 
 pub use describe::segment_changes;
+pub use flags::{FlagChange, FlagChangeKind};
 
 /// One event as the audit trail shows it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -70,6 +73,9 @@ pub struct AuditEntry {
     pub after: Value,
     /// RFC 6902 JSON Patch from `before` to `after`.
     pub patch: Value,
+    /// The flag states the event created, changed or removed, per environment, as flag-change
+    /// integrations are told.
+    pub flags: Vec<FlagChange>,
 }
 
 /// The aggregates, folded from the log, that an entry's "before" is read from.
@@ -122,6 +128,7 @@ enum Part {
     ChangeRequest(ChangeRequestId),
     /// The last checkpoint published into the log.
     Checkpoint,
+    Integration(IntegrationId),
 }
 
 /// A decoded event of any aggregate.
@@ -190,8 +197,11 @@ impl AuditFold {
         let decoded = decode(record)?;
         let (touched, part) = self.touched(&record.stream_id, &decoded);
         let before = self.show(&part);
+        let targets = self.flag_targets(&record.stream_id, &decoded);
+        let flags_before = self.flag_states(&targets);
         self.fold(&record.stream_id, &decoded);
         let after = self.show(&part);
+        let flags = self.flag_changes(targets, flags_before);
         let changes = match &decoded {
             Decoded::Project(_, ProjectEvent::SegmentCreated { .. })
             | Decoded::Project(_, ProjectEvent::SegmentUpdated { .. })
@@ -239,6 +249,7 @@ impl AuditFold {
             before,
             after,
             patch,
+            flags,
         })
     }
 
@@ -470,7 +481,25 @@ impl AuditFold {
                 }
                 Part::ChangeRequestRegistration(*id)
             }
+            DirectoryEvent::IntegrationConfigured { integration } => {
+                set_scope(touched, integration.scope);
+                Part::Integration(integration.id)
+            }
+            DirectoryEvent::IntegrationRemoved { id } => {
+                if let Some(integration) = self.directory.integrations.get(id) {
+                    set_scope(touched, integration.scope);
+                }
+                Part::Integration(*id)
+            }
         }
+    }
+}
+
+fn set_scope(touched: &mut Touched, scope: IntegrationScope) {
+    match scope {
+        IntegrationScope::Organisation(id) => touched.organisation_id = Some(id),
+        IntegrationScope::Project(id) => touched.project_id = Some(id),
+        IntegrationScope::Environment(id) => touched.environment_id = Some(id),
     }
 }
 

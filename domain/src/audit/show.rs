@@ -105,6 +105,8 @@ impl AuditFold {
                 .filter(|r| r.exists)
                 .map(show_change_request),
             Part::Checkpoint => self.checkpoints.last.as_ref().map(|c| json!(c)),
+            // Secrets are references to values kept outside the log: nothing to hide.
+            Part::Integration(id) => self.directory.integrations.get(id).map(|i| json!(i)),
         };
         shown.unwrap_or(Value::Null)
     }

@@ -2,12 +2,16 @@
 //! environments (the directory reserves the id and keys; the new entity's stream starts in the
 //! same atomic append).
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
 
 use crate::access::Role;
 use crate::directory::{Directory, DirectoryEvent};
 use crate::environment::{Environment, EnvironmentEvent};
 use crate::error::{Error, Result};
+use crate::integration::{IntegrationId, IntegrationScope};
 use crate::model::{EnvironmentId, OrganisationId, ProjectId, TokenId, UserId};
 use crate::project::{Project, ProjectEvent, ProjectSettings};
 
@@ -73,6 +77,41 @@ pub enum DirectoryCommand {
     RevokeApiToken {
         token_id: TokenId,
     },
+    /// An integration (a kind of the catalogue) at an organisation, project or environment.
+    /// `secrets` maps each secret field to the reference of its value, which the caller stored
+    /// beside the log: the value itself never travels in a command.
+    CreateIntegration {
+        scope: IntegrationScope,
+        kind: String,
+        #[cfg_attr(feature = "openapi", schema(value_type = Object))]
+        #[serde(default)]
+        config: Map<String, Value>,
+        #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+        secrets: BTreeMap<String, String>,
+        #[serde(default = "enabled")]
+        enabled: bool,
+    },
+    /// `config`, when given, replaces the fields that are not secret; `secrets` replaces the
+    /// references it names.
+    UpdateIntegration {
+        scope: IntegrationScope,
+        integration_id: IntegrationId,
+        #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>))]
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        config: Option<Map<String, Value>>,
+        #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+        secrets: BTreeMap<String, String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        enabled: Option<bool>,
+    },
+    RemoveIntegration {
+        scope: IntegrationScope,
+        integration_id: IntegrationId,
+    },
+}
+
+fn enabled() -> bool {
+    true
 }
 
 /// What a directory command appends: to the directory, and to the stream of the project or
@@ -166,6 +205,41 @@ pub fn decide(directory: &Directory, command: &DirectoryCommand) -> Result<Direc
         }),
         DirectoryCommand::RevokeApiToken { token_id } => Ok(DirectoryDecision {
             directory: directory.revoke_token(*token_id)?,
+            ..DirectoryDecision::default()
+        }),
+        DirectoryCommand::CreateIntegration {
+            scope,
+            kind,
+            config,
+            secrets,
+            enabled,
+        } => Ok(DirectoryDecision {
+            directory: directory
+                .create_integration(*scope, kind, config, secrets, *enabled)?
+                .1,
+            ..DirectoryDecision::default()
+        }),
+        DirectoryCommand::UpdateIntegration {
+            scope,
+            integration_id,
+            config,
+            secrets,
+            enabled,
+        } => Ok(DirectoryDecision {
+            directory: directory.update_integration(
+                *scope,
+                *integration_id,
+                config.as_ref(),
+                secrets,
+                *enabled,
+            )?,
+            ..DirectoryDecision::default()
+        }),
+        DirectoryCommand::RemoveIntegration {
+            scope,
+            integration_id,
+        } => Ok(DirectoryDecision {
+            directory: directory.remove_integration(*scope, *integration_id)?,
             ..DirectoryDecision::default()
         }),
         DirectoryCommand::CreateEnvironment {

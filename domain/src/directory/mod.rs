@@ -14,8 +14,10 @@ use crate::access::Role;
 use crate::aggregate::{Aggregate, DomainEvent};
 use crate::change_request::{ChangeRequestId, Scope as ChangeRequestScope};
 use crate::error::{Error, Result};
+use crate::integration::{Integration, IntegrationId};
 use crate::model::{EnvironmentId, OrganisationId, ProjectId, TokenId, UserId, validate_name};
 
+mod integrations;
 mod tokens;
 pub use tokens::{ApiToken, DEFAULT_TOKEN_NAME, Principal, TokenOwner};
 
@@ -84,6 +86,14 @@ pub enum DirectoryEvent {
         id: ChangeRequestId,
         scope: ChangeRequestScope,
     },
+    /// An integration configured, or reconfigured: its whole configuration after the change
+    /// (secrets by reference only).
+    IntegrationConfigured {
+        integration: Integration,
+    },
+    IntegrationRemoved {
+        id: IntegrationId,
+    },
 }
 
 impl DomainEvent for DirectoryEvent {}
@@ -114,6 +124,11 @@ pub struct Directory {
     pub roles: BTreeMap<(ProjectId, UserId), Role>,
     /// Every change request, with what it changes.
     pub change_requests: BTreeMap<ChangeRequestId, ChangeRequestScope>,
+    /// The integrations configured now, by id.
+    #[serde(default)]
+    pub integrations: BTreeMap<IntegrationId, Integration>,
+    #[serde(default)]
+    next_integration_id: IntegrationId,
 }
 
 impl Aggregate for Directory {
@@ -207,6 +222,8 @@ impl Aggregate for Directory {
             DirectoryEvent::ChangeRequestRegistered { id, scope } => {
                 self.change_requests.insert(*id, *scope);
             }
+            DirectoryEvent::IntegrationConfigured { .. }
+            | DirectoryEvent::IntegrationRemoved { .. } => self.apply_integration(event),
         }
     }
 }

@@ -299,4 +299,3 @@ impl std::fmt::Display for Completeness {
         )
     }
 }
-

@@ -142,6 +142,24 @@ async fn every_command_type_leaves_a_row_with_actor_before_and_after(backend: Ba
         .await;
     x.command(json!({"type": "revoke_api_token", "token_id": service}))
         .await;
+    let integration = x
+        .command(
+            json!({"type": "create_integration", "scope": {"project": project},
+                        "kind": "datadog", "secrets": {"api_key": "a-reference"}}),
+        )
+        .await["created"]["id"]
+        .as_u64()
+        .unwrap();
+    x.command(
+        json!({"type": "update_integration", "scope": {"project": project},
+                     "integration_id": integration, "enabled": false}),
+    )
+    .await;
+    x.command(
+        json!({"type": "remove_integration", "scope": {"project": project},
+                     "integration_id": integration}),
+    )
+    .await;
     x.command(json!({"type": "update_project", "project_id": project,
                      "settings": {"name": "web shop"}}))
         .await;

@@ -6,10 +6,12 @@ pub mod audit;
 pub mod change_requests;
 pub mod commands;
 pub mod environments;
+pub mod events;
 pub mod features;
 pub mod identities;
 pub mod identity_overrides;
 pub mod import;
+pub mod integrations;
 pub mod organisations;
 pub mod projects;
 pub mod segments;
@@ -47,6 +49,8 @@ pub fn router() -> Router<AppState> {
         .merge(versions::router())
         .merge(tokens::router())
         .merge(audit::router())
+        .merge(integrations::router())
+        .merge(events::router())
 }
 
 /// The environment whose client key is `api_key` (how Flagsmith's admin API names environments).

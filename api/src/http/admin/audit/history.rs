@@ -20,7 +20,7 @@ const DEFAULT_LIMIT: u32 = 50;
 const MAX_LIMIT: u32 = 500;
 
 /// The filters of the list and of the export; every one is optional and they all apply.
-#[derive(Deserialize, utoipa::IntoParams)]
+#[derive(Deserialize, Default, utoipa::IntoParams)]
 pub struct AuditParams {
     /// A project id.
     pub project: Option<u64>,
@@ -78,7 +78,7 @@ fn position_of_cursor(cursor: &str) -> Result<u64> {
 }
 
 /// The query `params` ask for, within what `caller` may read.
-pub(super) async fn audit_query(
+pub(crate) async fn audit_query(
     state: &AppState,
     caller: &Admin,
     params: &AuditParams,
@@ -134,6 +134,7 @@ pub(super) async fn audit_query(
     }
     Ok(AuditQuery {
         projects,
+        organisation: None,
         project: params.project,
         environment,
         feature: params.feature,
@@ -199,7 +200,7 @@ pub struct AuditRowView {
 }
 
 impl AuditRowView {
-    pub(super) fn of(row: &AuditRow) -> Self {
+    pub(crate) fn of(row: &AuditRow) -> Self {
         let detail = |field: &str| row.detail.get(field).cloned().unwrap_or(Value::Null);
         let strings = |field: &str| serde_json::from_value(detail(field)).unwrap_or_default();
         AuditRowView {
@@ -237,11 +238,11 @@ pub struct AuditPage {
 }
 
 /// The rows `query` selects, each identity named (see [`super::identities`]).
-pub(super) async fn rows(state: &AppState, query: &AuditQuery) -> Result<Vec<AuditRow>> {
+pub(crate) async fn rows(state: &AppState, query: &AuditQuery) -> Result<Vec<AuditRow>> {
     let mut rows = audit_history::query(&state.read_models, query)
         .await
         .map_err(|e| Error::Internal(e.to_string()))?;
-    super::identities::name_identities(&*state.log, &mut rows)
+    projections::identity_names::name_identities(&*state.log, &mut rows)
         .await
         .map_err(::commands::Error::from)?;
     Ok(rows)

@@ -8,7 +8,6 @@
 
 pub mod export;
 pub mod history;
-mod identities;
 
 use axum::Json;
 use axum::Router;

@@ -1,0 +1,254 @@
+//! What flag-change integrations are told about an event: for each environment where a flag's
+//! state (environment-wide, for a segment, for an identity) was created, changed or removed,
+//! the state before and after in the shape of Flagsmith's webhooks (`new_state`,
+//! `previous_state`), with the names as they were when it happened. A feature's creation or
+//! deletion changes its state in every environment of its project, so it gives one change per
+//! environment.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use super::{AuditFold, Decoded};
+use crate::environment::EnvironmentEvent;
+use crate::identity::IdentityEvent;
+use crate::model::{EnvironmentId, FeatureId, FeatureState, SegmentId};
+use crate::project::ProjectEvent;
+
+/// Created, updated or removed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FlagChangeKind {
+    Created,
+    Updated,
+    Deleted,
+}
+
+/// One flag state's change in one environment.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FlagChange {
+    pub kind: FlagChangeKind,
+    pub environment_id: EnvironmentId,
+    pub environment_name: String,
+    pub feature_id: FeatureId,
+    pub feature_name: String,
+    /// For an identity's override: the identity's reference (readers name it, unless erased).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identity: Option<String>,
+    /// Flagsmith's feature-state object after the change; `None` once removed.
+    pub new_state: Option<Value>,
+    /// The same before; `None` where there was none.
+    pub previous_state: Option<Value>,
+}
+
+/// Which state of a flag in an environment.
+#[derive(Debug, Clone)]
+enum Variant {
+    Environment,
+    Segment(SegmentId),
+    /// The identity's stream and its reference.
+    Identity(String, String),
+}
+
+/// A flag state an event may change.
+#[derive(Debug, Clone)]
+pub(super) struct Target {
+    environment_id: EnvironmentId,
+    feature_id: FeatureId,
+    variant: Variant,
+}
+
+impl AuditFold {
+    /// The flag states `decoded` may change; read before it is folded in.
+    pub(super) fn flag_targets(&self, stream: &str, decoded: &Decoded) -> Vec<Target> {
+        let every_environment = |project, feature_id| -> Vec<Target> {
+            self.directory
+                .environments
+                .iter()
+                .filter(|(_, (p, _))| *p == project)
+                .map(|(id, _)| Target {
+                    environment_id: *id,
+                    feature_id,
+                    variant: Variant::Environment,
+                })
+                .collect()
+        };
+        let one = |environment_id, feature_id, variant| {
+            vec![Target {
+                environment_id,
+                feature_id,
+                variant,
+            }]
+        };
+        match decoded {
+            Decoded::Project(project, event) => match event {
+                ProjectEvent::FeatureCreated { feature }
+                | ProjectEvent::FeatureUpdated { feature } => {
+                    every_environment(*project, feature.id)
+                }
+                ProjectEvent::FeatureDeleted { id } => every_environment(*project, *id),
+                _ => vec![],
+            },
+            Decoded::Environment(environment, event) => match event {
+                EnvironmentEvent::FeatureStateSet { feature_id, .. } => {
+                    one(*environment, *feature_id, Variant::Environment)
+                }
+                EnvironmentEvent::SegmentOverrideSet {
+                    feature_id,
+                    r#override,
+                } => one(
+                    *environment,
+                    *feature_id,
+                    Variant::Segment(r#override.segment_id),
+                ),
+                EnvironmentEvent::SegmentOverrideRemoved {
+                    feature_id,
+                    segment_id,
+                } => one(*environment, *feature_id, Variant::Segment(*segment_id)),
+                _ => vec![],
+            },
+            Decoded::Identity(event) => match event {
+                IdentityEvent::IdentityOverrideSet { feature_id, .. }
+                | IdentityEvent::IdentityOverrideRemoved { feature_id, .. } => one(
+                    event.environment_id(),
+                    *feature_id,
+                    Variant::Identity(stream.to_string(), event.identity().to_string()),
+                ),
+                IdentityEvent::IdentityErased { .. } => vec![],
+            },
+            _ => vec![],
+        }
+    }
+
+    /// Each target's state as it stands now, in Flagsmith's webhook shape.
+    pub(super) fn flag_states(&self, targets: &[Target]) -> Vec<Option<Value>> {
+        targets.iter().map(|t| self.flag_state(t)).collect()
+    }
+
+    /// The changes between `before` (from [`Self::flag_states`] before the event was folded
+    /// in) and the states now; a target whose state did not change gives none.
+    pub(super) fn flag_changes(
+        &self,
+        targets: Vec<Target>,
+        before: Vec<Option<Value>>,
+    ) -> Vec<FlagChange> {
+        targets
+            .into_iter()
+            .zip(before)
+            .filter_map(|(target, previous)| {
+                let new = self.flag_state(&target);
+                let kind = match (&previous, &new) {
+                    (None, None) => return None,
+                    (None, Some(_)) => FlagChangeKind::Created,
+                    (Some(_), None) => FlagChangeKind::Deleted,
+                    (Some(p), Some(n)) if same_state(p, n) => return None,
+                    (Some(_), Some(_)) => FlagChangeKind::Updated,
+                };
+                let shown = new.as_ref().or(previous.as_ref())?;
+                Some(FlagChange {
+                    kind,
+                    environment_id: target.environment_id,
+                    environment_name: shown["environment"]["name"].as_str()?.to_string(),
+                    feature_id: target.feature_id,
+                    feature_name: shown["feature"]["name"].as_str()?.to_string(),
+                    identity: match &target.variant {
+                        Variant::Identity(_, reference) => Some(reference.clone()),
+                        _ => None,
+                    },
+                    new_state: new,
+                    previous_state: previous,
+                })
+            })
+            .collect()
+    }
+
+    fn flag_state(&self, target: &Target) -> Option<Value> {
+        let environment = self
+            .environments
+            .get(&target.environment_id)
+            .filter(|e| e.exists)?;
+        let project = self.projects.get(&environment.project_id)?;
+        let feature = project.features.get(&target.feature_id)?;
+        let (state, feature_segment) = match &target.variant {
+            Variant::Environment => (environment.effective_state(feature), Value::Null),
+            Variant::Segment(segment_id) => {
+                let found = environment
+                    .segment_overrides
+                    .get(&(target.feature_id, *segment_id))?;
+                let segment = project.segments.get(segment_id);
+                (
+                    found.state.clone(),
+                    json!({
+                        "segment": {
+                            "id": segment_id,
+                            "name": segment.map(|s| s.name.as_str()),
+                            "description": segment.and_then(|s| s.description.as_deref()),
+                        },
+                        "priority": found.priority,
+                    }),
+                )
+            }
+            Variant::Identity(stream, _) => (
+                self.identities
+                    .get(stream)
+                    .filter(|i| !i.erased)?
+                    .overrides
+                    .get(&target.feature_id)?
+                    .clone(),
+                Value::Null,
+            ),
+        };
+        Some(json!({
+            "enabled": state.enabled,
+            "feature_state_value": state.feature_state_value,
+            "environment": {"id": environment.id, "name": environment.name},
+            "feature": {
+                "id": feature.id,
+                "name": feature.name,
+                "type": feature.feature_type,
+                "description": feature.description,
+                "initial_value": feature.initial_value,
+                "default_enabled": feature.default_enabled,
+                "created_date": Value::Null,
+                "project": {"id": project.id, "name": project.settings.name},
+            },
+            "identity": Value::Null,
+            "identity_identifier": Value::Null,
+            "feature_segment": feature_segment,
+            "multivariate_feature_state_values": multivariate(&state, feature),
+        }))
+    }
+}
+
+fn multivariate(state: &FeatureState, feature: &crate::model::Feature) -> Value {
+    state
+        .multivariate_feature_state_values
+        .iter()
+        .map(|allocation| {
+            let option = feature
+                .multivariate_options
+                .iter()
+                .find(|o| o.id == allocation.multivariate_feature_option);
+            json!({
+                "id": allocation.id.unwrap_or(allocation.multivariate_feature_option),
+                "multivariate_feature_option": {
+                    "id": allocation.multivariate_feature_option,
+                    "value": option.map(|o| &o.value),
+                },
+                "percentage_allocation": allocation.percentage_allocation,
+            })
+        })
+        .collect()
+}
+
+/// Whether two states serve the same (a feature's description or name alone changing is not
+/// a flag change).
+fn same_state(a: &Value, b: &Value) -> bool {
+    [
+        "enabled",
+        "feature_state_value",
+        "multivariate_feature_state_values",
+        "feature_segment",
+    ]
+    .iter()
+    .all(|key| a[key] == b[key])
+}
