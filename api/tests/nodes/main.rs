@@ -546,3 +546,6 @@ on_both_backends!(
     sigterm_with_writes_in_flight_exits_zero_consistently,
     health_and_workers_status_name_the_workers_and_their_leader,
 );
+
+// After the macro: it uses `on_both_backends!`.
+mod delivery;
