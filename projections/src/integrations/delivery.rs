@@ -280,13 +280,8 @@ impl Sender {
             let rows = self.rows(state.position, checkpoint).await?;
             let complete = rows.len() < BATCH as usize;
             for row in &rows {
-                for message in
-                    render::messages(&self.integration, row, &secrets, OffsetDateTime::now_utc())
-                {
-                    match self
-                        .deliver(row, &message.key, &secrets, &mut state)
-                        .await?
-                    {
+                for message in render::messages(&self.integration, row, &secrets) {
+                    match self.deliver(row, &message, &secrets, &mut state).await? {
                         Outcome::Delivered => {}
                         Outcome::Dead { attempts, error } => {
                             let letter = DeadLetter {
@@ -349,7 +344,14 @@ impl Sender {
             let Some(row) = rows.first() else {
                 continue;
             };
-            match self.deliver(row, &letter.message, secrets, state).await? {
+            // Rendered from its row again: nothing secret was kept with the letter.
+            let Some(message) = render::messages(&self.integration, row, secrets)
+                .into_iter()
+                .find(|m| m.key == letter.message)
+            else {
+                continue;
+            };
+            match self.deliver(row, &message, secrets, state).await? {
                 Outcome::Delivered => {
                     store::set_dead_letter_status(
                         &self.pool,
@@ -381,10 +383,11 @@ impl Sender {
     async fn deliver(
         &self,
         row: &AuditRow,
-        key: &str,
+        message: &Message,
         secrets: &Secrets,
         state: &mut DeliveryState,
     ) -> Result<Outcome, Error> {
+        let key = &message.key;
         let integration = &self.integration;
         let max_attempts = integration.number("max_attempts").unwrap_or(10).max(1);
         let max_age = Duration::from_secs(integration.number("max_age_seconds").unwrap_or(86_400));
@@ -394,14 +397,14 @@ impl Sender {
         let mut attempts = 0;
         loop {
             attempts += 1;
-            // Rendered again for each attempt: a fresh `webhook-timestamp`, the same body.
-            let Some(message) =
-                render::messages(integration, row, secrets, OffsetDateTime::now_utc())
-                    .into_iter()
-                    .find(|m| m.key == key)
-            else {
-                return Ok(Outcome::Delivered);
-            };
+            // Signed again for each attempt: a fresh `webhook-timestamp`, the same body.
+            let message = render::sign(
+                integration,
+                row,
+                secrets,
+                message,
+                OffsetDateTime::now_utc(),
+            );
             let sent = tokio::select! {
                 sent = self.send(&message) => sent,
                 () = self.cancel.cancelled() => return Ok(Outcome::Cancelled),

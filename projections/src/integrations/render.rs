@@ -37,30 +37,21 @@ pub struct Message {
 /// The secret values of an integration, by field.
 pub type Secrets = HashMap<String, String>;
 
-/// The messages `integration` gets for `row` (identities already named in it), rendered at
-/// `now`. An integration that hears nothing of the row gets none.
-pub fn messages(
-    integration: &Integration,
-    row: &AuditRow,
-    secrets: &Secrets,
-    now: OffsetDateTime,
-) -> Vec<Message> {
+/// The messages `integration` gets for `row` (identities already named in it), unsigned: each
+/// attempt [`sign`]s one at its own time. An integration that hears nothing of the row gets
+/// none.
+pub fn messages(integration: &Integration, row: &AuditRow, secrets: &Secrets) -> Vec<Message> {
     let flags: Vec<FlagChange> = row
         .detail
         .get("flags")
         .and_then(|f| serde_json::from_value(f.clone()).ok())
         .unwrap_or_default();
-    let unsigned = match integration.kind.as_str() {
+    match integration.kind.as_str() {
         "webhook" => webhook(integration, row, &flags),
-        kind => match vendor(kind, integration, row, &flags, secrets) {
-            Some(message) => vec![message],
-            None => vec![],
-        },
-    };
-    unsigned
-        .into_iter()
-        .map(|message| sign(integration, row, secrets, message, now))
-        .collect()
+        kind => vendor(kind, integration, row, &flags, secrets)
+            .into_iter()
+            .collect(),
+    }
 }
 
 /// `2021-06-18T07:50:26.595298Z`, as Flagsmith's webhooks write times.
@@ -312,15 +303,17 @@ fn vendor(
     Some(out)
 }
 
-/// Adds the webhook headers: the event's position as an idempotency key (the same on every
-/// attempt), and, with a secret, both signatures.
-fn sign(
+/// `message` as attempted at `now`: for a webhook, with the event's position as an
+/// idempotency key (the same on every attempt), a fresh `webhook-timestamp` and, with a secret,
+/// both signatures; any other kind as it is.
+pub fn sign(
     integration: &Integration,
     row: &AuditRow,
     secrets: &Secrets,
-    mut message: Message,
+    message: &Message,
     now: OffsetDateTime,
 ) -> Message {
+    let mut message = message.clone();
     if integration.kind != "webhook" {
         return message;
     }
