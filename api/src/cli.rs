@@ -15,6 +15,7 @@ pub async fn run(cli: Cli) -> Result<(), String> {
         evaluation_cache_mib,
         node_id,
         audit_checkpoint_interval,
+        analytics_queue,
     } = cli.command
     {
         let options = NodeOptions {
@@ -28,6 +29,7 @@ pub async fn run(cli: Cli) -> Result<(), String> {
             audit_checkpoint_interval: std::time::Duration::from_secs(
                 audit_checkpoint_interval.max(1),
             ),
+            analytics_queue,
         };
         return serve(&cli.database_url, bind, options).await;
     }

@@ -60,6 +60,11 @@ pub enum Command {
         /// published into the log itself (only when the log grew since the last one).
         #[arg(long, env = "FLAGLOG_AUDIT_CHECKPOINT_INTERVAL", default_value_t = 600)]
         audit_checkpoint_interval: u64,
+        /// How many served identities the identity analytics queue holds, and each analytics
+        /// integration's own queue; when one is full, an identity is dropped (and counted in
+        /// the integration's status) rather than slow the identities endpoints down.
+        #[arg(long, env = "FLAGLOG_ANALYTICS_QUEUE", default_value_t = projections::integrations::analytics::DEFAULT_CAPACITY)]
+        analytics_queue: usize,
     },
     /// Applies the database schema and exits.
     Migrate,

@@ -21,6 +21,7 @@ use domain::log::EventLog;
 use projections::audit_history::AuditHistory;
 use projections::change_request_inbox::ChangeRequestInbox;
 use projections::environment_documents::EnvironmentDocuments;
+use projections::integrations::analytics::{AnalyticsQueue, worker as analytics_worker};
 use projections::runner::ProjectionWorker;
 use projections::workers::{Leadership, Placement, Workers};
 use tokio::sync::{broadcast, watch};
@@ -46,6 +47,8 @@ pub struct NodeOptions {
     pub node_id: String,
     /// How often a signed checkpoint is published into the log (when it grew).
     pub audit_checkpoint_interval: std::time::Duration,
+    /// The identity analytics queue's capacity (and each analytics integration's).
+    pub analytics_queue: usize,
 }
 
 impl Default for NodeOptions {
@@ -54,6 +57,7 @@ impl Default for NodeOptions {
             bounds: sdk_cache::CacheBounds::default(),
             node_id: default_node_id(),
             audit_checkpoint_interval: audit_checkpoints::DEFAULT_INTERVAL,
+            analytics_queue: projections::integrations::analytics::DEFAULT_CAPACITY,
         }
     }
 }
@@ -100,6 +104,7 @@ pub async fn start_node(
         bounds,
         node_id,
         audit_checkpoint_interval,
+        analytics_queue,
     } = options;
     let node_id = node_id.as_str();
     // First, so that whatever the log writer appends from now on is counted.
@@ -211,6 +216,19 @@ pub async fn start_node(
             .map_err(|e| e.to_string())?,
     );
 
+    let analytics = AnalyticsQueue::new(analytics_queue);
+    runtime.spawn(
+        analytics_worker::NAME,
+        Placement::EveryNode,
+        analytics_worker::IdentityAnalytics::new(
+            analytics.clone(),
+            log.clone(),
+            pool.clone(),
+            node_id,
+        )
+        .map_err(|e| e.to_string())?,
+    );
+
     let commands = commands(log.clone());
     runtime.spawn(
         scheduler::NAME,
@@ -223,6 +241,7 @@ pub async fn start_node(
         log,
         sdk,
         sdk_store,
+        analytics,
         read_models: pool,
         signing_key,
         document_changes,

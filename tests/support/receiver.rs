@@ -44,8 +44,8 @@ struct Script {
     failing: bool,
     /// The status failures answer.
     failure: u16,
-    /// Slack's success body, `{"ok": true}`, instead of an empty one.
-    slack: bool,
+    /// The body of a success (Slack's `{"ok": true}`, Mixpanel's `1`); empty by default.
+    success_body: String,
     received: Vec<Received>,
 }
 
@@ -91,11 +91,7 @@ async fn receive(
         body: body.to_vec(),
         answered: status,
     });
-    let answer = if script.slack && !fail {
-        r#"{"ok": true}"#
-    } else {
-        ""
-    };
+    let answer = if fail { "" } else { &script.success_body };
     (
         StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
         answer.to_string(),
@@ -139,7 +135,12 @@ impl Receiver {
 
     /// Answers `{"ok": true}` as Slack does.
     pub fn answer_like_slack(&self) {
-        self.shared.lock().slack = true;
+        self.answer_with(r#"{"ok": true}"#);
+    }
+
+    /// Answers `body` to every request it takes.
+    pub fn answer_with(&self, body: &str) {
+        self.shared.lock().success_body = body.to_string();
     }
 
     pub fn received(&self) -> Vec<Received> {

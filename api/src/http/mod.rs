@@ -43,6 +43,8 @@ pub struct Services {
     /// Projected environments for the SDK endpoints.
     pub sdk: Arc<crate::sdk_cache::EnvironmentCache>,
     pub sdk_store: crate::sdk_store::SdkStore,
+    /// Where the identities endpoints offer what they served to identity analytics.
+    pub analytics: projections::integrations::analytics::AnalyticsQueue,
     /// The database the read models live in (the change-request inbox is read from it).
     pub read_models: sqlx::AnyPool,
     /// Signs audit checkpoints.

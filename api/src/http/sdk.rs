@@ -21,10 +21,11 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use domain::evaluation::IdentityContext;
+use domain::evaluation::{Evaluation, IdentityContext};
 use domain::flagsmith::identity_context;
 use domain::identity::MAX_IDENTIFIER_LEN;
 use futures_util::Stream;
+use projections::integrations::analytics::{ServedFlag, ServedIdentity};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use tokio::sync::broadcast;
@@ -261,8 +262,15 @@ async fn identity_response(
     identifier: &str,
     traits: Map<String, Value>,
 ) -> Result<Response> {
-    let env = evaluable(state, env).await?;
-    let bytes = identity_body(&env, &identity_context(identifier, traits))?;
+    let evaluable = evaluable(state, env).await?;
+    let who = identity_context(identifier, traits);
+    let evaluation = evaluable.prepared.evaluation(Some(&who));
+    let bytes = identity_body(&evaluable, &who, &evaluation)?;
+    if state.analytics.wants(env.environment_id) {
+        state
+            .analytics
+            .offer(served(env.environment_id, &evaluable, &who, &evaluation));
+    }
     let mut response = Response::new(Body::from(bytes));
     response.headers_mut().insert(
         header::CONTENT_TYPE,
@@ -275,8 +283,11 @@ async fn identity_response(
 /// endpoints, `{"flags": [...], "identifier": ..., "traits": [...]}` (fields in alphabetical
 /// order, as the `Value` tree it replaced wrote them). Flags the identity shares with the
 /// environment are copied from the environment's pre-serialised flags body.
-pub(crate) fn identity_body(env: &Evaluable, who: &IdentityContext) -> Result<Vec<u8>> {
-    let result = env.prepared.evaluation(Some(who));
+pub(crate) fn identity_body(
+    env: &Evaluable,
+    who: &IdentityContext,
+    result: &Evaluation<'_>,
+) -> Result<Vec<u8>> {
     let traits: Vec<TraitRef<'_>> = who
         .traits
         .iter()
@@ -290,7 +301,7 @@ pub(crate) fn identity_body(env: &Evaluable, who: &IdentityContext) -> Result<Ve
     let mut bytes = Vec::with_capacity(flags_len + identifier.len() + 64 * traits.len() + 64);
     let written = (|| {
         bytes.extend_from_slice(b"{\"flags\":");
-        env.listing.write_flags(&result, &mut bytes)?;
+        env.listing.write_flags(result, &mut bytes)?;
         bytes.extend_from_slice(b",\"identifier\":");
         serde_json::to_writer(&mut bytes, identifier)?;
         bytes.extend_from_slice(b",\"traits\":");
@@ -300,6 +311,45 @@ pub(crate) fn identity_body(env: &Evaluable, who: &IdentityContext) -> Result<Ve
     })();
     written.map_err(|e| Error::Internal(e.to_string()))?;
     Ok(bytes)
+}
+
+/// What identity analytics hear of an identities response: the flags as served, the traits
+/// evaluated with, the project segments the identity is in.
+fn served(
+    environment_id: u64,
+    env: &Evaluable,
+    who: &IdentityContext,
+    evaluation: &Evaluation<'_>,
+) -> ServedIdentity {
+    ServedIdentity {
+        environment_id,
+        identifier: who.identifier.clone(),
+        traits: who
+            .traits
+            .iter()
+            .map(|(key, value)| (key.clone(), value.clone()))
+            .collect(),
+        flags: env
+            .listing
+            .api_flags(evaluation)
+            .into_iter()
+            .map(|flag| ServedFlag {
+                feature_id: flag.feature.id,
+                name: flag.feature.name.to_owned(),
+                feature_type: flag.feature.feature_type.to_owned(),
+                enabled: flag.enabled,
+                value: flag.feature_state_value.clone(),
+            })
+            .collect(),
+        // Identity overrides are kept as segments keyed otherwise: only project segments have
+        // numeric keys.
+        segments: evaluation
+            .segments
+            .iter()
+            .filter_map(|segment| Some((segment.key.parse().ok()?, segment.name.clone())))
+            .collect(),
+        served_at: time::OffsetDateTime::now_utc(),
+    }
 }
 
 /// `GET /api/v1/environment-document/`: the document for local evaluation (server-side keys).

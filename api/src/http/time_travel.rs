@@ -340,7 +340,8 @@ pub async fn identity(state: AppState, request: Request, query: PastQuery) -> Re
         .await
         .map_err(|e| Error::Internal(e.to_string()))?;
     let who = identity_context(&identifier, traits);
-    let body = super::sdk::identity_body(&evaluable, &who)?;
+    let evaluation = evaluable.prepared.evaluation(Some(&who));
+    let body = super::sdk::identity_body(&evaluable, &who, &evaluation)?;
     let mut response = json_response(body, position);
     response
         .headers_mut()

@@ -57,7 +57,9 @@ pub use hashing::hashed_percentage;
 pub use operators::regex_compiles;
 pub use prepared::PreparedContext;
 pub(crate) use python::py_eq as python_eq;
-pub use result::{Evaluation, EvaluationResult, Flag, FlagResult, Reason, SegmentResult};
+pub use result::{
+    Evaluation, EvaluationResult, Flag, FlagResult, Reason, SegmentResult, is_truthy,
+};
 
 /// Evaluates every feature of the context for the context's identity (if any).
 pub fn evaluate(context: &EvaluationContext) -> EvaluationResult {

@@ -163,7 +163,7 @@ fn truthy_metadata(metadata: Option<&Metadata>) -> Option<Value> {
 }
 
 /// Python truthiness, which decides whether metadata is carried to a result.
-pub(crate) fn is_truthy(value: &Value) -> bool {
+pub fn is_truthy(value: &Value) -> bool {
     match value {
         Value::Null => false,
         Value::Bool(b) => *b,

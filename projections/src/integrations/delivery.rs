@@ -13,16 +13,13 @@
 //! a receiver sees a message at least once, each with one idempotency key. A new integration
 //! hears of what happens after its configuration.
 
-use std::collections::{BTreeMap, HashMap};
-use std::hash::BuildHasher;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use domain::aggregate::{Aggregate, DomainEvent};
-use domain::directory::{self, Directory, DirectoryEvent};
-use domain::integration::catalogue::{self, Family};
+use domain::integration::catalogue::Family;
 use domain::integration::{Integration, IntegrationId, IntegrationScope};
 use domain::log::EventLog;
 use sqlx::AnyPool;
@@ -30,7 +27,9 @@ use time::OffsetDateTime;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::AbortOnDropHandle;
 
+use super::directory::FollowedDirectory;
 use super::render::{self, Message, Secrets};
+use super::send::{self, backoff, now_micros};
 use super::store::{self, DeadLetter, DeliveryState};
 use crate::Error;
 use crate::audit_history::{self, AuditQuery, AuditRow, Order};
@@ -40,8 +39,6 @@ pub const NAME: &str = "integration_delivery";
 
 /// Audit rows a sender reads at a time.
 const BATCH: u32 = 100;
-/// How long one request may take.
-pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// How often the worker looks for changed integrations when the log is quiet.
 const REFRESH: Duration = Duration::from_millis(500);
 
@@ -49,57 +46,18 @@ pub struct Delivery {
     log: Arc<dyn EventLog>,
     pool: AnyPool,
     client: reqwest::Client,
-    directory: Directory,
-    directory_version: u64,
-    /// The log position each integration was first configured at: it hears of what follows.
-    configured_at: HashMap<IntegrationId, u64>,
+    followed: FollowedDirectory,
 }
 
 impl Delivery {
     pub fn new(log: Arc<dyn EventLog>, pool: AnyPool) -> Result<Self, Error> {
-        let client = reqwest::Client::builder()
-            .timeout(REQUEST_TIMEOUT)
-            .redirect(reqwest::redirect::Policy::none())
-            .user_agent(concat!("flaglog/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| Error::Other(format!("the delivery's HTTP client: {e}")))?;
+        let client = send::client()?;
         Ok(Delivery {
-            log,
             pool,
             client,
-            directory: Directory::default(),
-            directory_version: 0,
-            configured_at: HashMap::new(),
+            followed: FollowedDirectory::new(log.clone()),
+            log,
         })
-    }
-
-    async fn refresh_directory(&mut self) -> Result<(), Error> {
-        let events = self
-            .log
-            .read_stream(directory::STREAM, self.directory_version)
-            .await?;
-        for record in &events {
-            let event = DirectoryEvent::from_recorded(record)?;
-            if let DirectoryEvent::IntegrationConfigured { integration } = &event {
-                self.configured_at
-                    .entry(integration.id)
-                    .or_insert(record.position);
-            }
-            self.directory.apply(&event);
-            self.directory_version = record.version;
-        }
-        Ok(())
-    }
-
-    /// The integrations that should be delivering now.
-    fn wanted(&self) -> Vec<Integration> {
-        self.directory
-            .integrations
-            .values()
-            .filter(|i| i.enabled)
-            .filter(|i| catalogue::kind(&i.kind).is_some_and(|k| k.family == Family::Changes))
-            .cloned()
-            .collect()
     }
 
     /// The audit query that finds the rows `integration` may hear of.
@@ -114,7 +72,13 @@ impl Delivery {
             IntegrationScope::Project(id) => query.project = Some(id),
             // A webhook hears of its flags' creation and deletion, which are the project's rows.
             IntegrationScope::Environment(id) if integration.kind == "webhook" => {
-                query.project = Some(self.directory.environments.get(&id).map_or(0, |e| e.0));
+                query.project = Some(
+                    self.followed
+                        .directory
+                        .environments
+                        .get(&id)
+                        .map_or(0, |e| e.0),
+                );
             }
             IntegrationScope::Environment(id) => query.environment = Some(id),
         }
@@ -134,10 +98,10 @@ impl Worker for Delivery {
     async fn run(&mut self, context: &Context) -> Result<(), Error> {
         let mut running: BTreeMap<IntegrationId, Running> = BTreeMap::new();
         let outcome = loop {
-            if let Err(e) = self.refresh_directory().await {
+            if let Err(e) = self.followed.refresh().await {
                 break Err(e);
             }
-            let wanted = self.wanted();
+            let wanted = self.followed.enabled(Family::Changes);
             // Stop what is gone or changed (a changed one starts again with its new config).
             let stale: Vec<IntegrationId> = running
                 .iter()
@@ -155,11 +119,7 @@ impl Worker for Delivery {
                     continue;
                 }
                 let sender = Sender {
-                    start: self
-                        .configured_at
-                        .get(&integration.id)
-                        .copied()
-                        .unwrap_or(0),
+                    start: self.followed.configured_at(integration.id),
                     query: self.scope_query(&integration),
                     integration: integration.clone(),
                     pool: self.pool.clone(),
@@ -229,17 +189,6 @@ enum Outcome {
     Delivered,
     Dead { attempts: u64, error: String },
     Cancelled,
-}
-
-/// Why an attempt failed, and whether another may succeed.
-struct Failure {
-    error: String,
-    retry: bool,
-    retry_after: Option<Duration>,
-}
-
-fn now_micros() -> i64 {
-    (OffsetDateTime::now_utc().unix_timestamp_nanos() / 1000) as i64
 }
 
 impl Sender {
@@ -406,7 +355,7 @@ impl Sender {
                 OffsetDateTime::now_utc(),
             );
             let sent = tokio::select! {
-                sent = self.send(&message) => sent,
+                sent = send::post(&self.client, &message) => sent,
                 () = self.cancel.cancelled() => return Ok(Outcome::Cancelled),
             };
             let failure = match sent {
@@ -445,87 +394,6 @@ impl Sender {
                 () = tokio::time::sleep(wait) => {}
                 () = self.cancel.cancelled() => return Ok(Outcome::Cancelled),
             }
-        }
-    }
-
-    async fn send(&self, message: &Message) -> Result<(), Failure> {
-        let mut request = self.client.post(&message.url).body(message.body.clone());
-        for (name, value) in &message.headers {
-            request = request.header(name.as_str(), value.as_str());
-        }
-        let response = request.send().await.map_err(|e| Failure {
-            error: if e.is_timeout() {
-                "timed out".to_string()
-            } else {
-                format!("cannot reach the receiver: {}", e.without_url())
-            },
-            retry: true,
-            retry_after: None,
-        })?;
-        let status = response.status();
-        let retry_after = response
-            .headers()
-            .get(reqwest::header::RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .map(Duration::from_secs);
-        let body = response.text().await.unwrap_or_default();
-        if status.is_success() {
-            if message.ok_in_body {
-                let ok = serde_json::from_str::<serde_json::Value>(&body)
-                    .ok()
-                    .and_then(|v| v.get("ok").and_then(serde_json::Value::as_bool))
-                    .unwrap_or(false);
-                if !ok {
-                    return Err(Failure {
-                        error: format!("answered {status} without \"ok\": {}", excerpt(&body)),
-                        retry: false,
-                        retry_after: None,
-                    });
-                }
-            }
-            return Ok(());
-        }
-        Err(Failure {
-            error: format!("answered {status}: {}", excerpt(&body)),
-            retry: status.as_u16() == 429 || status.is_server_error(),
-            retry_after,
-        })
-    }
-}
-
-fn excerpt(body: &str) -> String {
-    body.chars().take(200).collect()
-}
-
-/// The wait before attempt `attempts + 1`: `initial` doubled per attempt up to `longest`, a
-/// random half of it added or not ("equal jitter"), so receivers coming back are not hit by
-/// every sender at once.
-fn backoff(initial: Duration, longest: Duration, attempts: u64) -> Duration {
-    let doubled = initial
-        .saturating_mul(1u32 << attempts.saturating_sub(1).min(20))
-        .min(longest);
-    let half = doubled / 2;
-    let random = std::collections::hash_map::RandomState::new().hash_one(attempts);
-    let jitter = half.mul_f64((random % 1000) as f64 / 1000.0);
-    half + jitter
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backoff_doubles_up_to_the_longest_with_jitter_below_it() {
-        let initial = Duration::from_millis(100);
-        let longest = Duration::from_secs(1);
-        for attempts in 1..=10 {
-            let wait = backoff(initial, longest, attempts);
-            let full = (initial * 2u32.pow(attempts as u32 - 1)).min(longest);
-            assert!(
-                wait >= full / 2 && wait <= full,
-                "{attempts}: {wait:?} of {full:?}"
-            );
         }
     }
 }

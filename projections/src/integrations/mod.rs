@@ -1,11 +1,16 @@
 //! Integrations' read side: the feed of changes every consumer reads (the audit history's rows,
-//! in log order, woken when the projection moves: [`wait_for_audit`]), and the delivery of
-//! change integrations from it ([`delivery`]: the worker; [`render`]: each receiver's format;
-//! [`wire`]: Flagsmith's body bytes and both webhook signatures; [`store`]: secret values,
-//! cursors, dead letters, replays).
+//! in log order, woken when the projection moves: [`wait_for_audit`]), the delivery of change
+//! integrations from it ([`delivery`]: the worker; [`render`]: each receiver's format; [`wire`]:
+//! Flagsmith's body bytes and both webhook signatures), the identity analytics the identities
+//! endpoints feed ([`analytics`]), and what both share: the directory they follow
+//! ([`directory`]), sending a request ([`send`]), and their tables ([`store`]: secret values,
+//! cursors, dead letters, replays, analytics counts).
 
+pub mod analytics;
 pub mod delivery;
+pub mod directory;
 pub mod render;
+pub mod send;
 pub mod store;
 pub mod wire;
 

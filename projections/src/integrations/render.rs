@@ -30,8 +30,19 @@ pub struct Message {
     pub url: String,
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
-    /// Slack answers 200 with `{"ok": false}` on failure: the body says whether it worked.
-    pub ok_in_body: bool,
+    /// How the receiver's answer says it took the message.
+    pub answer: Answer,
+}
+
+/// How a receiver says it took a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Answer {
+    /// A 2xx status.
+    Status,
+    /// Slack: 200 with `{"ok": true}` (it answers failures with 200 and `"ok": false`).
+    SlackOk,
+    /// Mixpanel with `Accept: text/plain`: 200 with the body `1` (`0` on a refusal).
+    One,
 }
 
 /// The secret values of an integration, by field.
@@ -71,13 +82,13 @@ fn flagsmith_time(micros: i64) -> String {
     )
 }
 
-fn message(key: impl Into<String>, url: String, body: Vec<u8>) -> Message {
+pub(super) fn message(key: impl Into<String>, url: String, body: Vec<u8>) -> Message {
     Message {
         key: key.into(),
         url,
         headers: vec![("content-type".into(), "application/json".into())],
         body,
-        ok_in_body: false,
+        answer: Answer::Status,
     }
 }
 
@@ -183,7 +194,7 @@ fn is_flag_change(row: &AuditRow, flags: &[FlagChange]) -> bool {
 }
 
 /// `base` and `path` with exactly one `/` between them.
-fn join(base: &str, path: &str) -> String {
+pub(super) fn join(base: &str, path: &str) -> String {
     format!(
         "{}/{}",
         base.trim_end_matches('/'),
@@ -291,7 +302,7 @@ fn vendor(
             );
             m.headers
                 .push(("authorization".into(), format!("Bearer {token}")));
-            m.ok_in_body = true;
+            m.answer = Answer::SlackOk;
             m
         }
         _ => return None,

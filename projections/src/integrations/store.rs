@@ -1,6 +1,6 @@
-//! The integrations' tables beside the log (migration 0011): secret values by reference, each
-//! integration's delivery cursor and status, its dead letters, and replays asked for. One SQL
-//! for both databases.
+//! The integrations' tables beside the log (migrations 0011 and 0012): secret values by
+//! reference, each change integration's delivery cursor and status, its dead letters, replays
+//! asked for, and each identity integration's counts per node. One SQL for both databases.
 
 use std::collections::BTreeMap;
 
@@ -250,4 +250,88 @@ pub async fn take_replay(pool: &AnyPool, integration: IntegrationId) -> Result<O
     .fetch_optional(pool)
     .await?;
     Ok(from.map(|f| f as u64))
+}
+
+/// An identity integration's counts: a node's since it last saved them, or (read) every
+/// node's together.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct AnalyticsCounts {
+    pub sent: u64,
+    pub dropped: u64,
+    pub failed: u64,
+    pub consecutive_failures: u64,
+    pub last_error: Option<String>,
+    pub last_sent_at_micros: Option<i64>,
+}
+
+/// Adds `node`'s new counts (`sent`, `dropped`, `failed`) to its row, and sets its
+/// consecutive failures, last error (when one is given) and last sending time.
+pub async fn add_analytics_counts(
+    pool: &AnyPool,
+    integration: IntegrationId,
+    node: &str,
+    counts: &AnalyticsCounts,
+    now_micros: i64,
+) -> Result<(), Error> {
+    sqlx::query(
+        "INSERT INTO integration_analytics (integration_id, node, sent, dropped, failed, \
+         consecutive_failures, last_error, last_sent_at_micros, updated_at_micros) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
+         ON CONFLICT (integration_id, node) DO UPDATE SET \
+         sent = integration_analytics.sent + excluded.sent, \
+         dropped = integration_analytics.dropped + excluded.dropped, \
+         failed = integration_analytics.failed + excluded.failed, \
+         consecutive_failures = excluded.consecutive_failures, \
+         last_error = COALESCE(excluded.last_error, integration_analytics.last_error), \
+         last_sent_at_micros = COALESCE(excluded.last_sent_at_micros, \
+             integration_analytics.last_sent_at_micros), \
+         updated_at_micros = excluded.updated_at_micros",
+    )
+    .bind(integration as i64)
+    .bind(node)
+    .bind(counts.sent as i64)
+    .bind(counts.dropped as i64)
+    .bind(counts.failed as i64)
+    .bind(counts.consecutive_failures as i64)
+    .bind(counts.last_error.clone())
+    .bind(counts.last_sent_at_micros)
+    .bind(now_micros)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+type CountsRow = (i64, i64, i64, i64, Option<i64>);
+
+/// Every node's counts of `integration` together: the largest consecutive failures, the
+/// latest error and sending time.
+pub async fn analytics_counts(
+    pool: &AnyPool,
+    integration: IntegrationId,
+) -> Result<AnalyticsCounts, Error> {
+    let row: CountsRow = sqlx::query_as(
+        "SELECT CAST(COALESCE(SUM(sent), 0) AS BIGINT), CAST(COALESCE(SUM(dropped), 0) AS BIGINT), \
+         CAST(COALESCE(SUM(failed), 0) AS BIGINT), \
+         CAST(COALESCE(MAX(consecutive_failures), 0) AS BIGINT), MAX(last_sent_at_micros) \
+         FROM integration_analytics WHERE integration_id = $1",
+    )
+    .bind(integration as i64)
+    .fetch_one(pool)
+    .await?;
+    let last_error: Option<String> = sqlx::query_scalar(
+        "SELECT last_error FROM integration_analytics \
+         WHERE integration_id = $1 AND last_error IS NOT NULL \
+         ORDER BY updated_at_micros DESC LIMIT 1",
+    )
+    .bind(integration as i64)
+    .fetch_optional(pool)
+    .await?;
+    Ok(AnalyticsCounts {
+        sent: row.0 as u64,
+        dropped: row.1 as u64,
+        failed: row.2 as u64,
+        consecutive_failures: row.3 as u64,
+        last_error,
+        last_sent_at_micros: row.4,
+    })
 }

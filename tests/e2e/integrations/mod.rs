@@ -3,6 +3,7 @@
 //! (duplicates only under one idempotency key), dead letters and their replay, each vendor's
 //! request shape and auth header, and secrets in no answer and nowhere in the log.
 
+mod analytics;
 mod feed;
 mod vendors;
 

@@ -1,6 +1,7 @@
 //! Integrations: the catalogue (`GET /api/v1/integrations/catalogue`), and per environment,
 //! project or organisation (`/api/v1/{environments/{api_key},projects/{id},organisations/{id}}/integrations/`)
-//! configuring one, its delivery status, its dead letters and replays.
+//! configuring one ([`delivery`]: its delivery status, its dead letters and replays;
+//! [`documented`]: the routes as the OpenAPI document describes them).
 //!
 //! Secret fields are write-only: a request's secret values are stored beside the log
 //! (`projections::integrations::store`) under new random references, and the command carries
@@ -26,6 +27,12 @@ use crate::http::AppState;
 use crate::http::admin::{execute, require};
 use crate::http::error::{Error, Result};
 use crate::http::extract::{Admin, JsonBody, Path};
+
+mod delivery;
+pub mod documented;
+
+pub use delivery::{DeliveryStatus, Replay};
+use delivery::{dead_letters, replay, status};
 
 /// Where integrations are configured: the route prefix and the scope its parameter names.
 /// The environment's routes are documented in the OpenAPI spec, and copied there for the
@@ -74,104 +81,6 @@ pub fn router() -> Router<AppState> {
             );
     }
     router
-}
-
-/// The OpenAPI descriptions of the environment's routes (the handlers take the scope first).
-pub mod documented {
-    use super::*;
-
-    /// The environment's integrations (secrets by name only).
-    #[utoipa::path(get, path = "/api/v1/environments/{api_key}/integrations/", tag = "integrations",
-        responses((status = 200, body = Vec<IntegrationView>), (status = 403, body = crate::http::error::ErrorBody)))]
-    pub async fn list(
-        s: State<AppState>,
-        c: Admin,
-        p: Path<String>,
-    ) -> Result<Json<Vec<IntegrationView>>> {
-        super::list(ScopeKind::Environment, s, c, p).await
-    }
-
-    /// Configures an integration (a kind of the catalogue); secret fields are stored apart and
-    /// never answered.
-    #[utoipa::path(post, path = "/api/v1/environments/{api_key}/integrations/", tag = "integrations",
-        request_body = NewIntegration,
-        responses((status = 201, body = IntegrationView), (status = 400, body = crate::http::error::ErrorBody)))]
-    pub async fn create(
-        s: State<AppState>,
-        c: Admin,
-        p: Path<String>,
-        b: JsonBody<NewIntegration>,
-    ) -> Result<(StatusCode, Json<IntegrationView>)> {
-        super::create(ScopeKind::Environment, s, c, p, b).await
-    }
-
-    #[utoipa::path(get, path = "/api/v1/environments/{api_key}/integrations/{id}/", tag = "integrations",
-        responses((status = 200, body = IntegrationView), (status = 404, body = crate::http::error::ErrorBody)))]
-    pub async fn show(
-        s: State<AppState>,
-        c: Admin,
-        p: Path<(String, IntegrationId)>,
-    ) -> Result<Json<IntegrationView>> {
-        super::show(ScopeKind::Environment, s, c, p).await
-    }
-
-    /// Changes an integration: `config` replaces its fields (secrets not given are kept),
-    /// `enabled` turns delivery on or off.
-    #[utoipa::path(put, path = "/api/v1/environments/{api_key}/integrations/{id}/", tag = "integrations",
-        request_body = IntegrationChange,
-        responses((status = 200, body = IntegrationView), (status = 400, body = crate::http::error::ErrorBody)))]
-    pub async fn update(
-        s: State<AppState>,
-        c: Admin,
-        p: Path<(String, IntegrationId)>,
-        b: JsonBody<IntegrationChange>,
-    ) -> Result<Json<IntegrationView>> {
-        super::update(ScopeKind::Environment, s, c, p, b).await
-    }
-
-    #[utoipa::path(delete, path = "/api/v1/environments/{api_key}/integrations/{id}/", tag = "integrations",
-        responses((status = 204), (status = 404, body = crate::http::error::ErrorBody)))]
-    pub async fn remove(
-        s: State<AppState>,
-        c: Admin,
-        p: Path<(String, IntegrationId)>,
-    ) -> Result<StatusCode> {
-        super::remove(ScopeKind::Environment, s, c, p).await
-    }
-
-    /// Delivery: last position delivered, lag, consecutive failures, last error.
-    #[utoipa::path(get, path = "/api/v1/environments/{api_key}/integrations/{id}/status", tag = "integrations",
-        responses((status = 200, body = DeliveryStatus)))]
-    pub async fn status(
-        s: State<AppState>,
-        c: Admin,
-        p: Path<(String, IntegrationId)>,
-    ) -> Result<Json<DeliveryStatus>> {
-        super::status(ScopeKind::Environment, s, c, p).await
-    }
-
-    /// Messages that failed every attempt.
-    #[utoipa::path(get, path = "/api/v1/environments/{api_key}/integrations/{id}/dead-letters", tag = "integrations",
-        responses((status = 200, description = "the dead letters, in log order")))]
-    pub async fn dead_letters(
-        s: State<AppState>,
-        c: Admin,
-        p: Path<(String, IntegrationId)>,
-    ) -> Result<Json<Vec<DeadLetter>>> {
-        super::dead_letters(ScopeKind::Environment, s, c, p).await
-    }
-
-    /// Sends the dead letters again, or, with `{"from_position": N}`, everything from N on.
-    #[utoipa::path(post, path = "/api/v1/environments/{api_key}/integrations/{id}/replay", tag = "integrations",
-        request_body = Option<Replay>, responses((status = 202, description = "the replay is under way")))]
-    pub async fn replay(
-        s: State<AppState>,
-        c: Admin,
-        p: Path<(String, IntegrationId)>,
-        b: axum::body::Bytes,
-    ) -> Result<impl IntoResponse> {
-        super::replay(ScopeKind::Environment, s, c, p, b).await
-    }
 }
 
 /// The integrations flaglog can send to, with their fields (`secret`: write-only).
@@ -408,120 +317,4 @@ async fn remove(
     )
     .await?;
     Ok(StatusCode::NO_CONTENT)
-}
-
-/// Where an integration's delivery stands.
-#[derive(Serialize, utoipa::ToSchema)]
-pub struct DeliveryStatus {
-    pub integration_id: IntegrationId,
-    pub kind: String,
-    pub enabled: bool,
-    /// Every event up to this position was delivered (or dead-lettered).
-    pub position: u64,
-    pub delivered: u64,
-    /// Events in the log after `position`.
-    pub lag_events: u64,
-    /// Age of the oldest of them.
-    pub lag_seconds: f64,
-    pub consecutive_failures: u64,
-    pub last_error: Option<String>,
-    pub last_delivered_at: Option<String>,
-    /// Dead letters not yet delivered by a replay.
-    pub dead_letters: u64,
-}
-
-async fn status(
-    kind: ScopeKind,
-    State(state): State<AppState>,
-    caller: Admin,
-    Path((scope, id)): Path<(String, IntegrationId)>,
-) -> Result<Json<DeliveryStatus>> {
-    let scope = admin_scope(&state, &caller, kind, &scope).await?;
-    let integration = integration_at(&state, scope, id).await?;
-    let delivery = store::delivery_state(&state.read_models, id)
-        .await?
-        .unwrap_or_default();
-    let head = state.log.head().await.map_err(::commands::Error::from)?;
-    let lag_seconds = if head > delivery.position {
-        let next = state
-            .log
-            .read_all(delivery.position, 1)
-            .await
-            .map_err(::commands::Error::from)?;
-        let now = time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1000;
-        next.first().map_or(0.0, |e| {
-            (now as i64 - e.recorded_at_micros).max(0) as f64 / 1e6
-        })
-    } else {
-        0.0
-    };
-    let dead = store::dead_letters(&state.read_models, id, None)
-        .await?
-        .iter()
-        .filter(|l| l.status != store::REPLAYED)
-        .count() as u64;
-    Ok(Json(DeliveryStatus {
-        integration_id: id,
-        kind: integration.kind,
-        enabled: integration.enabled,
-        position: delivery.position,
-        delivered: delivery.delivered,
-        lag_events: head.saturating_sub(delivery.position),
-        lag_seconds,
-        consecutive_failures: delivery.consecutive_failures,
-        last_error: delivery.last_error,
-        last_delivered_at: delivery
-            .last_delivered_at_micros
-            .and_then(domain::log::rfc3339),
-        dead_letters: dead,
-    }))
-}
-
-async fn dead_letters(
-    kind: ScopeKind,
-    State(state): State<AppState>,
-    caller: Admin,
-    Path((scope, id)): Path<(String, IntegrationId)>,
-) -> Result<Json<Vec<DeadLetter>>> {
-    let scope = admin_scope(&state, &caller, kind, &scope).await?;
-    integration_at(&state, scope, id).await?;
-    Ok(Json(
-        store::dead_letters(&state.read_models, id, None).await?,
-    ))
-}
-
-#[derive(Deserialize, Default, utoipa::ToSchema)]
-pub struct Replay {
-    /// Send everything from this position on again; without it, the dead letters.
-    #[serde(default)]
-    pub from_position: Option<u64>,
-}
-
-async fn replay(
-    kind: ScopeKind,
-    State(state): State<AppState>,
-    caller: Admin,
-    Path((scope, id)): Path<(String, IntegrationId)>,
-    body: axum::body::Bytes,
-) -> Result<impl IntoResponse> {
-    let scope = admin_scope(&state, &caller, kind, &scope).await?;
-    integration_at(&state, scope, id).await?;
-    // The body is optional: none replays the dead letters.
-    let body: Replay = if body.iter().all(u8::is_ascii_whitespace) {
-        Replay::default()
-    } else {
-        serde_json::from_slice(&body).map_err(|e| Error::bad_request("body", e.to_string()))?
-    };
-    let answer = match body.from_position {
-        Some(0) => return Err(Error::bad_request("from_position", "positions start at 1")),
-        Some(from) => {
-            store::request_replay_from(&state.read_models, id, from).await?;
-            serde_json::json!({"replaying_from": from})
-        }
-        None => {
-            let count = store::replay_dead_letters(&state.read_models, id).await?;
-            serde_json::json!({"replaying_dead_letters": count})
-        }
-    };
-    Ok((StatusCode::ACCEPTED, Json(answer)))
 }

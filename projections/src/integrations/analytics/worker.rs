@@ -1,0 +1,324 @@
+//! The `identity_analytics` worker (on every node): takes what this node's identities endpoints
+//! served from the [`AnalyticsQueue`], hands each identity to a sender per identity integration
+//! of its environment, and saves the counts. A sender batches what it is handed (up to the
+//! vendor's limit, or what arrived within [`FILL_WAIT`]) and sends each request with up to
+//! [`ATTEMPTS`] attempts; a sender that falls behind drops what its own bounded queue cannot
+//! hold, and counts it, so no vendor slows another or the endpoints.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use domain::integration::catalogue::Family;
+use domain::integration::{Integration, IntegrationId, IntegrationScope};
+use domain::log::EventLog;
+use sqlx::AnyPool;
+use time::OffsetDateTime;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::AbortOnDropHandle;
+use uuid::Uuid;
+
+use super::vendors::{self, Queued, Request};
+use super::{AnalyticsQueue, Counts};
+use crate::Error;
+use crate::integrations::directory::FollowedDirectory;
+use crate::integrations::render::Secrets;
+use crate::integrations::send::{self, backoff, now_micros};
+use crate::integrations::store::{self, AnalyticsCounts};
+use crate::workers::{Context, Worker};
+
+pub const NAME: &str = "identity_analytics";
+
+/// How often the worker looks for changed integrations and saves the counts.
+const REFRESH: Duration = Duration::from_millis(500);
+/// How long a sender waits for more identities to fill a batch.
+pub const FILL_WAIT: Duration = Duration::from_millis(100);
+/// Attempts per request before its identities count as failed.
+pub const ATTEMPTS: u64 = 3;
+const RETRY_INITIAL: Duration = Duration::from_millis(200);
+const RETRY_LONGEST: Duration = Duration::from_secs(5);
+
+pub struct IdentityAnalytics {
+    queue: AnalyticsQueue,
+    followed: FollowedDirectory,
+    pool: AnyPool,
+    client: reqwest::Client,
+    node: String,
+}
+
+impl IdentityAnalytics {
+    pub fn new(
+        queue: AnalyticsQueue,
+        log: Arc<dyn EventLog>,
+        pool: AnyPool,
+        node: &str,
+    ) -> Result<Self, Error> {
+        Ok(IdentityAnalytics {
+            queue,
+            followed: FollowedDirectory::new(log),
+            pool,
+            client: send::client()?,
+            node: node.to_string(),
+        })
+    }
+
+    /// Adds this node's counts since the last save to its rows.
+    async fn save_counts(&self) -> Result<(), Error> {
+        for (id, counts) in self.queue.all_counts() {
+            let taken = AnalyticsCounts {
+                sent: counts.sent.swap(0, Ordering::Relaxed),
+                dropped: counts.dropped.swap(0, Ordering::Relaxed),
+                failed: counts.failed.swap(0, Ordering::Relaxed),
+                consecutive_failures: counts.consecutive_failures.load(Ordering::Relaxed),
+                last_error: counts
+                    .last_error
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .take(),
+                last_sent_at_micros: Some(counts.last_sent_at_micros.load(Ordering::Relaxed))
+                    .filter(|&at| at > 0)
+                    .map(|at| at as i64),
+            };
+            let saved =
+                store::add_analytics_counts(&self.pool, id, &self.node, &taken, now_micros()).await;
+            if let Err(e) = saved {
+                // Kept for the next save.
+                counts.sent.fetch_add(taken.sent, Ordering::Relaxed);
+                counts.dropped.fetch_add(taken.dropped, Ordering::Relaxed);
+                counts.failed.fetch_add(taken.failed, Ordering::Relaxed);
+                return Err(e);
+            }
+        }
+        Ok(())
+    }
+}
+
+struct RunningSender {
+    integration: Integration,
+    identities: mpsc::Sender<Arc<Queued>>,
+    cancel: CancellationToken,
+    handle: AbortOnDropHandle<Result<(), Error>>,
+}
+
+#[async_trait]
+impl Worker for IdentityAnalytics {
+    async fn run(&mut self, context: &Context) -> Result<(), Error> {
+        let queue = self.queue.clone();
+        let mut receiver = queue.receiver().lock().await;
+        let mut senders: BTreeMap<IntegrationId, RunningSender> = BTreeMap::new();
+        let mut by_environment: HashMap<u64, Vec<IntegrationId>> = HashMap::new();
+        let mut refresh = tokio::time::interval(REFRESH);
+        let outcome = loop {
+            tokio::select! {
+                biased;
+                () = context.cancelled() => break Ok(()),
+                _ = refresh.tick() => {
+                    if let Err(e) = self.reconcile(context, &mut senders).await {
+                        break Err(e);
+                    }
+                    by_environment = environments_of(senders.values().map(|s| &s.integration));
+                    self.queue.set_wanted(by_environment.clone());
+                    if let Err(e) = self.save_counts().await {
+                        break Err(e);
+                    }
+                }
+                served = receiver.recv() => {
+                    let Some(served) = served else { break Ok(()) };
+                    let Some(ids) = by_environment.get(&served.environment_id) else { continue };
+                    let queued = Arc::new(Queued { id: Uuid::new_v4(), served });
+                    for id in ids {
+                        let Some(sender) = senders.get(id) else { continue };
+                        if sender.identities.try_send(queued.clone()).is_err() {
+                            self.queue.counts(*id).dropped.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                }
+            }
+        };
+        for sender in senders.into_values() {
+            sender.cancel.cancel();
+            let _ = sender.handle.await;
+        }
+        let saved = self.save_counts().await;
+        outcome.and(saved)
+    }
+}
+
+/// Environment → its integrations among `integrations`.
+fn environments_of<'a>(
+    integrations: impl Iterator<Item = &'a Integration>,
+) -> HashMap<u64, Vec<IntegrationId>> {
+    let mut by_environment: HashMap<u64, Vec<IntegrationId>> = HashMap::new();
+    for integration in integrations {
+        if let IntegrationScope::Environment(environment) = integration.scope {
+            by_environment
+                .entry(environment)
+                .or_default()
+                .push(integration.id);
+        }
+    }
+    by_environment
+}
+
+impl IdentityAnalytics {
+    /// Starts a sender for each enabled identity integration, stops those gone or changed,
+    /// and fails when a sender failed (the runtime starts the worker again).
+    async fn reconcile(
+        &mut self,
+        context: &Context,
+        senders: &mut BTreeMap<IntegrationId, RunningSender>,
+    ) -> Result<(), Error> {
+        self.followed.refresh().await?;
+        let wanted = self.followed.enabled(Family::Identities);
+        let stale: Vec<IntegrationId> = senders
+            .iter()
+            .filter(|(id, s)| {
+                s.handle.is_finished()
+                    || !wanted.iter().any(|w| w.id == **id && *w == s.integration)
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        for id in stale {
+            if let Some(sender) = senders.remove(&id) {
+                sender.cancel.cancel();
+                if let Ok(Err(e)) = sender.handle.await {
+                    return Err(e);
+                }
+            }
+        }
+        for integration in wanted {
+            if senders.contains_key(&integration.id) {
+                continue;
+            }
+            let (identities, receiver) = mpsc::channel(self.queue.capacity());
+            let sender = Sender {
+                counts: self.queue.counts(integration.id),
+                integration: integration.clone(),
+                receiver,
+                pool: self.pool.clone(),
+                client: self.client.clone(),
+                cancel: context.token().child_token(),
+            };
+            senders.insert(
+                integration.id,
+                RunningSender {
+                    integration,
+                    identities,
+                    cancel: sender.cancel.clone(),
+                    handle: AbortOnDropHandle::new(tokio::spawn(sender.run())),
+                },
+            );
+        }
+        Ok(())
+    }
+}
+
+/// Sends one identity integration what it is handed.
+struct Sender {
+    integration: Integration,
+    receiver: mpsc::Receiver<Arc<Queued>>,
+    counts: Arc<Counts>,
+    pool: AnyPool,
+    client: reqwest::Client,
+    cancel: CancellationToken,
+}
+
+impl Sender {
+    async fn run(mut self) -> Result<(), Error> {
+        let secrets: Secrets = store::secrets(
+            &self.pool,
+            self.integration.scope,
+            &self.integration.secrets,
+        )
+        .await?
+        .into_iter()
+        .collect();
+        let limit = vendors::batch_limit(&self.integration.kind);
+        loop {
+            let first = tokio::select! {
+                first = self.receiver.recv() => first,
+                () = self.cancel.cancelled() => None,
+            };
+            let Some(first) = first else {
+                return Ok(());
+            };
+            let mut batch = vec![first];
+            let fill_until = Instant::now() + FILL_WAIT;
+            while batch.len() < limit {
+                tokio::select! {
+                    more = self.receiver.recv() => match more {
+                        Some(more) => batch.push(more),
+                        None => break,
+                    },
+                    () = tokio::time::sleep_until(fill_until) => break,
+                }
+            }
+            let requests = vendors::requests(
+                &self.integration,
+                &secrets,
+                &batch,
+                OffsetDateTime::now_utc(),
+            );
+            for request in requests {
+                if !self.send(&request).await {
+                    return Ok(());
+                }
+            }
+        }
+    }
+
+    /// Sends `request` until it goes through or [`ATTEMPTS`] failed, counting either way;
+    /// `false` when cancelled meanwhile.
+    async fn send(&self, request: &Request) -> bool {
+        let integration = &self.integration;
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            let sent = tokio::select! {
+                sent = send::post(&self.client, &request.message) => sent,
+                () = self.cancel.cancelled() => return false,
+            };
+            let failure = match sent {
+                Ok(()) => {
+                    self.counts
+                        .sent
+                        .fetch_add(request.identities, Ordering::Relaxed);
+                    self.counts.consecutive_failures.store(0, Ordering::Relaxed);
+                    self.counts
+                        .last_sent_at_micros
+                        .store(now_micros() as u64, Ordering::Relaxed);
+                    return true;
+                }
+                Err(failure) => failure,
+            };
+            self.counts
+                .consecutive_failures
+                .fetch_add(1, Ordering::Relaxed);
+            *self
+                .counts
+                .last_error
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(failure.error.clone());
+            tracing::warn!(integration = integration.id, kind = %integration.kind,
+                attempt = attempts, error = %failure.error, "an identity integration's request failed");
+            if !failure.retry || attempts >= ATTEMPTS {
+                self.counts
+                    .failed
+                    .fetch_add(request.identities, Ordering::Relaxed);
+                return true;
+            }
+            let wait = failure
+                .retry_after
+                .unwrap_or_else(|| backoff(RETRY_INITIAL, RETRY_LONGEST, attempts))
+                .min(RETRY_LONGEST);
+            tokio::select! {
+                () = tokio::time::sleep(wait) => {}
+                () = self.cancel.cancelled() => return false,
+            }
+        }
+    }
+}

@@ -1,0 +1,123 @@
+//! Sending one integration request: the HTTP client every integration uses, one POST and how
+//! its answer reads (a failure says whether another attempt may succeed), and the wait before
+//! that attempt. Shared by the change delivery ([`super::delivery`]) and the identity
+//! analytics ([`super::analytics`]).
+
+use std::hash::BuildHasher;
+use std::time::Duration;
+
+use time::OffsetDateTime;
+
+use super::render::{Answer, Message};
+use crate::Error;
+
+/// How long one request may take.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The client integrations send with: a timeout, no redirects followed (a receiver cannot send
+/// flaglog's request, with its credentials, elsewhere), flaglog's user agent.
+pub fn client() -> Result<reqwest::Client, Error> {
+    reqwest::Client::builder()
+        .timeout(REQUEST_TIMEOUT)
+        .redirect(reqwest::redirect::Policy::none())
+        .user_agent(concat!("flaglog/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(|e| Error::Other(format!("the integrations' HTTP client: {e}")))
+}
+
+/// Why an attempt failed, and whether another may succeed.
+pub struct Failure {
+    pub error: String,
+    pub retry: bool,
+    pub retry_after: Option<Duration>,
+}
+
+/// POSTs `message`; `Ok` when the receiver took it (its status, and its body where the
+/// receiver answers failures with 200).
+pub async fn post(client: &reqwest::Client, message: &Message) -> Result<(), Failure> {
+    let mut request = client.post(&message.url).body(message.body.clone());
+    for (name, value) in &message.headers {
+        request = request.header(name.as_str(), value.as_str());
+    }
+    let response = request.send().await.map_err(|e| Failure {
+        error: if e.is_timeout() {
+            "timed out".to_string()
+        } else {
+            format!("cannot reach the receiver: {}", e.without_url())
+        },
+        retry: true,
+        retry_after: None,
+    })?;
+    let status = response.status();
+    let retry_after = response
+        .headers()
+        .get(reqwest::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map(Duration::from_secs);
+    let body = response.text().await.unwrap_or_default();
+    if !status.is_success() {
+        return Err(Failure {
+            error: format!("answered {status}: {}", excerpt(&body)),
+            retry: status.as_u16() == 429 || status.is_server_error(),
+            retry_after,
+        });
+    }
+    let refused = match message.answer {
+        Answer::Status => None,
+        Answer::SlackOk => serde_json::from_str::<serde_json::Value>(&body)
+            .ok()
+            .and_then(|v| v.get("ok").and_then(serde_json::Value::as_bool))
+            .is_none_or(|ok| !ok)
+            .then_some("without \"ok\""),
+        Answer::One => (body.trim() != "1").then_some("without 1"),
+    };
+    match refused {
+        None => Ok(()),
+        Some(what) => Err(Failure {
+            error: format!("answered {status} {what}: {}", excerpt(&body)),
+            retry: false,
+            retry_after: None,
+        }),
+    }
+}
+
+fn excerpt(body: &str) -> String {
+    body.chars().take(200).collect()
+}
+
+/// The wait before attempt `attempts + 1`: `initial` doubled per attempt up to `longest`, a
+/// random half of it added or not ("equal jitter"), so receivers coming back are not hit by
+/// every sender at once.
+pub fn backoff(initial: Duration, longest: Duration, attempts: u64) -> Duration {
+    let doubled = initial
+        .saturating_mul(1u32 << attempts.saturating_sub(1).min(20))
+        .min(longest);
+    let half = doubled / 2;
+    let random = std::collections::hash_map::RandomState::new().hash_one(attempts);
+    let jitter = half.mul_f64((random % 1000) as f64 / 1000.0);
+    half + jitter
+}
+
+pub fn now_micros() -> i64 {
+    (OffsetDateTime::now_utc().unix_timestamp_nanos() / 1000) as i64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_the_longest_with_jitter_below_it() {
+        let initial = Duration::from_millis(100);
+        let longest = Duration::from_secs(1);
+        for attempts in 1..=10 {
+            let wait = backoff(initial, longest, attempts);
+            let full = (initial * 2u32.pow(attempts as u32 - 1)).min(longest);
+            assert!(
+                wait >= full / 2 && wait <= full,
+                "{attempts}: {wait:?} of {full:?}"
+            );
+        }
+    }
+}
