@@ -2,7 +2,8 @@
 //! on the same runtime (tokio multi-threaded, as `flaglog serve`) answering the same paths and
 //! methods with the same response bytes, taken from files, with no lookup, no evaluation, no
 //! logging. The ratio flaglog ÷ bare is then what flaglog's own work costs, with HTTP, axum and
-//! the load generator's share the same on both sides.
+//! the load generator's share the same on both sides. It also takes Segment's batches
+//! (`POST /v1/batch`) when flaglog is measured with an analytics integration sending to it.
 //!
 //! Usage: bare_server ADDR FLAGS_BODY_FILE IDENTITIES_BODY_FILE
 //! Prints `listening on http://ADDR` once it accepts connections.
@@ -53,6 +54,14 @@ async fn main() {
             axum::routing::post(move |body: Bytes| async move {
                 drop(body);
                 json(identities.clone()).into_response()
+            }),
+        )
+        // A vendor for flaglog's analytics (Segment's path) while flaglog is measured with one.
+        .route(
+            "/v1/batch",
+            axum::routing::post(|body: Bytes| async move {
+                drop(body);
+                ""
             }),
         );
     let listener = tokio::net::TcpListener::bind(address)

@@ -218,13 +218,14 @@ async fn main() -> Res<()> {
         features.push(feature);
     }
     let integrations = format!("/api/v1/environments/{KEY}/integrations/");
-    let change = |feature: u64, value: u64| {
-        let http = http.clone();
+    let change_http = http.clone();
+    let change = move |feature: u64, value: u64| {
+        let http = change_http.clone();
         async move {
             http.send(
                 reqwest::Method::PUT,
                 &format!("/api/v1/environments/{KEY}/featurestates/{feature}/"),
-                json!({"enabled": value % 2 == 0, "feature_state_value": value}),
+                json!({"enabled": value.is_multiple_of(2), "feature_state_value": value}),
             )
             .await
         }

@@ -31,7 +31,7 @@
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use axum::body::Bytes;
 use axum::http::HeaderValue;
@@ -40,6 +40,7 @@ use domain::evaluation::{EvaluationContext, PreparedContext};
 use domain::flagsmith::{CONTEXT_BYTES_PER_DOCUMENT_BYTE, EnvironmentDocument};
 use moka::future::Cache;
 use projections::environment_documents::{self, DocumentChanged, StoredEnvironment};
+use projections::integrations::analytics::ServedFeature;
 use sqlx::AnyPool;
 
 /// One environment as the flags and document endpoints serve it.
@@ -114,6 +115,9 @@ pub struct Evaluable {
     pub position: u64,
     pub prepared: PreparedContext,
     pub listing: FlagListing,
+    /// The listing's features as identity analytics name them, made on first use and shared
+    /// by every identity served from this version.
+    served_features: OnceLock<Arc<[ServedFeature]>>,
     /// The length of the document's text, which the context's size follows.
     document_len: usize,
 }
@@ -133,6 +137,7 @@ impl Evaluable {
             position: stored.position,
             listing: FlagListing::of(&document, context.clone(), flags),
             prepared: PreparedContext::new(context),
+            served_features: OnceLock::new(),
             document_len: stored.document.len(),
         })
     }
@@ -146,6 +151,29 @@ impl Evaluable {
 
     pub fn context(&self) -> &EvaluationContext {
         self.prepared.context()
+    }
+
+    /// The listing's features (index for index) as identity analytics name them, with their
+    /// own states.
+    pub fn served_features(&self) -> Arc<[ServedFeature]> {
+        self.served_features
+            .get_or_init(|| {
+                self.listing
+                    .features
+                    .iter()
+                    .map(|listed| {
+                        let name = self.listing.feature_ref(listed).map(|f| f.name.to_owned());
+                        let own = self.listing.own_state(listed);
+                        ServedFeature::new(
+                            listed.id,
+                            name.unwrap_or_default(),
+                            listed.feature_type.to_string(),
+                            own.map(|(enabled, value)| (enabled, value.clone())),
+                        )
+                    })
+                    .collect()
+            })
+            .clone()
     }
 
     /// Roughly the bytes this entry holds: the context, counted as

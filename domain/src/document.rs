@@ -301,6 +301,15 @@ pub struct FlagListing {
     body: Bytes,
 }
 
+/// One flag of [`FlagListing::changed_flags`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ListedFlag<'a> {
+    /// The feature's index in [`FlagListing::features`].
+    pub index: usize,
+    pub enabled: bool,
+    pub value: &'a Value,
+}
+
 /// A feature as the listing keeps it; its name is the one of its context feature.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ListedFeature {
@@ -500,12 +509,43 @@ impl FlagListing {
         Some((evaluation.flags.get(i)?, feature))
     }
 
-    fn feature_ref<'a>(&'a self, listed: &'a ListedFeature) -> Option<FeatureRef<'a>> {
+    /// A listed feature's id, name and type (none for a feature the context lacks).
+    pub fn feature_ref<'a>(&'a self, listed: &'a ListedFeature) -> Option<FeatureRef<'a>> {
         Some(FeatureRef {
             id: listed.id,
             name: self.name_of(listed)?,
             feature_type: &listed.feature_type,
         })
+    }
+
+    /// The evaluation's flags that are not in their feature's own state ([`Self::own_state`]:
+    /// a segment override or a multivariate split chose them), hidden or not, by the feature's
+    /// index in [`Self::features`]. With the own states, what [`Self::api_flags`] lists: most
+    /// identities differ from the environment in a few flags.
+    pub fn changed_flags<'e, 'a>(
+        &'e self,
+        evaluation: &'e Evaluation<'a>,
+    ) -> impl Iterator<Item = ListedFlag<'a>> + 'e {
+        self.features
+            .iter()
+            .enumerate()
+            .filter_map(move |(index, listed)| {
+                let (flag, feature) = self.flag_of(listed, evaluation)?;
+                (!flag.is_default_state_of(feature)).then(|| ListedFlag {
+                    index,
+                    enabled: flag.enabled(),
+                    value: flag.value,
+                })
+            })
+    }
+
+    /// A listed feature's own state: whether it is enabled and its value when no segment
+    /// override or multivariate split applies (none for a feature the context lacks, which is
+    /// never listed).
+    pub fn own_state(&self, listed: &ListedFeature) -> Option<(bool, &Value)> {
+        self.feature_ref(listed)?;
+        let feature = self.feature_of(listed, &self.context)?.1;
+        Some((feature.enabled, &feature.value))
     }
 
     fn api_flag<'a>(
@@ -704,6 +744,34 @@ mod tests {
                     assert_eq!(direct, tree, "seed {n}");
                     let listed = serde_json::to_string(&listing.api_flags(&result)).unwrap();
                     assert_eq!(listed, tree, "seed {n}");
+                    // The same flags from the own states and the changed ones, as identity
+                    // analytics take them.
+                    let changed: std::collections::HashMap<usize, ListedFlag<'_>> = listing
+                        .changed_flags(&result)
+                        .map(|flag| (flag.index, flag))
+                        .collect();
+                    let by_index: Vec<ApiFlag<'_>> = listing
+                        .features
+                        .iter()
+                        .enumerate()
+                        .filter_map(|(i, listed)| {
+                            let (enabled, value) = match changed.get(&i) {
+                                Some(flag) => (flag.enabled, flag.value),
+                                None => listing.own_state(listed)?,
+                            };
+                            if listing.hide_disabled && !enabled {
+                                return None;
+                            }
+                            let feature = listing.feature_ref(listed)?;
+                            Some(ApiFlag::new(
+                                feature,
+                                enabled,
+                                value,
+                                listing.environment_id,
+                            ))
+                        })
+                        .collect();
+                    assert_eq!(serde_json::to_string(&by_index).unwrap(), tree, "seed {n}");
                     let mut out = Vec::new();
                     let written = listing.write_flags(&result, &mut out).unwrap();
                     assert_eq!(

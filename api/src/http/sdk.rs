@@ -267,9 +267,18 @@ async fn identity_response(
     let evaluation = evaluable.prepared.evaluation(Some(&who));
     let bytes = identity_body(&evaluable, &who, &evaluation)?;
     if state.analytics.wants(env.environment_id) {
-        state
-            .analytics
-            .offer(served(env.environment_id, &evaluable, &who, &evaluation));
+        let (changed, segments) = served_flags(&evaluable, &evaluation);
+        drop(evaluation);
+        state.analytics.offer(ServedIdentity {
+            environment_id: env.environment_id,
+            features: evaluable.served_features(),
+            hide_disabled: evaluable.listing.hide_disabled,
+            changed,
+            segments,
+            identifier: who.identifier,
+            traits: who.traits.into_iter().collect(),
+            served_at: time::OffsetDateTime::now_utc(),
+        });
     }
     let mut response = Response::new(Body::from(bytes));
     response.headers_mut().insert(
@@ -313,43 +322,29 @@ pub(crate) fn identity_body(
     Ok(bytes)
 }
 
-/// What identity analytics hear of an identities response: the flags as served, the traits
-/// evaluated with, the project segments the identity is in.
-fn served(
-    environment_id: u64,
+/// What identity analytics hear of an identities response besides the environment's own
+/// states: the flags in which the identity differs, and the project segments it is in.
+fn served_flags(
     env: &Evaluable,
-    who: &IdentityContext,
     evaluation: &Evaluation<'_>,
-) -> ServedIdentity {
-    ServedIdentity {
-        environment_id,
-        identifier: who.identifier.clone(),
-        traits: who
-            .traits
-            .iter()
-            .map(|(key, value)| (key.clone(), value.clone()))
-            .collect(),
-        flags: env
-            .listing
-            .api_flags(evaluation)
-            .into_iter()
-            .map(|flag| ServedFlag {
-                feature_id: flag.feature.id,
-                name: flag.feature.name.to_owned(),
-                feature_type: flag.feature.feature_type.to_owned(),
-                enabled: flag.enabled,
-                value: flag.feature_state_value.clone(),
-            })
-            .collect(),
-        // Identity overrides are kept as segments keyed otherwise: only project segments have
-        // numeric keys.
-        segments: evaluation
-            .segments
-            .iter()
-            .filter_map(|segment| Some((segment.key.parse().ok()?, segment.name.clone())))
-            .collect(),
-        served_at: time::OffsetDateTime::now_utc(),
-    }
+) -> (Vec<ServedFlag>, Vec<(u64, String)>) {
+    let changed = env
+        .listing
+        .changed_flags(evaluation)
+        .map(|flag| ServedFlag {
+            feature: flag.index,
+            enabled: flag.enabled,
+            value: flag.value.clone(),
+        })
+        .collect();
+    // Identity overrides are kept as segments keyed otherwise: only project segments have
+    // numeric keys.
+    let segments = evaluation
+        .segments
+        .iter()
+        .filter_map(|segment| Some((segment.key.parse().ok()?, segment.name.clone())))
+        .collect();
+    (changed, segments)
 }
 
 /// `GET /api/v1/environment-document/`: the document for local evaluation (server-side keys).

@@ -13,6 +13,7 @@
 
 use std::collections::HashMap;
 
+use bytes::Bytes;
 use domain::audit::{FlagChange, FlagChangeKind};
 use domain::integration::{Integration, IntegrationScope};
 use serde_json::{Value, json};
@@ -29,7 +30,7 @@ pub struct Message {
     pub key: String,
     pub url: String,
     pub headers: Vec<(String, String)>,
-    pub body: Vec<u8>,
+    pub body: Bytes,
     /// How the receiver's answer says it took the message.
     pub answer: Answer,
 }
@@ -87,7 +88,7 @@ pub(super) fn message(key: impl Into<String>, url: String, body: Vec<u8>) -> Mes
         key: key.into(),
         url,
         headers: vec![("content-type".into(), "application/json".into())],
-        body,
+        body: body.into(),
         answer: Answer::Status,
     }
 }

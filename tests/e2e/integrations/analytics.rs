@@ -309,9 +309,9 @@ async fn a_full_queue_drops_and_counts_every_identity_served(backend: Backend) {
     }
 }
 
-/// How long a sender waits to fill a batch.
+/// How often the analytics worker takes what was served.
 fn vendors_fill_wait() -> Duration {
-    projections::integrations::analytics::worker::FILL_WAIT
+    projections::integrations::analytics::worker::TAKE_EVERY
 }
 
 on_both_backends!(

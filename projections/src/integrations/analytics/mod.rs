@@ -3,8 +3,9 @@
 //!
 //! The identities endpoints [`AnalyticsQueue::offer`] what they served, when the environment
 //! has an identity integration ([`AnalyticsQueue::wants`], a read of a map the worker keeps);
-//! the offer never waits: the queue is bounded, and when it is full the identity is dropped and
-//! counted against each of the environment's integrations. The `identity_analytics` worker
+//! the offer never waits nor wakes anyone (a push onto a buffer the worker takes from): the
+//! queue is bounded, and when it is full the identity is dropped and counted against each of
+//! the environment's integrations. The `identity_analytics` worker
 //! ([`worker`], on every node: each node sends what it served) hands each identity to a sender
 //! per integration, which batches them ([`vendors`]: each vendor's request, its batch limits,
 //! its de-duplication id) and sends with a few retries. Counts (sent, dropped, failed) and the
@@ -24,32 +25,121 @@ use std::sync::{Arc, Mutex, RwLock};
 use domain::integration::IntegrationId;
 use serde_json::Value;
 use time::OffsetDateTime;
-use tokio::sync::mpsc;
 
 /// Identities the queue holds when none is given ([`AnalyticsQueue::new`]); each integration's
 /// sender holds up to as many again.
 pub const DEFAULT_CAPACITY: usize = 10_000;
 
-/// An identity's flags as an identities endpoint served them.
+/// An identity's flags as an identities endpoint served them: the environment's own states
+/// (shared by every identity served from one version of it) and the flags in which the
+/// identity differs, as SDK endpoints list them.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ServedIdentity {
     pub environment_id: u64,
     pub identifier: String,
     pub traits: Vec<(String, Value)>,
-    /// The flags in the order served.
-    pub flags: Vec<ServedFlag>,
+    /// The environment's features in the order served.
+    pub features: Arc<[ServedFeature]>,
+    /// Whether disabled flags were left out of the answer.
+    pub hide_disabled: bool,
+    /// The flags not in their feature's own state, in the order of `features`.
+    pub changed: Vec<ServedFlag>,
     /// The project segments the identity is in: (id, name).
     pub segments: Vec<(u64, String)>,
     pub served_at: OffsetDateTime,
 }
 
+/// A feature as identity analytics name it, with its own state; its name and value are
+/// written as JSON once here and copied into every identity's properties.
 #[derive(Debug, Clone, PartialEq)]
-pub struct ServedFlag {
-    pub feature_id: i64,
+pub struct ServedFeature {
+    pub id: i64,
     pub name: String,
     pub feature_type: String,
+    /// Whether it is enabled and its value unless an override or a split applies; `None` for
+    /// a feature never listed.
+    pub own: Option<(bool, Value)>,
+    name_json: String,
+    value_json: String,
+}
+
+impl ServedFeature {
+    pub fn new(id: i64, name: String, feature_type: String, own: Option<(bool, Value)>) -> Self {
+        ServedFeature {
+            name_json: Value::from(name.as_str()).to_string(),
+            value_json: own.as_ref().map_or(String::new(), |(_, v)| v.to_string()),
+            id,
+            name,
+            feature_type,
+            own,
+        }
+    }
+}
+
+/// A flag not in its feature's own state: the feature's index in [`ServedIdentity::features`],
+/// whether it was enabled, its value.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServedFlag {
+    pub feature: usize,
     pub enabled: bool,
     pub value: Value,
+}
+
+/// A flag with its feature, as the vendors' formats read it.
+pub struct Served<'a> {
+    pub feature: &'a ServedFeature,
+    pub enabled: bool,
+    /// `None`: the feature's own.
+    value: Option<&'a Value>,
+}
+
+impl<'a> Served<'a> {
+    pub fn value(&self) -> &'a Value {
+        match (self.value, &self.feature.own) {
+            (Some(value), _) => value,
+            (None, Some((_, value))) => value,
+            (None, None) => &Value::Null,
+        }
+    }
+
+    /// The feature's own value as JSON, written once, when this flag has it.
+    pub fn own_json(&self) -> Option<&'a str> {
+        self.value
+            .is_none()
+            .then_some(self.feature.value_json.as_str())
+    }
+
+    /// The feature's name as a JSON string.
+    pub fn name_json(&self) -> &'a str {
+        &self.feature.name_json
+    }
+}
+
+impl ServedIdentity {
+    /// The flags as served: each listed feature in its own state or as changed, disabled ones
+    /// left out where the environment hides them.
+    pub fn flags(&self) -> impl Iterator<Item = Served<'_>> {
+        let mut changed = self.changed.iter().peekable();
+        self.features
+            .iter()
+            .enumerate()
+            .filter_map(move |(i, feature)| {
+                while changed.next_if(|c| c.feature < i).is_some() {}
+                let flag = match changed.next_if(|c| c.feature == i) {
+                    Some(flag) => Served {
+                        feature,
+                        enabled: flag.enabled,
+                        value: Some(&flag.value),
+                    },
+                    None => Served {
+                        feature,
+                        enabled: feature.own.as_ref()?.0,
+                        value: None,
+                    },
+                };
+                (!self.hide_disabled || flag.enabled).then_some(flag)
+            })
+    }
 }
 
 /// Counts of one integration on this node since they were last saved.
@@ -64,15 +154,10 @@ pub struct Counts {
     pub last_sent_at_micros: AtomicU64,
 }
 
-impl Counts {
-    fn drop_one(&self) {
-        self.dropped.fetch_add(1, Ordering::Relaxed);
-    }
-}
-
 struct Shared {
-    sender: mpsc::Sender<ServedIdentity>,
-    receiver: tokio::sync::Mutex<mpsc::Receiver<ServedIdentity>>,
+    /// What was served since the worker last took it: a plain buffer, so that an offer never
+    /// wakes another thread (the worker takes it every [`worker::TAKE_EVERY`]).
+    served: Mutex<Vec<ServedIdentity>>,
     capacity: usize,
     /// Environment → its enabled identity integrations, as the worker last saw them.
     wanted: RwLock<HashMap<u64, Vec<IntegrationId>>>,
@@ -96,11 +181,9 @@ impl AnalyticsQueue {
     /// A queue holding up to `capacity` identities (at least one).
     pub fn new(capacity: usize) -> Self {
         let capacity = capacity.max(1);
-        let (sender, receiver) = mpsc::channel(capacity);
         AnalyticsQueue {
             shared: Arc::new(Shared {
-                sender,
-                receiver: tokio::sync::Mutex::new(receiver),
+                served: Mutex::new(Vec::new()),
                 capacity,
                 wanted: RwLock::new(HashMap::new()),
                 counts: Mutex::new(HashMap::new()),
@@ -120,11 +203,22 @@ impl AnalyticsQueue {
     /// Queues `served` for the environment's integrations without waiting; when the queue is
     /// full it is dropped and counted.
     pub fn offer(&self, served: ServedIdentity) {
-        if let Err(mpsc::error::TrySendError::Full(served)) = self.shared.sender.try_send(served) {
-            for id in self.integrations_of(served.environment_id) {
-                self.counts(id).drop_one();
+        let environment_id = served.environment_id;
+        {
+            let mut buffer = lock(&self.shared.served);
+            if buffer.len() < self.shared.capacity {
+                buffer.push(served);
+                return;
             }
         }
+        for id in self.integrations_of(environment_id) {
+            self.counts(id).dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Everything offered since the last call.
+    pub(crate) fn take(&self) -> Vec<ServedIdentity> {
+        std::mem::take(&mut *lock(&self.shared.served))
     }
 
     pub(crate) fn capacity(&self) -> usize {
@@ -142,12 +236,7 @@ impl AnalyticsQueue {
 
     /// `id`'s counts on this node.
     pub(crate) fn counts(&self, id: IntegrationId) -> Arc<Counts> {
-        let mut counts = self
-            .shared
-            .counts
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        counts.entry(id).or_default().clone()
+        lock(&self.shared.counts).entry(id).or_default().clone()
     }
 
     /// Every integration's counts on this node.
@@ -165,8 +254,10 @@ impl AnalyticsQueue {
             *current = wanted;
         }
     }
+}
 
-    pub(crate) fn receiver(&self) -> &tokio::sync::Mutex<mpsc::Receiver<ServedIdentity>> {
-        &self.shared.receiver
-    }
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }

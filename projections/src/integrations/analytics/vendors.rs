@@ -22,7 +22,7 @@ use std::sync::Arc;
 use base64::Engine;
 use domain::evaluation::is_truthy;
 use domain::integration::Integration;
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use uuid::Uuid;
@@ -69,38 +69,42 @@ pub fn requests(
     batch: &[Arc<Queued>],
     now: OffsetDateTime,
 ) -> Vec<Request> {
-    let key = secrets.get("api_key").cloned().unwrap_or_default();
+    let key = secrets.get("api_key").map_or("", String::as_str);
     let base = |default: &str| {
         integration
             .text("base_url")
             .filter(|b| !b.is_empty())
             .unwrap_or_else(|| default.to_string())
     };
+    let request = |key: &str, url: &str, body: Vec<u8>, identities: u64| Request {
+        message: message(key, url.to_string(), body),
+        identities,
+    };
     match integration.kind.as_str() {
         "amplitude" => {
             let url = join(&base("https://api2.amplitude.com"), "identify");
-            let elements = batch.iter().map(|q| {
-                json!({"user_id": q.served.identifier, "user_properties": properties(&q.served, false)})
-            });
-            packed(elements)
-                .into_iter()
-                .map(|(identification, identities)| {
-                    let body = serde_urlencoded::to_string([
-                        ("api_key", key.as_str()),
-                        ("identification", &Value::Array(identification).to_string()),
-                    ])
-                    .unwrap_or_default();
-                    let mut m = message("identify", url.clone(), body.into_bytes());
-                    m.headers = vec![(
-                        "content-type".into(),
-                        "application/x-www-form-urlencoded".into(),
-                    )];
-                    Request {
-                        message: m,
-                        identities,
-                    }
-                })
-                .collect()
+            packed("", "", batch, |q, out| {
+                Object::open(out)
+                    .string("user_id", &q.served.identifier)
+                    .properties("user_properties", &q.served, false)
+                    .close();
+            })
+            .into_iter()
+            .map(|(identification, identities)| {
+                let identification = String::from_utf8_lossy(&identification);
+                let body = serde_urlencoded::to_string([
+                    ("api_key", key),
+                    ("identification", &identification),
+                ])
+                .unwrap_or_default();
+                let mut r = request("identify", &url, body.into_bytes(), identities);
+                r.message.headers = vec![(
+                    "content-type".into(),
+                    "application/x-www-form-urlencoded".into(),
+                )];
+                r
+            })
+            .collect()
         }
         "segment" | "rudderstack" => {
             let rudderstack = integration.kind == "rudderstack";
@@ -117,88 +121,78 @@ pub fn requests(
                 "Basic {}",
                 base64::engine::general_purpose::STANDARD.encode(format!("{key}:"))
             );
-            let elements = batch.iter().map(|q| {
-                let mut m = json!({
-                    "type": "identify",
-                    "userId": q.served.identifier,
-                    "anonymousId": null,
-                    "traits": properties(&q.served, rudderstack),
-                    "messageId": q.id.to_string(),
-                    "timestamp": iso_millis(q.served.served_at),
-                    "context": {"library": {"name": "flaglog", "version": env!("CARGO_PKG_VERSION")}},
-                    "integrations": {},
-                });
-                if rudderstack {
-                    m["integrations"] = json!({"All": true});
-                    m["channel"] = json!("server");
+            let library =
+                json!({"library": {"name": "flaglog", "version": env!("CARGO_PKG_VERSION")}})
+                    .to_string();
+            let (destinations, channel) = if rudderstack {
+                ("{\"All\":true}", Some("\"server\""))
+            } else {
+                ("{}", None)
+            };
+            let tail = format!(",\"sentAt\":{}}}", Value::from(iso_millis(now)));
+            packed("{\"batch\":", &tail, batch, |q, out| {
+                let message = Object::open(out)
+                    .raw("type", "\"identify\"")
+                    .string("userId", &q.served.identifier)
+                    .raw("anonymousId", "null")
+                    .properties("traits", &q.served, rudderstack)
+                    .uuid("messageId", q.id)
+                    .string("timestamp", &iso_millis(q.served.served_at))
+                    .raw("context", &library)
+                    .raw("integrations", destinations);
+                match channel {
+                    Some(channel) => message.raw("channel", channel).close(),
+                    None => message.close(),
                 }
-                m
-            });
-            packed(elements)
-                .into_iter()
-                .map(|(messages, identities)| {
-                    let body = json!({"batch": messages, "sentAt": iso_millis(now)});
-                    let mut m = message("batch", url.clone(), body.to_string().into_bytes());
-                    m.headers.push(("authorization".into(), auth.clone()));
-                    Request {
-                        message: m,
-                        identities,
-                    }
-                })
-                .collect()
+            })
+            .into_iter()
+            .map(|(body, identities)| {
+                let mut r = request("batch", &url, body, identities);
+                r.message
+                    .headers
+                    .push(("authorization".into(), auth.clone()));
+                r
+            })
+            .collect()
         }
         "mixpanel" => {
             let url = join(&base("https://api.mixpanel.com"), "engage");
-            let elements = batch.iter().map(|q| {
-                json!({
-                    "$token": key,
-                    "$distinct_id": q.served.identifier,
-                    "$set": properties(&q.served, true),
-                    "$ip": "0",
-                    "$time": millis(q.served.served_at),
-                })
-            });
-            packed(elements)
-                .into_iter()
-                .map(|(updates, identities)| {
-                    let mut m = message(
-                        "engage",
-                        url.clone(),
-                        Value::Array(updates).to_string().into_bytes(),
-                    );
-                    m.headers.extend([
-                        ("accept".into(), "text/plain".into()),
-                        ("x-mixpanel-integration-id".into(), "flagsmith".into()),
-                    ]);
-                    m.answer = Answer::One;
-                    Request {
-                        message: m,
-                        identities,
-                    }
-                })
-                .collect()
+            packed("", "", batch, |q, out| {
+                Object::open(out)
+                    .string("$token", key)
+                    .string("$distinct_id", &q.served.identifier)
+                    .properties("$set", &q.served, true)
+                    .raw("$ip", "\"0\"")
+                    .number("$time", millis(q.served.served_at))
+                    .close();
+            })
+            .into_iter()
+            .map(|(updates, identities)| {
+                let mut r = request("engage", &url, updates, identities);
+                r.message.headers.extend([
+                    ("accept".into(), "text/plain".into()),
+                    ("x-mixpanel-integration-id".into(), "flagsmith".into()),
+                ]);
+                r.message.answer = Answer::One;
+                r
+            })
+            .collect()
         }
         "heap" => {
             let url = join(&base("https://heapanalytics.com"), "api/track");
-            let elements = batch.iter().map(|q| {
-                json!({
-                    "identity": q.served.identifier,
-                    "event": HEAP_EVENT,
-                    "properties": properties(&q.served, false),
-                    "timestamp": iso_millis(q.served.served_at),
-                    "idempotency_key": q.id.to_string(),
-                })
-            });
-            packed(elements)
-                .into_iter()
-                .map(|(events, identities)| {
-                    let body = json!({"app_id": key, "events": events});
-                    Request {
-                        message: message("track", url.clone(), body.to_string().into_bytes()),
-                        identities,
-                    }
-                })
-                .collect()
+            let head = format!("{{\"app_id\":{},\"events\":", Value::from(key));
+            packed(&head, "}", batch, |q, out| {
+                Object::open(out)
+                    .string("identity", &q.served.identifier)
+                    .string("event", HEAP_EVENT)
+                    .properties("properties", &q.served, false)
+                    .string("timestamp", &iso_millis(q.served.served_at))
+                    .uuid("idempotency_key", q.id)
+                    .close();
+            })
+            .into_iter()
+            .map(|(body, identities)| request("track", &url, body, identities))
+            .collect()
         }
         "identity-webhook" => {
             let Some(url) = integration.text("url").filter(|u| !u.is_empty()) else {
@@ -217,48 +211,153 @@ pub fn requests(
     }
 }
 
-/// The flags as a map of feature name to what the vendor records: the value when the flag is
-/// enabled and has one (`truthy`: a value Python calls true), otherwise whether it is enabled.
-fn properties(served: &ServedIdentity, truthy: bool) -> Map<String, Value> {
-    served
-        .flags
-        .iter()
-        .map(|flag| {
-            let has_value = if truthy {
-                is_truthy(&flag.value)
-            } else {
-                !flag.value.is_null()
-            };
-            let recorded = if flag.enabled && has_value {
-                flag.value.clone()
-            } else {
-                Value::Bool(flag.enabled)
-            };
-            (flag.name.clone(), recorded)
-        })
-        .collect()
+/// A JSON object written field by field into a request body: keys are this module's own (no
+/// escaping needed), values JSON already, strings to escape, or an identity's properties.
+struct Object<'o> {
+    out: &'o mut Vec<u8>,
+    first: bool,
 }
 
-/// `elements` packed into arrays of at most [`MAX_BATCH`] whose JSON stays under
-/// [`MAX_BODY_BYTES`] (an element alone over it still goes, alone), each with its length.
-fn packed(elements: impl Iterator<Item = Value>) -> Vec<(Vec<Value>, u64)> {
-    let mut packs: Vec<(Vec<Value>, u64)> = Vec::new();
-    let mut bytes = 0;
-    for element in elements {
-        let size = element.to_string().len() + 1;
-        match packs.last_mut() {
-            Some((pack, count)) if pack.len() < MAX_BATCH && bytes + size <= MAX_BODY_BYTES => {
-                pack.push(element);
-                *count += 1;
-                bytes += size;
+impl<'o> Object<'o> {
+    fn open(out: &'o mut Vec<u8>) -> Self {
+        out.push(b'{');
+        Object { out, first: true }
+    }
+
+    fn key(&mut self, key: &str) {
+        if !std::mem::take(&mut self.first) {
+            self.out.push(b',');
+        }
+        self.out.push(b'"');
+        self.out.extend_from_slice(key.as_bytes());
+        self.out.extend_from_slice(b"\":");
+    }
+
+    /// `key` with `json`, a value written as JSON already.
+    fn raw(mut self, key: &str, json: &str) -> Self {
+        self.key(key);
+        self.out.extend_from_slice(json.as_bytes());
+        self
+    }
+
+    /// `key` with `value` as a JSON string.
+    fn string(mut self, key: &str, value: &str) -> Self {
+        self.key(key);
+        write_json(self.out, value);
+        self
+    }
+
+    fn number(mut self, key: &str, value: i64) -> Self {
+        self.key(key);
+        write_json(self.out, &value);
+        self
+    }
+
+    fn uuid(mut self, key: &str, id: Uuid) -> Self {
+        self.key(key);
+        let mut text = Uuid::encode_buffer();
+        self.out.push(b'"');
+        self.out
+            .extend_from_slice(id.hyphenated().encode_lower(&mut text).as_bytes());
+        self.out.push(b'"');
+        self
+    }
+
+    /// `key` with the flags as a JSON object of feature name to what the vendor records: the
+    /// value when the flag is enabled and has one (`truthy`: a value Python calls true),
+    /// otherwise whether it is enabled. Names and own values are copied as each feature holds
+    /// them written.
+    fn properties(mut self, key: &str, served: &ServedIdentity, truthy: bool) -> Self {
+        self.key(key);
+        self.out.push(b'{');
+        for (i, flag) in served.flags().enumerate() {
+            if i > 0 {
+                self.out.push(b',');
             }
-            _ => {
-                packs.push((vec![element], 1));
-                bytes = size;
+            self.out.extend_from_slice(flag.name_json().as_bytes());
+            self.out.push(b':');
+            let value = flag.value();
+            let has_value = if truthy {
+                is_truthy(value)
+            } else {
+                !value.is_null()
+            };
+            if !(flag.enabled && has_value) {
+                self.out
+                    .extend_from_slice(if flag.enabled { b"true" } else { b"false" });
+            } else if let Some(own) = flag.own_json() {
+                self.out.extend_from_slice(own.as_bytes());
+            } else {
+                write_json(self.out, value);
             }
         }
+        self.out.push(b'}');
+        self
     }
-    packs
+
+    fn close(self) {
+        self.out.push(b'}');
+    }
+}
+
+/// Appends `value` as JSON (strings, numbers and JSON values always serialise).
+fn write_json(out: &mut Vec<u8>, value: &(impl serde::Serialize + ?Sized)) {
+    let _ = serde_json::to_writer(out, value);
+}
+
+/// Request bodies for `batch`: each `head`, a JSON array of at most [`MAX_BATCH`] elements
+/// (`write` writes one), then `tail`, under [`MAX_BODY_BYTES`] (an element alone over it still
+/// goes, alone); each with how many it holds. Elements are written in place.
+fn packed(
+    head: &str,
+    tail: &str,
+    batch: &[Arc<Queued>],
+    mut write: impl FnMut(&Queued, &mut Vec<u8>),
+) -> Vec<(Vec<u8>, u64)> {
+    let mut bodies = Vec::new();
+    let mut body = Vec::new();
+    let mut count = 0u64;
+    let finish = |mut body: Vec<u8>, count: u64, bodies: &mut Vec<(Vec<u8>, u64)>| {
+        body.push(b']');
+        body.extend_from_slice(tail.as_bytes());
+        bodies.push((body, count));
+    };
+    for (i, queued) in batch.iter().enumerate() {
+        let start = if count == 0 {
+            body.extend_from_slice(head.as_bytes());
+            body.push(b'[');
+            body.len()
+        } else {
+            body.push(b',');
+            body.len() - 1
+        };
+        write(queued, &mut body);
+        count += 1;
+        if count == 1 {
+            // Room for the rest of this body, if they are all about this size.
+            let size = body.len() - start + 1;
+            let rest = (batch.len() - i - 1).min(MAX_BATCH - 1);
+            body.reserve((size * rest).min(MAX_BODY_BYTES) + tail.len() + 1);
+        }
+        if count > 1 && body.len() + tail.len() + 1 > MAX_BODY_BYTES {
+            // It does not fit: it opens the next body.
+            let element = body.split_off(start + 1);
+            body.truncate(start);
+            finish(std::mem::take(&mut body), count - 1, &mut bodies);
+            body.extend_from_slice(head.as_bytes());
+            body.push(b'[');
+            body.extend_from_slice(&element);
+            count = 1;
+        }
+        if count as usize == MAX_BATCH {
+            finish(std::mem::take(&mut body), count, &mut bodies);
+            count = 0;
+        }
+    }
+    if count > 0 {
+        finish(body, count, &mut bodies);
+    }
+    bodies
 }
 
 /// Flagsmith's identity webhook body for one identity, signed as its other webhooks are (both
@@ -266,17 +365,17 @@ fn packed(elements: impl Iterator<Item = Value>) -> Vec<(Vec<Value>, u64)> {
 fn webhook(url: &str, secret: Option<&str>, queued: &Queued, now: OffsetDateTime) -> Message {
     let served = &queued.served;
     let flags: Vec<Value> = served
-        .flags
-        .iter()
-        .map(|f| {
+        .flags()
+        .map(|flag| {
+            let feature = flag.feature;
             json!({
-                "id": f.feature_id,
-                "enabled": f.enabled,
+                "id": feature.id,
+                "enabled": flag.enabled,
                 "environment": served.environment_id,
                 "identity": null,
                 "feature_segment": null,
-                "feature_state_value": f.value,
-                "feature": {"id": f.feature_id, "name": f.name, "type": f.feature_type},
+                "feature_state_value": flag.value(),
+                "feature": {"id": feature.id, "name": feature.name, "type": feature.feature_type},
             })
         })
         .collect();
@@ -306,7 +405,7 @@ fn webhook(url: &str, secret: Option<&str>, queued: &Queued, now: OffsetDateTime
             ),
         ]);
     }
-    m.body = body;
+    m.body = body.into();
     m
 }
 

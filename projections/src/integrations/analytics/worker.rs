@@ -1,13 +1,13 @@
-//! The `identity_analytics` worker (on every node): takes what this node's identities endpoints
-//! served from the [`AnalyticsQueue`], hands each identity to a sender per identity integration
-//! of its environment, and saves the counts. A sender batches what it is handed (up to the
-//! vendor's limit, or what arrived within [`FILL_WAIT`]) and sends each request with up to
-//! [`ATTEMPTS`] attempts; a sender that falls behind drops what its own bounded queue cannot
-//! hold, and counts it, so no vendor slows another or the endpoints.
+//! The `identity_analytics` worker (on every node): every [`TAKE_EVERY`] it takes what this
+//! node's identities endpoints served from the [`AnalyticsQueue`] and hands each identity to a
+//! sender per identity integration of its environment; it saves the counts. A sender batches
+//! what it was handed (up to the vendor's limit) and sends each request with up to
+//! [`ATTEMPTS`] attempts; a sender that falls behind holds at most the queue's capacity, and
+//! what does not fit is dropped and counted, so no vendor slows another or the endpoints.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -15,9 +15,9 @@ use domain::integration::catalogue::Family;
 use domain::integration::{Integration, IntegrationId, IntegrationScope};
 use domain::log::EventLog;
 use sqlx::AnyPool;
+use std::time::Instant;
 use time::OffsetDateTime;
 use tokio::sync::mpsc;
-use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::AbortOnDropHandle;
 use uuid::Uuid;
@@ -35,8 +35,9 @@ pub const NAME: &str = "identity_analytics";
 
 /// How often the worker looks for changed integrations and saves the counts.
 const REFRESH: Duration = Duration::from_millis(500);
-/// How long a sender waits for more identities to fill a batch.
-pub const FILL_WAIT: Duration = Duration::from_millis(100);
+/// How often the worker takes what was served and hands it to the senders: what a sender
+/// batches is what arrived meanwhile.
+pub const TAKE_EVERY: Duration = Duration::from_millis(50);
 /// Attempts per request before its identities count as failed.
 pub const ATTEMPTS: u64 = 3;
 const RETRY_INITIAL: Duration = Duration::from_millis(200);
@@ -99,7 +100,10 @@ impl IdentityAnalytics {
 
 struct RunningSender {
     integration: Integration,
-    identities: mpsc::Sender<Arc<Queued>>,
+    identities: mpsc::UnboundedSender<Vec<Arc<Queued>>>,
+    /// Identities handed to the sender and not yet sent (or failed): at most the queue's
+    /// capacity.
+    pending: Arc<AtomicUsize>,
     cancel: CancellationToken,
     handle: AbortOnDropHandle<Result<(), Error>>,
 }
@@ -107,35 +111,67 @@ struct RunningSender {
 #[async_trait]
 impl Worker for IdentityAnalytics {
     async fn run(&mut self, context: &Context) -> Result<(), Error> {
-        let queue = self.queue.clone();
-        let mut receiver = queue.receiver().lock().await;
         let mut senders: BTreeMap<IntegrationId, RunningSender> = BTreeMap::new();
         let mut by_environment: HashMap<u64, Vec<IntegrationId>> = HashMap::new();
-        let mut refresh = tokio::time::interval(REFRESH);
+        let mut take = tokio::time::interval(TAKE_EVERY);
+        take.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut refreshed: Option<Instant> = None;
+        // Each identity's id: random for this run, then counted (no system call per identity).
+        let (prefix, _) = Uuid::new_v4().as_u64_pair();
+        let mut sequence = 0u64;
         let outcome = loop {
             tokio::select! {
                 biased;
                 () = context.cancelled() => break Ok(()),
-                _ = refresh.tick() => {
-                    if let Err(e) = self.reconcile(context, &mut senders).await {
-                        break Err(e);
-                    }
-                    by_environment = environments_of(senders.values().map(|s| &s.integration));
-                    self.queue.set_wanted(by_environment.clone());
-                    if let Err(e) = self.save_counts().await {
-                        break Err(e);
-                    }
+                _ = take.tick() => {}
+            }
+            if refreshed.is_none_or(|at| at.elapsed() >= REFRESH) {
+                refreshed = Some(Instant::now());
+                if let Err(e) = self.reconcile(context, &mut senders).await {
+                    break Err(e);
                 }
-                served = receiver.recv() => {
-                    let Some(served) = served else { break Ok(()) };
-                    let Some(ids) = by_environment.get(&served.environment_id) else { continue };
-                    let queued = Arc::new(Queued { id: Uuid::new_v4(), served });
-                    for id in ids {
-                        let Some(sender) = senders.get(id) else { continue };
-                        if sender.identities.try_send(queued.clone()).is_err() {
-                            self.queue.counts(*id).dropped.fetch_add(1, Ordering::Relaxed);
-                        }
-                    }
+                by_environment = environments_of(senders.values().map(|s| &s.integration));
+                self.queue.set_wanted(by_environment.clone());
+                if let Err(e) = self.save_counts().await {
+                    break Err(e);
+                }
+            }
+            let mut handed: HashMap<IntegrationId, Vec<Arc<Queued>>> = HashMap::new();
+            for served in self.queue.take() {
+                let Some(ids) = by_environment.get(&served.environment_id) else {
+                    continue;
+                };
+                sequence += 1;
+                let queued = Arc::new(Queued {
+                    id: Uuid::from_u64_pair(prefix, sequence),
+                    served,
+                });
+                for id in ids {
+                    handed.entry(*id).or_default().push(queued.clone());
+                }
+            }
+            for (id, mut identities) in handed {
+                let Some(sender) = senders.get(&id) else {
+                    continue;
+                };
+                let room = self
+                    .queue
+                    .capacity()
+                    .saturating_sub(sender.pending.load(Ordering::Relaxed));
+                if identities.len() > room {
+                    let dropped = identities.len() - room;
+                    identities.truncate(room);
+                    self.queue
+                        .counts(id)
+                        .dropped
+                        .fetch_add(dropped as u64, Ordering::Relaxed);
+                }
+                if !identities.is_empty() {
+                    sender
+                        .pending
+                        .fetch_add(identities.len(), Ordering::Relaxed);
+                    // A sender that stopped is replaced at the next refresh.
+                    let _ = sender.identities.send(identities);
                 }
             }
         };
@@ -194,11 +230,13 @@ impl IdentityAnalytics {
             if senders.contains_key(&integration.id) {
                 continue;
             }
-            let (identities, receiver) = mpsc::channel(self.queue.capacity());
+            let (identities, receiver) = mpsc::unbounded_channel();
+            let pending = Arc::new(AtomicUsize::new(0));
             let sender = Sender {
                 counts: self.queue.counts(integration.id),
                 integration: integration.clone(),
                 receiver,
+                pending: pending.clone(),
                 pool: self.pool.clone(),
                 client: self.client.clone(),
                 cancel: context.token().child_token(),
@@ -208,6 +246,7 @@ impl IdentityAnalytics {
                 RunningSender {
                     integration,
                     identities,
+                    pending,
                     cancel: sender.cancel.clone(),
                     handle: AbortOnDropHandle::new(tokio::spawn(sender.run())),
                 },
@@ -220,7 +259,8 @@ impl IdentityAnalytics {
 /// Sends one identity integration what it is handed.
 struct Sender {
     integration: Integration,
-    receiver: mpsc::Receiver<Arc<Queued>>,
+    receiver: mpsc::UnboundedReceiver<Vec<Arc<Queued>>>,
+    pending: Arc<AtomicUsize>,
     counts: Arc<Counts>,
     pool: AnyPool,
     client: reqwest::Client,
@@ -239,34 +279,29 @@ impl Sender {
         .collect();
         let limit = vendors::batch_limit(&self.integration.kind);
         loop {
-            let first = tokio::select! {
-                first = self.receiver.recv() => first,
+            let handed = tokio::select! {
+                handed = self.receiver.recv() => handed,
                 () = self.cancel.cancelled() => None,
             };
-            let Some(first) = first else {
+            let Some(mut identities) = handed else {
                 return Ok(());
             };
-            let mut batch = vec![first];
-            let fill_until = Instant::now() + FILL_WAIT;
-            while batch.len() < limit {
-                tokio::select! {
-                    more = self.receiver.recv() => match more {
-                        Some(more) => batch.push(more),
-                        None => break,
-                    },
-                    () = tokio::time::sleep_until(fill_until) => break,
-                }
+            while let Ok(more) = self.receiver.try_recv() {
+                identities.extend(more);
             }
-            let requests = vendors::requests(
-                &self.integration,
-                &secrets,
-                &batch,
-                OffsetDateTime::now_utc(),
-            );
-            for request in requests {
-                if !self.send(&request).await {
-                    return Ok(());
+            for batch in identities.chunks(limit) {
+                let requests = vendors::requests(
+                    &self.integration,
+                    &secrets,
+                    batch,
+                    OffsetDateTime::now_utc(),
+                );
+                for request in requests {
+                    if !self.send(&request).await {
+                        return Ok(());
+                    }
                 }
+                self.pending.fetch_sub(batch.len(), Ordering::Relaxed);
             }
         }
     }

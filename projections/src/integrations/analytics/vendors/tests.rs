@@ -5,7 +5,7 @@ use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
 use super::*;
-use crate::integrations::analytics::ServedFlag;
+use crate::integrations::analytics::{ServedFeature, ServedFlag};
 
 fn integration(kind: &str, config: Value) -> Integration {
     Integration {
@@ -18,32 +18,64 @@ fn integration(kind: &str, config: Value) -> Integration {
     }
 }
 
-fn flag(name: &str, enabled: bool, value: Value) -> ServedFlag {
-    ServedFlag {
-        feature_id: name.len() as i64,
-        name: name.to_string(),
-        feature_type: "STANDARD".to_string(),
-        enabled,
-        value,
+/// An identity served `flags` from features named as they are: even ones in their own state,
+/// odd ones changed (their own state is another value).
+fn served_with(identifier: &str, flags: &[(&str, bool, Value)]) -> ServedIdentity {
+    let features: Vec<ServedFeature> = flags
+        .iter()
+        .enumerate()
+        .map(|(i, (name, enabled, value))| {
+            let own = if i % 2 == 0 {
+                (*enabled, value.clone())
+            } else {
+                (!enabled, json!("other"))
+            };
+            ServedFeature::new(
+                100 + i as i64,
+                name.to_string(),
+                "STANDARD".to_string(),
+                Some(own),
+            )
+        })
+        .collect();
+    ServedIdentity {
+        environment_id: 3,
+        identifier: identifier.to_string(),
+        traits: vec![("plan".to_string(), json!("pro"))],
+        features: features.into(),
+        hide_disabled: false,
+        changed: flags
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| i % 2 == 1)
+            .map(|(feature, (_, enabled, value))| ServedFlag {
+                feature,
+                enabled: *enabled,
+                value: value.clone(),
+            })
+            .collect(),
+        segments: vec![(12, "beta".to_string())],
+        served_at: OffsetDateTime::from_unix_timestamp(1_700_000_000).unwrap(),
     }
 }
 
 fn queued(identifier: &str) -> Arc<Queued> {
+    queued_with(identifier, &[])
+}
+
+/// An identity served four flags (`zero`: 0, `off`: disabled, `plain`: no value, `colour`),
+/// and `more`.
+fn queued_with(identifier: &str, more: &[(&str, bool, Value)]) -> Arc<Queued> {
+    let mut flags = vec![
+        ("zero", true, json!(0)),
+        ("off", false, json!("x")),
+        ("plain", true, Value::Null),
+        ("colour", true, json!("blue")),
+    ];
+    flags.extend(more.iter().cloned());
     Arc::new(Queued {
         id: Uuid::new_v4(),
-        served: ServedIdentity {
-            environment_id: 3,
-            identifier: identifier.to_string(),
-            traits: vec![("plan".to_string(), json!("pro"))],
-            flags: vec![
-                flag("zero", true, json!(0)),
-                flag("off", false, json!("x")),
-                flag("plain", true, Value::Null),
-                flag("colour", true, json!("blue")),
-            ],
-            segments: vec![(12, "beta".to_string())],
-            served_at: OffsetDateTime::from_unix_timestamp(1_700_000_000).unwrap(),
-        },
+        served: served_with(identifier, &flags),
     })
 }
 
@@ -240,11 +272,7 @@ fn batches_hold_at_most_the_limit_and_stay_under_the_body_size() {
 
     let big = "x".repeat(150_000);
     let large: Vec<Arc<Queued>> = (0..5)
-        .map(|i| {
-            let mut q = Arc::into_inner(queued(&format!("user-{i}"))).unwrap();
-            q.served.flags.push(flag("big", true, json!(big)));
-            Arc::new(q)
-        })
+        .map(|i| queued_with(&format!("user-{i}"), &[("big", true, json!(big))]))
         .collect();
     let sent = requests(
         &integration("heap", json!({})),
@@ -261,6 +289,22 @@ fn batches_hold_at_most_the_limit_and_stay_under_the_body_size() {
         );
     }
     assert_eq!(sent.len(), 3);
+}
+
+#[test]
+fn hidden_disabled_flags_are_left_out() {
+    let mut q = Arc::into_inner(queued("alice")).unwrap();
+    q.served.hide_disabled = true;
+    let sent = requests(
+        &integration("segment", json!({})),
+        &Secrets::new(),
+        &[Arc::new(q)],
+        now(),
+    );
+    assert_eq!(
+        json_body(&sent[0].message)["batch"][0]["traits"],
+        json!({"zero": 0, "plain": true, "colour": "blue"})
+    );
 }
 
 #[test]
