@@ -13,6 +13,7 @@
 
 pub mod receiver;
 mod routes;
+mod test_log;
 
 pub use routes::ADMIN_ROUTES;
 
@@ -131,6 +132,7 @@ impl Drop for Server {
 impl Server {
     /// A server on a fresh database with no user yet.
     pub async fn start_without_user(backend: Backend) -> Server {
+        test_log::install();
         let db = database(backend).await;
         let state = api::start(db.url())
             .await
@@ -456,6 +458,7 @@ impl Server {
         backend: Backend,
         options: api::NodeOptions,
     ) -> (Server, api::http::AppState) {
+        test_log::install();
         let db = database(backend).await;
         let state = api::start_node(db.url(), options)
             .await

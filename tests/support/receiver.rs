@@ -46,6 +46,8 @@ struct Script {
     failure: u16,
     /// The body of a success (Slack's `{"ok": true}`, Mixpanel's `1`); empty by default.
     success_body: String,
+    /// Failures answer with the request's headers (as some receivers do).
+    echo_failures: bool,
     received: Vec<Received>,
 }
 
@@ -91,7 +93,15 @@ async fn receive(
         body: body.to_vec(),
         answered: status,
     });
-    let answer = if fail { "" } else { &script.success_body };
+    let echoed;
+    let answer = if fail && script.echo_failures {
+        echoed = format!("{:?}", script.received.last().map(|r| &r.headers));
+        &echoed
+    } else if fail {
+        ""
+    } else {
+        &script.success_body
+    };
     (
         StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
         answer.to_string(),
@@ -136,6 +146,11 @@ impl Receiver {
     /// Answers `{"ok": true}` as Slack does.
     pub fn answer_like_slack(&self) {
         self.answer_with(r#"{"ok": true}"#);
+    }
+
+    /// Answers failures with the request's headers, credentials included.
+    pub fn echo_failures(&self) {
+        self.shared.lock().echo_failures = true;
     }
 
     /// Answers `body` to every request it takes.

@@ -370,7 +370,10 @@ impl Sender {
                     }
                     return Ok(Outcome::Delivered);
                 }
-                Err(failure) => failure,
+                Err(failure) => send::Failure {
+                    error: send::redact(failure.error, secrets),
+                    ..failure
+                },
             };
             state.consecutive_failures += 1;
             state.last_error = Some(format!(

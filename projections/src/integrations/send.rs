@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use time::OffsetDateTime;
 
-use super::render::{Answer, Message};
+use super::render::{Answer, Message, Secrets};
 use crate::Error;
 
 /// How long one request may take.
@@ -82,6 +82,23 @@ pub async fn post(client: &reqwest::Client, message: &Message) -> Result<(), Fai
     }
 }
 
+/// `error` with the integration's secret values (and the Basic credentials made of them) taken
+/// out: a receiver's answer is quoted in errors, and one that echoes the request would
+/// otherwise put a key in the status API and the log.
+pub fn redact(error: String, secrets: &Secrets) -> String {
+    use base64::Engine;
+    let mut error = error;
+    for secret in secrets.values().filter(|s| s.len() >= 4) {
+        let basic = base64::engine::general_purpose::STANDARD.encode(format!("{secret}:"));
+        for form in [secret.as_str(), basic.as_str()] {
+            if error.contains(form) {
+                error = error.replace(form, "[redacted]");
+            }
+        }
+    }
+    error
+}
+
 fn excerpt(body: &str) -> String {
     body.chars().take(200).collect()
 }
@@ -106,6 +123,21 @@ pub fn now_micros() -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn redaction_takes_out_secrets_and_their_basic_credentials() {
+        let secrets: Secrets = [
+            ("api_key".to_string(), "seg-key-9".to_string()),
+            ("short".to_string(), "k".to_string()),
+        ]
+        .into();
+        let error =
+            "answered 400: {\"authorization\": \"Basic c2VnLWtleS05Og==\", \"key\": \"seg-key-9\"}";
+        assert_eq!(
+            redact(error.to_string(), &secrets),
+            "answered 400: {\"authorization\": \"Basic [redacted]\", \"key\": \"[redacted]\"}"
+        );
+    }
 
     #[test]
     fn backoff_doubles_up_to_the_longest_with_jitter_below_it() {

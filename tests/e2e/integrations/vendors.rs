@@ -122,4 +122,74 @@ async fn each_vendor_gets_its_own_format_and_auth_header(backend: Backend) {
     }
 }
 
-on_both_backends!(each_vendor_gets_its_own_format_and_auth_header);
+/// A receiver that quotes the request's headers in its refusal: the key it was sent is taken
+/// out of the error the status API shows (and the log), as are Basic credentials made of it.
+async fn a_receiver_echoing_credentials_does_not_put_them_in_the_status(backend: Backend) {
+    let server = Server::start(backend).await;
+    let (project, _) = project_with_environment(&server, "echo-env").await;
+    let receiver = Receiver::start().await;
+    receiver.fail_always(400);
+    receiver.echo_failures();
+    let base = receiver.base.clone();
+    let datadog = server
+        .post(
+            &format!("/api/v1/projects/{project}/integrations/"),
+            json!({"kind": "datadog", "config": fast(json!({"base_url": base, "api_key": "dd-echo-key-11"}), 1)}),
+        )
+        .send()
+        .await
+        .expect_status(201)
+        .u64("id");
+    let segment = server
+        .post(
+            "/api/v1/environments/echo-env/integrations/",
+            json!({"kind": "segment", "config": {"base_url": base, "api_key": "seg-echo-key-12"}}),
+        )
+        .send()
+        .await
+        .expect_status(201)
+        .u64("id");
+    server.feature(project, json!({"name": "echoed"})).await;
+    let statuses = [
+        format!("/api/v1/projects/{project}/integrations/{datadog}/status"),
+        format!("/api/v1/environments/echo-env/integrations/{segment}/status"),
+    ];
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    for status in &statuses {
+        loop {
+            // Identities keep coming until the analytics worker has one to send.
+            let _ = server
+                .get("/api/v1/identities/?identifier=echo")
+                .without_token()
+                .header("x-environment-key", "echo-env")
+                .send()
+                .await;
+            let answer = server.get(status).send().await.expect_status(200);
+            if let Some(error) = answer.body["last_error"].as_str() {
+                assert!(error.contains("[redacted]"), "{error}");
+                assert!(!error.contains("echo-key"), "{error}");
+                // Basic credentials made of the key ("seg-echo-key-12:") are taken out too.
+                assert!(!error.contains("c2VnLWVjaG8ta2V5LTEyOg"), "{error}");
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{status}: no error within 30 s: {}",
+                answer.text
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    }
+    // The receiver did get the credentials: they were sent, then quoted back.
+    let received = receiver.received();
+    assert!(
+        received
+            .iter()
+            .any(|r| r.header("dd-api-key") == Some("dd-echo-key-11"))
+    );
+}
+
+on_both_backends!(
+    each_vendor_gets_its_own_format_and_auth_header,
+    a_receiver_echoing_credentials_does_not_put_them_in_the_status,
+);

@@ -297,7 +297,7 @@ impl Sender {
                     OffsetDateTime::now_utc(),
                 );
                 for request in requests {
-                    if !self.send(&request).await {
+                    if !self.send(&request, &secrets).await {
                         return Ok(());
                     }
                 }
@@ -308,7 +308,7 @@ impl Sender {
 
     /// Sends `request` until it goes through or [`ATTEMPTS`] failed, counting either way;
     /// `false` when cancelled meanwhile.
-    async fn send(&self, request: &Request) -> bool {
+    async fn send(&self, request: &Request, secrets: &Secrets) -> bool {
         let integration = &self.integration;
         let mut attempts = 0;
         loop {
@@ -328,7 +328,10 @@ impl Sender {
                         .store(now_micros() as u64, Ordering::Relaxed);
                     return true;
                 }
-                Err(failure) => failure,
+                Err(failure) => send::Failure {
+                    error: send::redact(failure.error, secrets),
+                    ..failure
+                },
             };
             self.counts
                 .consecutive_failures
