@@ -160,7 +160,12 @@ async fn main() -> Res<()> {
     let backlog = env_number("BENCH_BACKLOG", 20_000).max(1) as usize;
     let results = Results(Mutex::new(String::new()));
 
-    let state = api::start(url).await?;
+    // The receiver is on loopback.
+    let options = api::NodeOptions {
+        integration_networks: projections::integrations::network::PrivateNetworks::Allowed,
+        ..api::NodeOptions::default()
+    };
+    let state = api::start_node(url, options).await?;
     let router = api::http::router(state.clone());
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     let address = listener.local_addr()?;

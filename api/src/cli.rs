@@ -7,6 +7,7 @@ use tokio::net::TcpListener;
 use crate::config::{AdminCommand, Cli, Command, WorkersCommand};
 use crate::sdk_cache::CacheBounds;
 use crate::{NodeOptions, commands, default_node_id, http, open_log, start_node};
+use projections::integrations::network::PrivateNetworks;
 
 pub async fn run(cli: Cli) -> Result<(), String> {
     if let Command::Serve {
@@ -16,6 +17,7 @@ pub async fn run(cli: Cli) -> Result<(), String> {
         node_id,
         audit_checkpoint_interval,
         analytics_queue,
+        allow_private_integration_urls,
     } = cli.command
     {
         let options = NodeOptions {
@@ -30,6 +32,11 @@ pub async fn run(cli: Cli) -> Result<(), String> {
                 audit_checkpoint_interval.max(1),
             ),
             analytics_queue,
+            integration_networks: if allow_private_integration_urls {
+                PrivateNetworks::Allowed
+            } else {
+                PrivateNetworks::Refused
+            },
         };
         return serve(&cli.database_url, bind, options).await;
     }

@@ -65,6 +65,11 @@ pub enum Command {
         /// the integration's status) rather than slow the identities endpoints down.
         #[arg(long, env = "FLAGLOG_ANALYTICS_QUEUE", default_value_t = projections::integrations::analytics::DEFAULT_CAPACITY)]
         analytics_queue: usize,
+        /// Let integrations reach private, loopback and link-local addresses (receivers on the
+        /// same network as flaglog). Refused by default: whoever configures an integration
+        /// could otherwise make the server send requests into its own network.
+        #[arg(long, env = "FLAGLOG_ALLOW_PRIVATE_INTEGRATION_URLS")]
+        allow_private_integration_urls: bool,
     },
     /// Applies the database schema and exits.
     Migrate,

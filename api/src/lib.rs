@@ -22,6 +22,7 @@ use projections::audit_history::AuditHistory;
 use projections::change_request_inbox::ChangeRequestInbox;
 use projections::environment_documents::EnvironmentDocuments;
 use projections::integrations::analytics::{AnalyticsQueue, worker as analytics_worker};
+use projections::integrations::network::PrivateNetworks;
 use projections::runner::ProjectionWorker;
 use projections::workers::{Leadership, Placement, Workers};
 use tokio::sync::{broadcast, watch};
@@ -49,6 +50,8 @@ pub struct NodeOptions {
     pub audit_checkpoint_interval: std::time::Duration,
     /// The identity analytics queue's capacity (and each analytics integration's).
     pub analytics_queue: usize,
+    /// Whether integrations may reach private and local addresses (refused by default).
+    pub integration_networks: PrivateNetworks,
 }
 
 impl Default for NodeOptions {
@@ -58,6 +61,7 @@ impl Default for NodeOptions {
             node_id: default_node_id(),
             audit_checkpoint_interval: audit_checkpoints::DEFAULT_INTERVAL,
             analytics_queue: projections::integrations::analytics::DEFAULT_CAPACITY,
+            integration_networks: PrivateNetworks::Refused,
         }
     }
 }
@@ -105,6 +109,7 @@ pub async fn start_node(
         node_id,
         audit_checkpoint_interval,
         analytics_queue,
+        integration_networks,
     } = options;
     let node_id = node_id.as_str();
     // First, so that whatever the log writer appends from now on is counted.
@@ -212,8 +217,12 @@ pub async fn start_node(
     runtime.spawn(
         projections::integrations::delivery::NAME,
         Placement::OneNode,
-        projections::integrations::delivery::Delivery::new(log.clone(), pool.clone())
-            .map_err(|e| e.to_string())?,
+        projections::integrations::delivery::Delivery::new(
+            log.clone(),
+            pool.clone(),
+            integration_networks,
+        )
+        .map_err(|e| e.to_string())?,
     );
 
     let analytics = AnalyticsQueue::new(analytics_queue);
@@ -225,6 +234,7 @@ pub async fn start_node(
             log.clone(),
             pool.clone(),
             node_id,
+            integration_networks,
         )
         .map_err(|e| e.to_string())?,
     );
@@ -242,6 +252,7 @@ pub async fn start_node(
         sdk,
         sdk_store,
         analytics,
+        integration_networks,
         read_models: pool,
         signing_key,
         document_changes,

@@ -274,7 +274,7 @@ fn hex(bytes: &[u8; 32]) -> Value {
 async fn signed_checkpoints_are_published_into_the_log(backend: Backend) {
     let options = api::NodeOptions {
         audit_checkpoint_interval: std::time::Duration::from_millis(100),
-        ..api::NodeOptions::default()
+        ..flaglog_tests::test_node()
     };
     let (server, _) = Server::start_with_options(backend, options).await;
     some_history(&server).await;

@@ -107,6 +107,15 @@ pub async fn database(backend: Backend) -> TestDatabase {
     }
 }
 
+/// How test servers run: as `flaglog serve` does by default, except that integrations may
+/// reach loopback (where the tests' receivers listen).
+pub fn test_node() -> api::NodeOptions {
+    api::NodeOptions {
+        integration_networks: projections::integrations::network::PrivateNetworks::Allowed,
+        ..api::NodeOptions::default()
+    }
+}
+
 /// A flaglog server listening on a loopback port, over its own database.
 pub struct Server {
     /// `http://127.0.0.1:<port>`.
@@ -134,7 +143,7 @@ impl Server {
     pub async fn start_without_user(backend: Backend) -> Server {
         test_log::install();
         let db = database(backend).await;
-        let state = api::start(db.url())
+        let state = api::start_node(db.url(), test_node())
             .await
             .unwrap_or_else(|e| panic!("starting flaglog on {}: {e}", db.url()));
         let log = state.log.clone();
@@ -448,7 +457,7 @@ impl Server {
     ) -> (Server, api::http::AppState) {
         let options = api::NodeOptions {
             bounds,
-            ..api::NodeOptions::default()
+            ..test_node()
         };
         Self::start_with_options(backend, options).await
     }

@@ -45,6 +45,8 @@ pub struct Services {
     pub sdk_store: crate::sdk_store::SdkStore,
     /// Where the identities endpoints offer what they served to identity analytics.
     pub analytics: projections::integrations::analytics::AnalyticsQueue,
+    /// Whether integrations may be pointed at private and local addresses.
+    pub integration_networks: projections::integrations::network::PrivateNetworks,
     /// The database the read models live in (the change-request inbox is read from it).
     pub read_models: sqlx::AnyPool,
     /// Signs audit checkpoints.

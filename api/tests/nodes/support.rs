@@ -110,6 +110,8 @@ impl Node {
         let mut command = flaglog(database_url);
         command
             .env("FLAGLOG_NODE_ID", id)
+            // The tests' webhook receivers listen on loopback.
+            .env("FLAGLOG_ALLOW_PRIVATE_INTEGRATION_URLS", "true")
             .args(["serve", "--bind", &format!("127.0.0.1:{port}")]);
         let mut child = command.spawn().expect("flaglog serve starts");
         let _ = drain(child.stdout.take().unwrap());

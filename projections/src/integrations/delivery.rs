@@ -28,8 +28,9 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::AbortOnDropHandle;
 
 use super::directory::FollowedDirectory;
+use super::network::PrivateNetworks;
 use super::render::{self, Message, Secrets};
-use super::send::{self, backoff, now_micros};
+use super::send::{self, Outbound, backoff, now_micros};
 use super::store::{self, DeadLetter, DeliveryState};
 use crate::Error;
 use crate::audit_history::{self, AuditQuery, AuditRow, Order};
@@ -45,16 +46,20 @@ const REFRESH: Duration = Duration::from_millis(500);
 pub struct Delivery {
     log: Arc<dyn EventLog>,
     pool: AnyPool,
-    client: reqwest::Client,
+    outbound: Outbound,
     followed: FollowedDirectory,
 }
 
 impl Delivery {
-    pub fn new(log: Arc<dyn EventLog>, pool: AnyPool) -> Result<Self, Error> {
-        let client = send::client()?;
+    pub fn new(
+        log: Arc<dyn EventLog>,
+        pool: AnyPool,
+        networks: PrivateNetworks,
+    ) -> Result<Self, Error> {
+        let outbound = Outbound::new(networks)?;
         Ok(Delivery {
             pool,
-            client,
+            outbound,
             followed: FollowedDirectory::new(log.clone()),
             log,
         })
@@ -124,7 +129,7 @@ impl Worker for Delivery {
                     integration: integration.clone(),
                     pool: self.pool.clone(),
                     log: self.log.clone(),
-                    client: self.client.clone(),
+                    outbound: self.outbound.clone(),
                     cancel: context.token().child_token(),
                     position: Arc::new(AtomicU64::new(0)),
                 };
@@ -179,7 +184,7 @@ struct Sender {
     start: u64,
     pool: AnyPool,
     log: Arc<dyn EventLog>,
-    client: reqwest::Client,
+    outbound: Outbound,
     cancel: CancellationToken,
     position: Arc<AtomicU64>,
 }
@@ -355,7 +360,7 @@ impl Sender {
                 OffsetDateTime::now_utc(),
             );
             let sent = tokio::select! {
-                sent = send::post(&self.client, &message) => sent,
+                sent = self.outbound.post(&message) => sent,
                 () = self.cancel.cancelled() => return Ok(Outcome::Cancelled),
             };
             let failure = match sent {

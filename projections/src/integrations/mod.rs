@@ -3,12 +3,14 @@
 //! integrations from it ([`delivery`]: the worker; [`render`]: each receiver's format; [`wire`]:
 //! Flagsmith's body bytes and both webhook signatures), the identity analytics the identities
 //! endpoints feed ([`analytics`]), and what both share: the directory they follow
-//! ([`directory`]), sending a request ([`send`]), and their tables ([`store`]: secret values,
+//! ([`directory`]), sending a request ([`send`]) only where it may go ([`network`]), and their
+//! tables ([`store`]: secret values,
 //! cursors, dead letters, replays, analytics counts).
 
 pub mod analytics;
 pub mod delivery;
 pub mod directory;
+pub mod network;
 pub mod render;
 pub mod send;
 pub mod store;

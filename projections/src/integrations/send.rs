@@ -4,25 +4,57 @@
 //! analytics ([`super::analytics`]).
 
 use std::hash::BuildHasher;
+use std::sync::Arc;
 use std::time::Duration;
 
 use time::OffsetDateTime;
 
+use super::network::{self, PrivateAddress, PrivateNetworks, PublicOnly};
 use super::render::{Answer, Message, Secrets};
 use crate::Error;
 
 /// How long one request may take.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// The client integrations send with: a timeout, no redirects followed (a receiver cannot send
-/// flaglog's request, with its credentials, elsewhere), flaglog's user agent.
-pub fn client() -> Result<reqwest::Client, Error> {
-    reqwest::Client::builder()
-        .timeout(REQUEST_TIMEOUT)
-        .redirect(reqwest::redirect::Policy::none())
-        .user_agent(concat!("flaglog/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .map_err(|e| Error::Other(format!("the integrations' HTTP client: {e}")))
+/// How integrations send: a client with a timeout, no redirects followed (a receiver cannot
+/// send flaglog's request, with its credentials, elsewhere) and flaglog's user agent, and which
+/// addresses it may reach ([`super::network`]).
+#[derive(Clone)]
+pub struct Outbound {
+    client: reqwest::Client,
+    networks: PrivateNetworks,
+}
+
+impl Outbound {
+    pub fn new(networks: PrivateNetworks) -> Result<Self, Error> {
+        let mut builder = reqwest::Client::builder()
+            .timeout(REQUEST_TIMEOUT)
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(concat!("flaglog/", env!("CARGO_PKG_VERSION")));
+        if networks == PrivateNetworks::Refused {
+            builder = builder.dns_resolver(Arc::new(PublicOnly));
+        }
+        let client = builder
+            .build()
+            .map_err(|e| Error::Other(format!("the integrations' HTTP client: {e}")))?;
+        Ok(Outbound { client, networks })
+    }
+
+    /// POSTs `message`; `Ok` when the receiver took it (its status, and its body where the
+    /// receiver answers failures with 200). An address it may not reach is a failure that
+    /// another attempt would not mend.
+    pub async fn post(&self, message: &Message) -> Result<(), Failure> {
+        if self.networks == PrivateNetworks::Refused
+            && let Some(refused) = network::refused_host(&message.url)
+        {
+            return Err(Failure {
+                error: refused,
+                retry: false,
+                retry_after: None,
+            });
+        }
+        post(&self.client, message).await
+    }
 }
 
 /// Why an attempt failed, and whether another may succeed.
@@ -32,21 +64,22 @@ pub struct Failure {
     pub retry_after: Option<Duration>,
 }
 
-/// POSTs `message`; `Ok` when the receiver took it (its status, and its body where the
-/// receiver answers failures with 200).
-pub async fn post(client: &reqwest::Client, message: &Message) -> Result<(), Failure> {
+async fn post(client: &reqwest::Client, message: &Message) -> Result<(), Failure> {
     let mut request = client.post(&message.url).body(message.body.clone());
     for (name, value) in &message.headers {
         request = request.header(name.as_str(), value.as_str());
     }
-    let response = request.send().await.map_err(|e| Failure {
-        error: if e.is_timeout() {
-            "timed out".to_string()
-        } else {
-            format!("cannot reach the receiver: {}", e.without_url())
-        },
-        retry: true,
-        retry_after: None,
+    let response = request.send().await.map_err(|e| {
+        let private = source_of::<PrivateAddress>(&e).map(ToString::to_string);
+        Failure {
+            retry: private.is_none(),
+            error: match private {
+                Some(private) => private,
+                None if e.is_timeout() => "timed out".to_string(),
+                None => format!("cannot reach the receiver: {}", e.without_url()),
+            },
+            retry_after: None,
+        }
     })?;
     let status = response.status();
     let retry_after = response
@@ -97,6 +130,20 @@ pub fn redact(error: String, secrets: &Secrets) -> String {
         }
     }
     error
+}
+
+/// The error of type `T` in `error`'s chain of sources.
+fn source_of<'e, T: std::error::Error + 'static>(
+    error: &'e (dyn std::error::Error + 'static),
+) -> Option<&'e T> {
+    let mut source = error.source();
+    while let Some(e) = source {
+        if let Some(found) = e.downcast_ref::<T>() {
+            return Some(found);
+        }
+        source = e.source();
+    }
+    None
 }
 
 fn excerpt(body: &str) -> String {

@@ -269,7 +269,7 @@ async fn every_analytics_vendor_gets_the_served_flags_in_its_format(backend: Bac
 async fn a_full_queue_drops_and_counts_every_identity_served(backend: Backend) {
     let options = api::NodeOptions {
         analytics_queue: 2,
-        ..api::NodeOptions::default()
+        ..flaglog_tests::test_node()
     };
     let (server, _) = Server::start_with_options(backend, options).await;
     let (project, _) = project_with_environment(&server, KEY).await;

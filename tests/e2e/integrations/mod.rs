@@ -5,6 +5,7 @@
 
 mod analytics;
 mod feed;
+mod network;
 mod vendors;
 
 use base64::Engine;

@@ -26,8 +26,9 @@ use super::vendors::{self, Queued, Request};
 use super::{AnalyticsQueue, Counts};
 use crate::Error;
 use crate::integrations::directory::FollowedDirectory;
+use crate::integrations::network::PrivateNetworks;
 use crate::integrations::render::Secrets;
-use crate::integrations::send::{self, backoff, now_micros};
+use crate::integrations::send::{self, Outbound, backoff, now_micros};
 use crate::integrations::store::{self, AnalyticsCounts};
 use crate::workers::{Context, Worker};
 
@@ -47,7 +48,7 @@ pub struct IdentityAnalytics {
     queue: AnalyticsQueue,
     followed: FollowedDirectory,
     pool: AnyPool,
-    client: reqwest::Client,
+    outbound: Outbound,
     node: String,
 }
 
@@ -57,12 +58,13 @@ impl IdentityAnalytics {
         log: Arc<dyn EventLog>,
         pool: AnyPool,
         node: &str,
+        networks: PrivateNetworks,
     ) -> Result<Self, Error> {
         Ok(IdentityAnalytics {
             queue,
             followed: FollowedDirectory::new(log),
             pool,
-            client: send::client()?,
+            outbound: Outbound::new(networks)?,
             node: node.to_string(),
         })
     }
@@ -238,7 +240,7 @@ impl IdentityAnalytics {
                 receiver,
                 pending: pending.clone(),
                 pool: self.pool.clone(),
-                client: self.client.clone(),
+                outbound: self.outbound.clone(),
                 cancel: context.token().child_token(),
             };
             senders.insert(
@@ -263,7 +265,7 @@ struct Sender {
     pending: Arc<AtomicUsize>,
     counts: Arc<Counts>,
     pool: AnyPool,
-    client: reqwest::Client,
+    outbound: Outbound,
     cancel: CancellationToken,
 }
 
@@ -314,7 +316,7 @@ impl Sender {
         loop {
             attempts += 1;
             let sent = tokio::select! {
-                sent = send::post(&self.client, &request.message) => sent,
+                sent = self.outbound.post(&request.message) => sent,
                 () = self.cancel.cancelled() => return false,
             };
             let failure = match sent {

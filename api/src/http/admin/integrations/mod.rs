@@ -16,8 +16,9 @@ use axum::routing::{get, post};
 use axum::{Json, response::IntoResponse};
 use domain::access::{Requirement, Role, Scope};
 use domain::command::DirectoryCommand;
-use domain::integration::catalogue::{self, Kind, ScopeKind};
+use domain::integration::catalogue::{self, FieldType, Kind, ScopeKind};
 use domain::integration::{self, Integration, IntegrationId, IntegrationScope};
+use projections::integrations::network::{self, PrivateNetworks};
 use projections::integrations::store::{self, DeadLetter};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -229,6 +230,22 @@ async fn list(
     ))
 }
 
+/// Refuses a URL field whose host is a private or local address when the node refuses those
+/// ([`network`]); names are checked again wherever they resolve, at every request.
+fn refuse_private_urls(state: &AppState, spec: &Kind, config: &Map<String, Value>) -> Result<()> {
+    if state.integration_networks == PrivateNetworks::Allowed {
+        return Ok(());
+    }
+    for field in spec.all_fields().filter(|f| f.field_type == FieldType::Url) {
+        if let Some(url) = config.get(field.key).and_then(Value::as_str)
+            && let Some(refused) = network::refused_host(url)
+        {
+            return Err(Error::bad_request(format!("config.{}", field.key), refused));
+        }
+    }
+    Ok(())
+}
+
 async fn create(
     kind: ScopeKind,
     State(state): State<AppState>,
@@ -239,6 +256,7 @@ async fn create(
     let scope = admin_scope(&state, &caller, kind, &scope).await?;
     let spec = integration::kind_named(&body.kind)?;
     let mut config = body.config;
+    refuse_private_urls(&state, spec, &config)?;
     let secrets = store_secrets(&state, scope, spec, &mut config).await?;
     let executed = execute(
         &state,
@@ -279,6 +297,9 @@ async fn update(
     let current = integration_at(&state, scope, id).await?;
     let spec = integration::kind_named(&current.kind)?;
     let mut config = body.config;
+    if let Some(config) = &config {
+        refuse_private_urls(&state, spec, config)?;
+    }
     let secrets = match config.as_mut() {
         Some(config) => store_secrets(&state, scope, spec, config).await?,
         None => BTreeMap::new(),
