@@ -195,6 +195,14 @@ fn is_flag_change(row: &AuditRow, flags: &[FlagChange]) -> bool {
 }
 
 /// `base` and `path` with exactly one `/` between them.
+/// The name of the segment a row changed, as it stood after (or, removed, before) the change.
+fn segment_name(row: &AuditRow) -> Option<String> {
+    ["after", "before"]
+        .iter()
+        .find_map(|side| row.detail.get(side)?.get("name")?.as_str())
+        .map(str::to_owned)
+}
+
 pub(super) fn join(base: &str, path: &str) -> String {
     format!(
         "{}/{}",
@@ -243,7 +251,10 @@ fn vendor(
                 (Some(change), _) => {
                     format!("flaglog Deployment - Flag Changed: {}", change.feature_name)
                 }
-                (None, Some(segment)) => format!("flaglog Deployment - Segment Changed: {segment}"),
+                (None, Some(segment)) => format!(
+                    "flaglog Deployment - Segment Changed: {}",
+                    segment_name(row).unwrap_or_else(|| segment.to_string())
+                ),
                 (None, None) => "Deployment".to_string(),
             };
             let mut body = json!({
@@ -353,4 +364,59 @@ pub fn sign(
         ]);
     }
     message
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+
+    #[test]
+    fn dynatrace_names_a_changed_segment_by_its_name() {
+        let integration = Integration {
+            id: 1,
+            scope: IntegrationScope::Environment(3),
+            kind: "dynatrace".to_string(),
+            config: json!({"base_url": "https://dt.example/"})
+                .as_object()
+                .cloned()
+                .unwrap_or_default(),
+            secrets: BTreeMap::new(),
+            enabled: true,
+        };
+        let row = |detail: Value| AuditRow {
+            position: 7,
+            recorded_at_micros: 0,
+            stream_id: "project-1".to_string(),
+            event_type: "SegmentUpdated".to_string(),
+            actor: "user:1".to_string(),
+            actor_name: "alice@example.com".to_string(),
+            organisation_id: Some(1),
+            project_id: Some(1),
+            environment_id: Some(3),
+            feature_id: None,
+            segment_id: Some(12),
+            identity: None,
+            change_request_id: None,
+            summary: "alice updated segment beta".to_string(),
+            detail,
+        };
+        let deployment = |row: &AuditRow| {
+            let message = messages(&integration, row, &Secrets::new()).remove(0);
+            let body: Value = serde_json::from_slice(&message.body).unwrap();
+            body["properties"]["dt.event.deployment.name"].clone()
+        };
+        assert_eq!(
+            deployment(&row(
+                json!({"before": {"name": "old"}, "after": {"name": "beta"}})
+            )),
+            "flaglog Deployment - Segment Changed: beta"
+        );
+        // Removed: the name it had.
+        assert_eq!(
+            deployment(&row(json!({"before": {"name": "gone"}, "after": null}))),
+            "flaglog Deployment - Segment Changed: gone"
+        );
+    }
 }
