@@ -18,6 +18,7 @@ pub async fn run(cli: Cli) -> Result<(), String> {
         audit_checkpoint_interval,
         analytics_queue,
         allow_private_integration_urls,
+        eventstore_bind,
     } = cli.command
     {
         let options = NodeOptions {
@@ -38,7 +39,7 @@ pub async fn run(cli: Cli) -> Result<(), String> {
                 PrivateNetworks::Refused
             },
         };
-        return serve(&cli.database_url, bind, options).await;
+        return serve(&cli.database_url, bind, eventstore_bind, options).await;
     }
     if let Command::Verify {
         export: Some(export),
@@ -184,8 +185,17 @@ fn verify_export(
 async fn serve(
     database_url: &str,
     bind: std::net::SocketAddr,
+    eventstore_bind: Option<std::net::SocketAddr>,
     options: NodeOptions,
 ) -> Result<(), String> {
+    #[cfg(not(feature = "eventstore-grpc"))]
+    if eventstore_bind.is_some() {
+        return Err(
+            "--eventstore-bind needs a flaglog built with the eventstore-grpc feature \
+             (cargo build --release --features eventstore-grpc)"
+                .into(),
+        );
+    }
     let node_id = options.node_id.clone();
     let state = start_node(database_url, options).await?;
     let has_users = !state
@@ -213,18 +223,53 @@ async fn serve(
     let shutdown = state.shutdown.clone();
     let workers = state.workers.clone();
     let signalled = shutdown.clone();
-    let served = axum::serve(listener, http::router(state))
+    let eventstore = eventstore_api(state.clone(), eventstore_bind).await?;
+    let http = axum::serve(listener, http::router(state))
         .with_graceful_shutdown(async move {
             shutdown_signal().await;
             signalled.cancel();
         })
-        .await
-        .map_err(|e| format!("server error: {e}"));
+        .into_future();
+    // Both stop on the same signal (the EventStoreDB API's on `shutdown`, cancelled then).
+    let (served, eventstore_served) = tokio::join!(
+        async { http.await.map_err(|e| format!("server error: {e}")) },
+        eventstore
+    );
+    let served = served.and(eventstore_served);
     tracing::info!("requests finished; stopping the workers");
     shutdown.cancel();
     workers.shutdown().await;
     tracing::info!("stopped");
     served
+}
+
+/// The EventStoreDB API's server, listening on `bind` (when given): a future that serves until
+/// the server shuts down.
+async fn eventstore_api(
+    state: http::AppState,
+    bind: Option<std::net::SocketAddr>,
+) -> Result<impl std::future::Future<Output = Result<(), String>>, String> {
+    #[cfg(feature = "eventstore-grpc")]
+    let listener = match bind {
+        Some(bind) => {
+            let listener = TcpListener::bind(bind)
+                .await
+                .map_err(|e| format!("cannot listen on {bind}: {e}"))?;
+            let address = listener.local_addr().map_err(|e| e.to_string())?;
+            println!("flaglog's EventStoreDB API listening on esdb://{address}?tls=false");
+            Some(listener)
+        }
+        None => None,
+    };
+    #[cfg(not(feature = "eventstore-grpc"))]
+    let _ = (&state, bind);
+    Ok(async move {
+        #[cfg(feature = "eventstore-grpc")]
+        if let Some(listener) = listener {
+            return crate::esdb::serve(state, listener).await;
+        }
+        Ok(())
+    })
 }
 
 async fn shutdown_signal() {

@@ -70,6 +70,11 @@ pub enum Command {
         /// could otherwise make the server send requests into its own network.
         #[arg(long, env = "FLAGLOG_ALLOW_PRIVATE_INTEGRATION_URLS")]
         allow_private_integration_urls: bool,
+        /// Also serve the EventStoreDB-compatible gRPC read API on this address (a flaglog
+        /// built with the eventstore-grpc feature): EventStoreDB clients read and subscribe to
+        /// the log, with an organisation administrator's API token as the Basic password.
+        #[arg(long, env = "FLAGLOG_EVENTSTORE_BIND")]
+        eventstore_bind: Option<SocketAddr>,
     },
     /// Applies the database schema and exits.
     Migrate,

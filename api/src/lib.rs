@@ -5,6 +5,8 @@
 pub mod audit_checkpoints;
 pub mod cli;
 pub mod config;
+#[cfg(feature = "eventstore-grpc")]
+pub mod esdb;
 pub mod http;
 pub mod scheduler;
 pub mod sdk_cache;
