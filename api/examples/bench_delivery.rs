@@ -7,6 +7,8 @@
 //! - lag: `BENCH_LAG_TRIALS` feature-state changes over HTTP, one at a time, each waited for at
 //!   the receiver: commit (the PUT answered) → the webhook request arrived, p50/p99/max; the
 //!   baseline is the receiver's own round trip (a POST of the same body from a client here);
+//! - long poll: `GET /api/v1/events/?after=HEAD&wait=10` waiting while a change commits, one at
+//!   a time: commit (the PUT answered) → the poll answered with it, p50/p99/max;
 //! - throughput: `BENCH_BACKLOG` changes committed while a second webhook is disabled, the audit
 //!   projection caught up, then the webhook enabled: events delivered per second until the
 //!   receiver has them all, next to the receiver's own limit (the same number of POSTs of the
@@ -299,6 +301,55 @@ async fn main() -> Res<()> {
         Value::Null,
     )
     .await?;
+
+    // --- Long poll: commit → GET /api/v1/events/?wait answered --------------------------------
+    let mut wakes = Vec::with_capacity(trials);
+    for trial in 0..trials {
+        // The feed's cursor is a log position: everything up to the head has been seen.
+        let after = state.log.head().await?;
+        let url = format!(
+            "{}/api/v1/events/?after={after}&wait=10&limit=10",
+            http.base
+        );
+        let poll = {
+            let (client, token) = (client.clone(), http.token.clone());
+            async move {
+                let response = client
+                    .get(url)
+                    .header("authorization", format!("Token {token}"))
+                    .send()
+                    .await?;
+                let answered = Instant::now();
+                let body: Value = response.json().await?;
+                Res::Ok((answered, body))
+            }
+        };
+        let commit = async {
+            // The poll is waiting by then.
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            change(features[0], 10_000 + trial as u64).await?;
+            Res::Ok(Instant::now())
+        };
+        let (polled, committed) = tokio::join!(poll, commit);
+        let ((answered, body), committed) = (polled?, committed?);
+        if body["events"].as_array().is_none_or(Vec::is_empty) {
+            return Err(format!("the long poll answered without the change: {body}").into());
+        }
+        wakes.push(answered.saturating_duration_since(committed).as_secs_f64() * 1000.0);
+    }
+    wakes.sort_by(f64::total_cmp);
+    let p99 = quantile(&wakes, 0.99);
+    results.record(
+        "long poll commit→answered (ms, p50/p99/max)",
+        format!(
+            "{:.1}/{:.1}/{:.1} over {trials} changes",
+            quantile(&wakes, 0.5),
+            p99,
+            wakes.last().copied().unwrap_or(f64::NAN)
+        ),
+        "< 100 ms",
+        Some(p99 < 100.0),
+    );
 
     // --- Throughput: a backlog delivered to one receiver ------------------------------------
     let bulk_hook = http

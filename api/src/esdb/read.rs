@@ -97,7 +97,9 @@ impl Request {
                 let name = String::from_utf8(name)
                     .map_err(|_| Status::invalid_argument("the stream name is not UTF-8"))?;
                 let start = match stream.revision_option {
-                    Some(stream_options::RevisionOption::Revision(revision)) => Origin::At(revision),
+                    Some(stream_options::RevisionOption::Revision(revision)) => {
+                        Origin::At(revision)
+                    }
                     Some(stream_options::RevisionOption::End(_)) => Origin::End,
                     Some(stream_options::RevisionOption::Start(_)) | None => Origin::Beginning,
                 };
