@@ -192,6 +192,8 @@ pub struct Reader {
     cursor: u64,
     /// Events still to answer (counted reads).
     remaining: u64,
+    /// A stream: the log's head when it was last read (a live subscription waits past it).
+    seen_head: u64,
     scanned: u64,
     pending: VecDeque<ReadResp>,
 }
@@ -228,6 +230,7 @@ impl Reader {
             },
             cursor,
             remaining: request.count.unwrap_or(u64::MAX),
+            seen_head: head,
             scanned: 0,
             request,
             pending: VecDeque::new(),
@@ -285,7 +288,7 @@ impl Reader {
     async fn wait(&mut self) -> Result<(), Status> {
         let head = match self.request.target {
             Target::All => self.cursor,
-            Target::Stream(_) => self.log.head().await.map_err(internal)?,
+            Target::Stream(_) => self.seen_head,
         };
         tokio::select! {
             waited = self.log.wait_for_events(head, LIVE_WAIT) => waited.map_err(internal)?,
@@ -322,6 +325,8 @@ impl Reader {
                 events
             }
             (Target::Stream(stream), false) => {
+                // Before reading: what commits after this, a live subscription waits for.
+                self.seen_head = log.head().await.map_err(internal)?;
                 let events = log
                     .read_stream(stream, self.cursor)
                     .await
