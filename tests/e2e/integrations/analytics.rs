@@ -119,6 +119,7 @@ async fn status(server: &Server, id: u64) -> Value {
 async fn every_analytics_vendor_gets_the_served_flags_in_its_format(backend: Backend) {
     let server = Server::start(backend).await;
     let (project, environment) = project_with_environment(&server, KEY).await;
+    let mut features = Vec::new();
     for (name, value) in [("checkout", json!("v2")), ("zero", json!(0))] {
         let feature = server.feature(project, json!({"name": name})).await;
         server
@@ -129,7 +130,27 @@ async fn every_analytics_vendor_gets_the_served_flags_in_its_format(backend: Bac
             .send()
             .await
             .expect_status(200);
+        features.push(feature);
     }
+    // Identities on the pro plan get checkout v3: they differ from the environment there.
+    let pros = server
+        .segment(
+            project,
+            json!({"name": "pros", "rules": [{"type": "ALL", "conditions": [
+                {"operator": "EQUAL", "property_": "plan", "value": "pro"}]}]}),
+        )
+        .await;
+    server
+        .put(
+            &format!(
+                "/api/v1/environments/{KEY}/segment-overrides/{}/{pros}/",
+                features[0]
+            ),
+            json!({"priority": 1, "enabled": true, "feature_state_value": "v3"}),
+        )
+        .send()
+        .await
+        .expect_status(204);
     let receiver = Receiver::start().await;
     // Mixpanel's answer when it took the updates; the others read the status alone.
     receiver.answer_with("1");
@@ -196,6 +217,12 @@ async fn every_analytics_vendor_gets_the_served_flags_in_its_format(backend: Bac
     // Rudderstack counts 0 as no value, as Flagsmith does: the flag is recorded as enabled.
     let rudder = &messages_for(&received, "/rs/v1/batch", "alice")[0];
     assert_eq!(rudder["traits"], json!({"checkout": "v2", "zero": true}));
+    // Carol is on the pro plan: her checkout is the segment's.
+    let carol_segment = &messages_for(&received, "/seg/v1/batch", "carol")[0];
+    assert_eq!(
+        carol_segment["traits"],
+        json!({"checkout": "v3", "zero": 0})
+    );
     // Each served identity has its own id: every message id differs.
     let message_ids: Vec<String> = segment
         .iter()
@@ -238,6 +265,11 @@ async fn every_analytics_vendor_gets_the_served_flags_in_its_format(backend: Bac
         json!([{"trait_key": "plan", "trait_value": "pro"}])
     );
     assert_eq!(body["flags"][0]["environment"], environment);
+    assert_eq!(body["flags"][0]["feature_state_value"], "v3");
+    assert_eq!(
+        body["segments"],
+        json!([{"id": pros, "name": "pros", "member": true}])
+    );
     assert!(carol_hook.header("idempotency-key").is_some());
 
     // The status counts what went out: the warm-up identities after the worker knew the
