@@ -179,7 +179,7 @@ impl SdkStore {
         .bind(environment_id as i64)
         .bind(identifier)
         .bind(text)
-        .bind(now_micros())
+        .bind(projections::now_micros())
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -203,7 +203,7 @@ impl SdkStore {
         environment_id: u64,
         counts: &[(String, i64)],
     ) -> sqlx::Result<()> {
-        let hour_start = now_micros() / 1_000_000 / 3600 * 3600;
+        let hour_start = projections::now_micros() / 1_000_000 / 3600 * 3600;
         let mut tx = self.pool.begin().await?;
         for (feature_name, count) in counts {
             sqlx::query(
@@ -235,7 +235,3 @@ impl SdkStore {
 
 /// The name sqlx's `Any` driver gives PostgreSQL connections.
 const POSTGRES: &str = projections::document_notifications::POSTGRES;
-
-fn now_micros() -> i64 {
-    (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1000) as i64
-}

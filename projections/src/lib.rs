@@ -127,3 +127,8 @@ pub(crate) async fn reset_read_model(
     tx.commit().await?;
     Ok(())
 }
+
+/// Now, in microseconds since the Unix epoch (UTC): how the read models write times.
+pub fn now_micros() -> i64 {
+    (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1000) as i64
+}

@@ -102,10 +102,6 @@ impl Report for Context {
     }
 }
 
-fn now_micros() -> i64 {
-    (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1000) as i64
-}
-
 /// Brings a projection to its checkpoint: `kept` if it is there already (true), else a new
 /// one from `fresh`, warmed up to it (false).
 async fn resume<P: Projection>(
@@ -204,7 +200,7 @@ async fn follow<P: Projection>(
         };
         if let (Some(first), Some(last)) = (events.first(), events.last()) {
             let head = log.head().await.unwrap_or(last.position).max(last.position);
-            let age = (now_micros() - first.recorded_at_micros) as f64 / 1e6;
+            let age = (crate::now_micros() - first.recorded_at_micros) as f64 / 1e6;
             report.progress(position, head - position, age);
             let last = last.position;
             if events.len() == BATCH {

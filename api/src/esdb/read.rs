@@ -272,7 +272,7 @@ impl Reader {
                 self.phase = Phase::Done;
             } else {
                 if self.request.filter.is_some() {
-                    self.checkpoint();
+                    self.checkpoint_at(self.cursor);
                 }
                 self.pending
                     .push_back(content(Content::CaughtUp(r::CaughtUp {})));
@@ -387,10 +387,6 @@ impl Reader {
                 self.checkpoint_at(event.position);
             }
         }
-    }
-
-    fn checkpoint(&mut self) {
-        self.checkpoint_at(self.cursor);
     }
 
     fn checkpoint_at(&mut self, position: u64) {

@@ -480,15 +480,11 @@ impl Realtime {
                         // Gone: nothing more to tell.
                         Ok(None) => return None,
                         // Unknown, so "changed": an SDK refetches and sees for itself.
-                        Err(_) => return Some(now_micros()),
+                        Err(_) => return Some(projections::now_micros()),
                     }
                 }
                 Err(broadcast::error::RecvError::Closed) => return None,
             }
         }
     }
-}
-
-fn now_micros() -> i64 {
-    (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1000) as i64
 }

@@ -30,10 +30,11 @@ use tokio_util::task::AbortOnDropHandle;
 use super::directory::FollowedDirectory;
 use super::network::PrivateNetworks;
 use super::render::{self, Message, Secrets};
-use super::send::{self, Outbound, backoff, now_micros};
+use super::send::{self, Outbound, backoff};
 use super::store::{self, DeadLetter, DeliveryState};
 use crate::Error;
 use crate::audit_history::{self, AuditQuery, AuditRow, Order};
+use crate::now_micros;
 use crate::workers::{Context, Worker};
 
 pub const NAME: &str = "integration_delivery";

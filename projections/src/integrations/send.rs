@@ -7,8 +7,6 @@ use std::hash::BuildHasher;
 use std::sync::Arc;
 use std::time::Duration;
 
-use time::OffsetDateTime;
-
 use super::network::{self, PrivateAddress, PrivateNetworks, PublicOnly};
 use super::render::{Answer, Message, Secrets};
 use crate::Error;
@@ -161,10 +159,6 @@ pub fn backoff(initial: Duration, longest: Duration, attempts: u64) -> Duration 
     let random = std::collections::hash_map::RandomState::new().hash_one(attempts);
     let jitter = half.mul_f64((random % 1000) as f64 / 1000.0);
     half + jitter
-}
-
-pub fn now_micros() -> i64 {
-    (OffsetDateTime::now_utc().unix_timestamp_nanos() / 1000) as i64
 }
 
 #[cfg(test)]

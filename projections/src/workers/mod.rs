@@ -219,14 +219,14 @@ impl Supervisor {
     fn update(&self, change: impl FnOnce(&mut WorkerStatus)) {
         let mut status = lock(&self.status);
         change(&mut status);
-        status.updated_at_micros = status::now_micros();
+        status.updated_at_micros = crate::now_micros();
     }
 
     /// Writes the status (a failure to is only logged: the database may be what is down).
     async fn persist(&self) {
         let snapshot = {
             let mut status = lock(&self.status);
-            status.updated_at_micros = status::now_micros();
+            status.updated_at_micros = crate::now_micros();
             status.clone()
         };
         if let Err(e) = status::persist(&self.pool, &snapshot, self.lock.is_none()).await {
@@ -373,7 +373,7 @@ impl Supervisor {
             tick.tick().await;
             let snapshot = {
                 let mut status = self::lock(status);
-                status.updated_at_micros = status::now_micros();
+                status.updated_at_micros = crate::now_micros();
                 status.clone()
             };
             if let Err(e) = status::persist(pool, &snapshot, every_node).await {

@@ -81,7 +81,7 @@ impl WorkerStatus {
             lag_events: None,
             lag_seconds: None,
             last_error: None,
-            updated_at_micros: now_micros(),
+            updated_at_micros: crate::now_micros(),
         }
     }
 
@@ -89,10 +89,6 @@ impl WorkerStatus {
     pub fn leads(&self) -> bool {
         self.leader.as_deref() == Some(self.node.as_str())
     }
-}
-
-pub(crate) fn now_micros() -> i64 {
-    (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1000) as i64
 }
 
 fn millis(seconds: Option<f64>) -> Option<i64> {

@@ -28,8 +28,9 @@ use crate::Error;
 use crate::integrations::directory::FollowedDirectory;
 use crate::integrations::network::PrivateNetworks;
 use crate::integrations::render::Secrets;
-use crate::integrations::send::{self, Outbound, backoff, now_micros};
+use crate::integrations::send::{self, Outbound, backoff};
 use crate::integrations::store::{self, AnalyticsCounts};
+use crate::now_micros;
 use crate::workers::{Context, Worker};
 
 pub const NAME: &str = "identity_analytics";
