@@ -48,6 +48,8 @@ struct Script {
     success_body: String,
     /// Failures answer with the request's headers (as some receivers do).
     echo_failures: bool,
+    /// Requests get no answer (until the sender gives up).
+    stalled: bool,
     received: Vec<Received>,
 }
 
@@ -79,6 +81,22 @@ async fn receive(
     headers: HeaderMap,
     body: Bytes,
 ) -> (StatusCode, String) {
+    let stalled = {
+        let mut script = shared.lock();
+        if script.stalled {
+            script.received.push(Received {
+                path: uri.path().to_string(),
+                query: uri.query().map(String::from),
+                headers: Vec::new(),
+                body: body.to_vec(),
+                answered: 0,
+            });
+        }
+        script.stalled
+    };
+    if stalled {
+        std::future::pending::<()>().await;
+    }
     let mut script = shared.lock();
     let fail = script.failing || script.fail_next > 0;
     script.fail_next = script.fail_next.saturating_sub(1);
@@ -146,6 +164,11 @@ impl Receiver {
     /// Answers `{"ok": true}` as Slack does.
     pub fn answer_like_slack(&self) {
         self.answer_with(r#"{"ok": true}"#);
+    }
+
+    /// Never answers: the receiver is hung.
+    pub fn stall(&self) {
+        self.shared.lock().stalled = true;
     }
 
     /// Answers failures with the request's headers, credentials included.

@@ -5,6 +5,7 @@
 
 mod analytics;
 mod feed;
+mod isolation;
 mod network;
 mod vendors;
 
