@@ -21,11 +21,12 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use domain::document::ChangedFlags;
 use domain::evaluation::{Evaluation, IdentityContext};
 use domain::flagsmith::identity_context;
 use domain::identity::MAX_IDENTIFIER_LEN;
 use futures_util::Stream;
-use projections::integrations::analytics::{ServedFlag, ServedIdentity};
+use projections::integrations::analytics::ServedIdentity;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use tokio::sync::broadcast;
@@ -265,9 +266,14 @@ async fn identity_response(
     let evaluable = evaluable(state, env).await?;
     let who = identity_context(identifier, traits);
     let evaluation = evaluable.prepared.evaluation(Some(&who));
-    let bytes = identity_body(&evaluable, &who, &evaluation)?;
-    if state.analytics.wants(env.environment_id) {
-        let (changed, segments) = served_flags(&evaluable, &evaluation);
+    // Room for a share of the flags to differ (overrides, splits) without growing.
+    let mut changed = state
+        .analytics
+        .wants(env.environment_id)
+        .then(|| ChangedFlags::with_capacity(evaluable.listing.features.len() / 4));
+    let bytes = identity_body(&evaluable, &who, &evaluation, changed.as_mut())?;
+    if let Some(changed) = changed {
+        let segments = segments_of(&evaluation);
         drop(evaluation);
         state.analytics.offer(ServedIdentity {
             environment_id: env.environment_id,
@@ -291,11 +297,13 @@ async fn identity_response(
 /// The identity's flags, written straight from the evaluation: the body of both identities
 /// endpoints, `{"flags": [...], "identifier": ..., "traits": [...]}` (fields in alphabetical
 /// order, as the `Value` tree it replaced wrote them). Flags the identity shares with the
-/// environment are copied from the environment's pre-serialised flags body.
+/// environment are copied from the environment's pre-serialised flags body; with `changed`,
+/// the others are noted there for identity analytics.
 pub(crate) fn identity_body(
     env: &Evaluable,
     who: &IdentityContext,
     result: &Evaluation<'_>,
+    changed: Option<&mut ChangedFlags>,
 ) -> Result<Vec<u8>> {
     let traits: Vec<TraitRef<'_>> = who
         .traits
@@ -310,7 +318,7 @@ pub(crate) fn identity_body(
     let mut bytes = Vec::with_capacity(flags_len + identifier.len() + 64 * traits.len() + 64);
     let written = (|| {
         bytes.extend_from_slice(b"{\"flags\":");
-        env.listing.write_flags(result, &mut bytes)?;
+        env.listing.write_flags(result, &mut bytes, changed)?;
         bytes.extend_from_slice(b",\"identifier\":");
         serde_json::to_writer(&mut bytes, identifier)?;
         bytes.extend_from_slice(b",\"traits\":");
@@ -322,29 +330,15 @@ pub(crate) fn identity_body(
     Ok(bytes)
 }
 
-/// What identity analytics hear of an identities response besides the environment's own
-/// states: the flags in which the identity differs, and the project segments it is in.
-fn served_flags(
-    env: &Evaluable,
-    evaluation: &Evaluation<'_>,
-) -> (Vec<ServedFlag>, Vec<(u64, String)>) {
-    let changed = env
-        .listing
-        .changed_flags(evaluation)
-        .map(|flag| ServedFlag {
-            feature: flag.index,
-            enabled: flag.enabled,
-            value: flag.value.clone(),
-        })
-        .collect();
+/// The project segments an identity is in, for identity analytics: (id, name).
+fn segments_of(evaluation: &Evaluation<'_>) -> Vec<(u64, String)> {
     // Identity overrides are kept as segments keyed otherwise: only project segments have
     // numeric keys.
-    let segments = evaluation
+    evaluation
         .segments
         .iter()
         .filter_map(|segment| Some((segment.key.parse().ok()?, segment.name.clone())))
-        .collect();
-    (changed, segments)
+        .collect()
 }
 
 /// `GET /api/v1/environment-document/`: the document for local evaluation (server-side keys).

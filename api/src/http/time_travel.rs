@@ -341,7 +341,7 @@ pub async fn identity(state: AppState, request: Request, query: PastQuery) -> Re
         .map_err(|e| Error::Internal(e.to_string()))?;
     let who = identity_context(&identifier, traits);
     let evaluation = evaluable.prepared.evaluation(Some(&who));
-    let body = super::sdk::identity_body(&evaluable, &who, &evaluation)?;
+    let body = super::sdk::identity_body(&evaluable, &who, &evaluation, None)?;
     let mut response = json_response(body, position);
     response
         .headers_mut()

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use serde_json::Value;
 
-use super::{ApiFlag, FeatureRef, api_flags_of, hides_disabled_flags};
+use super::{ApiFlag, ChangedFlags, FeatureRef, api_flags_of, hides_disabled_flags};
 use crate::evaluation::{Evaluation, EvaluationContext, FeatureContext, Flag};
 use crate::flagsmith::EnvironmentDocument;
 
@@ -35,15 +35,6 @@ pub struct FlagListing {
     context: Arc<EvaluationContext>,
     /// The flags body the features' spans point into.
     body: Bytes,
-}
-
-/// One flag of [`FlagListing::changed_flags`].
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct ListedFlag<'a> {
-    /// The feature's index in [`FlagListing::features`].
-    pub index: usize,
-    pub enabled: bool,
-    pub value: &'a Value,
 }
 
 /// A feature as the listing keeps it; its name is the one of its context feature.
@@ -254,27 +245,6 @@ impl FlagListing {
         })
     }
 
-    /// The evaluation's flags that are not in their feature's own state ([`Self::own_state`]:
-    /// a segment override or a multivariate split chose them), hidden or not, by the feature's
-    /// index in [`Self::features`]. With the own states, what [`Self::api_flags`] lists: most
-    /// identities differ from the environment in a few flags.
-    pub fn changed_flags<'e, 'a>(
-        &'e self,
-        evaluation: &'e Evaluation<'a>,
-    ) -> impl Iterator<Item = ListedFlag<'a>> + 'e {
-        self.features
-            .iter()
-            .enumerate()
-            .filter_map(move |(index, listed)| {
-                let (flag, feature) = self.flag_of(listed, evaluation)?;
-                (!flag.is_default_state_of(feature)).then(|| ListedFlag {
-                    index,
-                    enabled: flag.enabled(),
-                    value: flag.value,
-                })
-            })
-    }
-
     /// A listed feature's own state: whether it is enabled and its value when no segment
     /// override or multivariate split applies (none for a feature the context lacks, which is
     /// never listed).
@@ -301,32 +271,40 @@ impl FlagListing {
     /// Appends the JSON array of the evaluation's flags to `out`: the bytes
     /// `serde_json::to_vec(&listing.api_flags(evaluation))` writes. Flags in their
     /// environment-wide state are copied from the listing's flags body, and the others are
-    /// written around parts copied from it.
+    /// written around parts copied from it. With `changed`, the flags that are not in their
+    /// feature's own state ([`Self::own_state`]: a segment override or a multivariate split
+    /// chose them), listed or hidden, are noted there by the feature's index in
+    /// [`Self::features`]: with the own states, what was listed.
     pub fn write_flags(
         &self,
         evaluation: &Evaluation<'_>,
         out: &mut Vec<u8>,
+        mut changed: Option<&mut ChangedFlags>,
     ) -> serde_json::Result<FlagsWritten> {
         let mut counts = FlagsWritten::default();
         let mut first = true;
         out.push(b'[');
-        for listed in &self.features {
+        for (index, listed) in self.features.iter().enumerate() {
             let Some((flag, feature)) = self.flag_of(listed, evaluation) else {
                 continue;
             };
-            if self.hide_disabled && !flag.enabled() {
-                continue;
-            }
             let Some(feature_ref) = self.feature_ref(listed) else {
                 continue;
             };
+            let own_state = flag.is_default_state_of(feature);
+            if self.hide_disabled && !flag.enabled() {
+                if let Some(changed) = changed.as_deref_mut().filter(|_| !own_state) {
+                    changed.push_hidden(index);
+                }
+                continue;
+            }
             if !std::mem::take(&mut first) {
                 out.push(b',');
             }
             let whole = listed
                 .written
                 .as_ref()
-                .filter(|_| flag.is_default_state_of(feature))
+                .filter(|_| own_state)
                 .and_then(|written| self.span(&written.whole));
             let around = match &listed.written {
                 Some(Written {
@@ -343,14 +321,21 @@ impl FlagListing {
                 (None, Some((middle, tail))) => {
                     out.extend_from_slice(enabled_head(flag.enabled()));
                     out.extend_from_slice(middle);
+                    let value_starts = out.len();
                     serde_json::to_writer(&mut *out, flag.value)?;
+                    if let Some(changed) = changed.as_deref_mut().filter(|_| !own_state) {
+                        changed.push_json(index, flag.enabled(), &out[value_starts..]);
+                    }
                     out.extend_from_slice(tail);
                     counts.around_copied += 1;
                 }
                 (None, None) => {
-                    let flag =
+                    let api_flag =
                         ApiFlag::new(feature_ref, flag.enabled(), flag.value, self.environment_id);
-                    serde_json::to_writer(&mut *out, &flag)?;
+                    serde_json::to_writer(&mut *out, &api_flag)?;
+                    if let Some(changed) = changed.as_deref_mut().filter(|_| !own_state) {
+                        changed.push(index, flag.enabled(), flag.value);
+                    }
                     counts.serialised += 1;
                 }
             }

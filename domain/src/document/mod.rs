@@ -18,9 +18,11 @@ use crate::identity::IdentityOverrides;
 use crate::model::{Feature, FeatureState, FeatureType};
 use crate::project::Project;
 
+mod changed;
 mod listing;
 
-pub use listing::{FlagListing, FlagsWritten, ListedFeature, ListedFlag};
+pub use changed::{ChangedFlag, ChangedFlags};
+pub use listing::{FlagListing, FlagsWritten, ListedFeature};
 
 /// Everything a document is made of.
 pub struct DocumentSource<'a> {
@@ -372,11 +374,19 @@ mod tests {
                     assert_eq!(direct, tree, "seed {n}");
                     let listed = serde_json::to_string(&listing.api_flags(&result)).unwrap();
                     assert_eq!(listed, tree, "seed {n}");
+                    let mut out = Vec::new();
+                    let mut changed = ChangedFlags::default();
+                    let written = listing
+                        .write_flags(&result, &mut out, Some(&mut changed))
+                        .unwrap();
                     // The same flags from the own states and the changed ones, as identity
                     // analytics take them.
-                    let changed: std::collections::HashMap<usize, ListedFlag<'_>> = listing
-                        .changed_flags(&result)
-                        .map(|flag| (flag.index, flag))
+                    let changed: std::collections::HashMap<usize, (bool, Value)> = changed
+                        .iter()
+                        .map(|flag| {
+                            let value = serde_json::from_str(flag.value_json).unwrap();
+                            (flag.index, (flag.enabled, value))
+                        })
                         .collect();
                     let by_index: Vec<ApiFlag<'_>> = listing
                         .features
@@ -384,7 +394,7 @@ mod tests {
                         .enumerate()
                         .filter_map(|(i, listed)| {
                             let (enabled, value) = match changed.get(&i) {
-                                Some(flag) => (flag.enabled, flag.value),
+                                Some((enabled, value)) => (*enabled, value),
                                 None => listing.own_state(listed)?,
                             };
                             if listing.hide_disabled && !enabled {
@@ -400,8 +410,6 @@ mod tests {
                         })
                         .collect();
                     assert_eq!(serde_json::to_string(&by_index).unwrap(), tree, "seed {n}");
-                    let mut out = Vec::new();
-                    let written = listing.write_flags(&result, &mut out).unwrap();
                     assert_eq!(
                         written.copied + written.around_copied + written.serialised,
                         serde_json::from_slice::<Vec<Value>>(&out).unwrap().len()
@@ -447,7 +455,7 @@ mod tests {
         for flags_body in [foreign, b"[]".to_vec(), Vec::new()] {
             let listing = FlagListing::of(&document, context.clone(), Bytes::from(flags_body));
             let mut out = Vec::new();
-            let written = listing.write_flags(&result, &mut out).unwrap();
+            let written = listing.write_flags(&result, &mut out, None).unwrap();
             assert_eq!(written.copied + written.around_copied, 0);
             assert!(String::from_utf8(out).unwrap() == want);
         }
@@ -457,7 +465,7 @@ mod tests {
         let copy = document.to_evaluation_context();
         for result in [result, evaluation(&copy, Some(&who))] {
             let mut out = Vec::new();
-            let written = listing.write_flags(&result, &mut out).unwrap();
+            let written = listing.write_flags(&result, &mut out, None).unwrap();
             assert!(written.copied > 0);
             assert!(String::from_utf8(out).unwrap() == want);
         }

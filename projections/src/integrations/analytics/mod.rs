@@ -22,6 +22,10 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
+use std::borrow::Cow;
+
+use domain::document::ChangedFlags;
+use domain::evaluation::is_truthy;
 use domain::integration::IntegrationId;
 use serde_json::Value;
 use time::OffsetDateTime;
@@ -42,8 +46,9 @@ pub struct ServedIdentity {
     pub features: Arc<[ServedFeature]>,
     /// Whether disabled flags were left out of the answer.
     pub hide_disabled: bool,
-    /// The flags not in their feature's own state, in the order of `features`.
-    pub changed: Vec<ServedFlag>,
+    /// The flags not in their feature's own state, in the order of `features`, as the
+    /// listing noted them while writing the answer.
+    pub changed: ChangedFlags,
     /// The project segments the identity is in: (id, name).
     pub segments: Vec<(u64, String)>,
     pub served_at: OffsetDateTime,
@@ -76,37 +81,48 @@ impl ServedFeature {
     }
 }
 
-/// A flag not in its feature's own state: the feature's index in [`ServedIdentity::features`],
-/// whether it was enabled, its value.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ServedFlag {
-    pub feature: usize,
-    pub enabled: bool,
-    pub value: Value,
-}
-
 /// A flag with its feature, as the vendors' formats read it.
 pub struct Served<'a> {
     pub feature: &'a ServedFeature,
     pub enabled: bool,
-    /// `None`: the feature's own.
-    value: Option<&'a Value>,
+    /// The value as JSON when it is not the feature's own.
+    changed_json: Option<&'a str>,
 }
 
 impl<'a> Served<'a> {
-    pub fn value(&self) -> &'a Value {
-        match (self.value, &self.feature.own) {
-            (Some(value), _) => value,
-            (None, Some((_, value))) => value,
-            (None, None) => &Value::Null,
+    pub fn value(&self) -> Cow<'a, Value> {
+        match (self.changed_json, &self.feature.own) {
+            (Some(json), _) => Cow::Owned(serde_json::from_str(json).unwrap_or(Value::Null)),
+            (None, Some((_, value))) => Cow::Borrowed(value),
+            (None, None) => Cow::Owned(Value::Null),
         }
     }
 
-    /// The feature's own value as JSON, written once, when this flag has it.
-    pub fn own_json(&self) -> Option<&'a str> {
-        self.value
-            .is_none()
-            .then_some(self.feature.value_json.as_str())
+    /// The value as JSON: the feature's own, written once, or the one the answer held.
+    pub fn value_json(&self) -> &'a str {
+        match (self.changed_json, &self.feature.own) {
+            (Some(json), _) => json,
+            (None, Some(_)) => &self.feature.value_json,
+            (None, None) => "null",
+        }
+    }
+
+    /// Whether the value is not null.
+    pub fn has_value(&self) -> bool {
+        match (self.changed_json, &self.feature.own) {
+            (Some(json), _) => json != "null",
+            (None, Some((_, value))) => !value.is_null(),
+            (None, None) => false,
+        }
+    }
+
+    /// Whether the value is one Python calls true ([`is_truthy`]).
+    pub fn has_truthy_value(&self) -> bool {
+        match (self.changed_json, &self.feature.own) {
+            (Some(json), _) => json_is_truthy(json),
+            (None, Some((_, value))) => is_truthy(value),
+            (None, None) => false,
+        }
     }
 
     /// The feature's name as a JSON string.
@@ -124,17 +140,17 @@ impl ServedIdentity {
             .iter()
             .enumerate()
             .filter_map(move |(i, feature)| {
-                while changed.next_if(|c| c.feature < i).is_some() {}
-                let flag = match changed.next_if(|c| c.feature == i) {
+                while changed.next_if(|c| c.index < i).is_some() {}
+                let flag = match changed.next_if(|c| c.index == i) {
                     Some(flag) => Served {
                         feature,
                         enabled: flag.enabled,
-                        value: Some(&flag.value),
+                        changed_json: Some(flag.value_json),
                     },
                     None => Served {
                         feature,
                         enabled: feature.own.as_ref()?.0,
-                        value: None,
+                        changed_json: None,
                     },
                 };
                 (!self.hide_disabled || flag.enabled).then_some(flag)
@@ -256,8 +272,48 @@ impl AnalyticsQueue {
     }
 }
 
+/// [`is_truthy`] of the value `json` writes (as serde_json writes values: compact).
+fn json_is_truthy(json: &str) -> bool {
+    match json.as_bytes().first() {
+        Some(b'-' | b'0'..=b'9') => json.parse::<f64>().is_ok_and(|n| n != 0.0),
+        _ => !matches!(json, "null" | "false" | "\"\"" | "[]" | "{}" | ""),
+    }
+}
+
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    /// Truthiness read off a value's JSON is the value's own.
+    #[test]
+    fn truthiness_of_json_text_is_the_values() {
+        for value in [
+            json!(null),
+            json!(false),
+            json!(true),
+            json!(0),
+            json!(-0.0),
+            json!(0.0),
+            json!(1),
+            json!(-2.5),
+            json!(1e-9),
+            json!(""),
+            json!("0"),
+            json!("false"),
+            json!([]),
+            json!([0]),
+            json!({}),
+            json!({"a": null}),
+        ] {
+            let text = value.to_string();
+            assert_eq!(json_is_truthy(&text), is_truthy(&value), "{text}");
+        }
+    }
 }

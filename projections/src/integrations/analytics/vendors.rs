@@ -20,7 +20,6 @@
 use std::sync::Arc;
 
 use base64::Engine;
-use domain::evaluation::is_truthy;
 use domain::integration::Integration;
 use serde_json::{Value, json};
 use time::OffsetDateTime;
@@ -276,19 +275,16 @@ impl<'o> Object<'o> {
             }
             self.out.extend_from_slice(flag.name_json().as_bytes());
             self.out.push(b':');
-            let value = flag.value();
             let has_value = if truthy {
-                is_truthy(value)
+                flag.has_truthy_value()
             } else {
-                !value.is_null()
+                flag.has_value()
             };
             if !(flag.enabled && has_value) {
                 self.out
                     .extend_from_slice(if flag.enabled { b"true" } else { b"false" });
-            } else if let Some(own) = flag.own_json() {
-                self.out.extend_from_slice(own.as_bytes());
             } else {
-                write_json(self.out, value);
+                self.out.extend_from_slice(flag.value_json().as_bytes());
             }
         }
         self.out.push(b'}');

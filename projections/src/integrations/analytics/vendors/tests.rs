@@ -5,7 +5,8 @@ use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
 use super::*;
-use crate::integrations::analytics::{ServedFeature, ServedFlag};
+use crate::integrations::analytics::ServedFeature;
+use domain::document::ChangedFlags;
 
 fn integration(kind: &str, config: Value) -> Integration {
     Integration {
@@ -44,16 +45,15 @@ fn served_with(identifier: &str, flags: &[(&str, bool, Value)]) -> ServedIdentit
         traits: vec![("plan".to_string(), json!("pro"))],
         features: features.into(),
         hide_disabled: false,
-        changed: flags
-            .iter()
-            .enumerate()
-            .filter(|(i, _)| i % 2 == 1)
-            .map(|(feature, (_, enabled, value))| ServedFlag {
-                feature,
-                enabled: *enabled,
-                value: value.clone(),
-            })
-            .collect(),
+        changed: {
+            let mut changed = ChangedFlags::default();
+            for (feature, (_, enabled, value)) in flags.iter().enumerate() {
+                if feature % 2 == 1 {
+                    changed.push(feature, *enabled, value);
+                }
+            }
+            changed
+        },
         segments: vec![(12, "beta".to_string())],
         served_at: OffsetDateTime::from_unix_timestamp(1_700_000_000).unwrap(),
     }
