@@ -5,6 +5,7 @@
 pub mod audit_checkpoints;
 pub mod cli;
 pub mod config;
+pub mod dashboard;
 #[cfg(feature = "eventstore-grpc")]
 pub mod esdb;
 pub mod http;

@@ -368,12 +368,60 @@ impl Commands {
     }
 
     /// Who an API token authenticates as, if it works.
+    /// The person whose e-mail and password these are, for a dashboard session; `None` for an
+    /// unknown e-mail, a user without a password, or a wrong password (one answer for all, and
+    /// as slow for each: an unknown e-mail is checked against a hash too).
+    pub async fn principal_for_password(
+        &self,
+        email: &str,
+        password: &str,
+    ) -> Result<Option<Principal>> {
+        let directory = self.directory().await?;
+        let found = directory
+            .state
+            .password_of(email)
+            .map(|(user, hash)| (user.clone(), hash.to_string()));
+        let hash = found.as_ref().map(|(_, hash)| hash.clone());
+        let password = password.to_string();
+        let matches = tokio::task::spawn_blocking(move || {
+            let hash = hash.unwrap_or_else(unknown_user_hash);
+            secrets::verify_password(&hash, &password)
+        })
+        .await
+        .map_err(|e| Error::Storage(format!("password check: {e}")))?;
+        Ok(found.filter(|_| matches).map(|(user, _)| Principal::User {
+            user,
+            token_id: None,
+        }))
+    }
+
+    /// The user `user_id` as a dashboard session's principal, if they still exist.
+    pub async fn principal_for_user(&self, user_id: u64) -> Result<Option<Principal>> {
+        let directory = self.directory().await?;
+        Ok(directory
+            .state
+            .users
+            .get(&user_id)
+            .map(|user| Principal::User {
+                user: user.clone(),
+                token_id: None,
+            }))
+    }
+
     pub async fn principal_for_token(&self, token: &str) -> Result<Option<Principal>> {
         let directory = self.directory().await?;
         Ok(directory
             .state
             .principal_for_token_hash(&secrets::sha256_hex(token)))
     }
+}
+
+/// The hash an unknown e-mail's password is checked against, so that signing in takes as long
+/// whether or not the e-mail exists: of a random password no one knows, made once.
+fn unknown_user_hash() -> String {
+    static HASH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    HASH.get_or_init(|| secrets::hash_password(&secrets::new_session_secret()).unwrap_or_default())
+        .clone()
 }
 
 /// How a direct change is reviewed: a break-glass change needs a reason.

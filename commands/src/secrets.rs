@@ -4,7 +4,7 @@
 //! thing to store and fast to look up on every request. Passwords are short and guessable, so
 //! they get a slow, salted Argon2id hash.
 
-use argon2::password_hash::{PasswordHasher, SaltString};
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
@@ -59,4 +59,32 @@ pub fn hash_password(password: &str) -> Result<String> {
         .hash_password(password.as_bytes(), &salt)
         .map(|hash| hash.to_string())
         .map_err(|e| Error::Storage(format!("password hash: {e}")))
+}
+
+/// Whether `password` is the one `hash` (a PHC string from [`hash_password`]) was made from.
+/// Slow by design (Argon2id): call it off the async threads.
+pub fn verify_password(hash: &str, password: &str) -> bool {
+    PasswordHash::new(hash).is_ok_and(|parsed| {
+        argon2::Argon2::default()
+            .verify_password(password.as_bytes(), &parsed)
+            .is_ok()
+    })
+}
+
+/// A dashboard session's secret (the cookie's value; only its SHA-256 is stored).
+pub fn new_session_secret() -> String {
+    random_hex()
+}
+
+#[cfg(test)]
+mod password_tests {
+    use super::*;
+
+    #[test]
+    fn a_password_verifies_against_its_hash_and_nothing_else_does() {
+        let hash = hash_password("correct horse").unwrap();
+        assert!(verify_password(&hash, "correct horse"));
+        assert!(!verify_password(&hash, "correct horsE"));
+        assert!(!verify_password("not a phc string", "correct horse"));
+    }
 }

@@ -43,7 +43,13 @@ fn user_with(role: Option<Role>, organisation_admin: bool) -> (Directory, Princi
         email: "u@x.io".into(),
         is_admin: organisation_admin,
     };
-    (directory, Principal::User { user, token_id: 1 })
+    (
+        directory,
+        Principal::User {
+            user,
+            token_id: Some(1),
+        },
+    )
 }
 
 fn allowed(needed: &domain::access::Requirement, role: Option<Role>, org_admin: bool) -> bool {

@@ -152,7 +152,7 @@ async fn an_unknown_route_is_a_json_404(backend: Backend) {
         "/api/v1/nope/",
         "/api/v1/projects/1/unknown/",
         "/api/v1/projects",
-        "/",
+        "/projects/1/nope",
     ] {
         for with_token in [true, false] {
             let call = server.get(path);

@@ -8,6 +8,7 @@ mod auth;
 mod change_requests;
 mod commands;
 mod concurrency;
+mod dashboard;
 mod discovery;
 mod flow;
 mod four_eyes;

@@ -50,6 +50,11 @@ impl Error {
         }
     }
 
+    /// The HTTP status this error answers with.
+    pub fn status(&self) -> StatusCode {
+        self.status_and_code().0
+    }
+
     fn status_and_code(&self) -> (StatusCode, &'static str) {
         match self {
             Error::BadRequest { .. } => (StatusCode::BAD_REQUEST, "bad_request"),

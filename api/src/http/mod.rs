@@ -85,6 +85,7 @@ pub fn router(state: AppState) -> Router {
         .merge(sdk::router())
         .merge(ofrep::router())
         .merge(metrics::router())
+        .merge(crate::dashboard::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(request_context::RequestContextLayer)

@@ -129,6 +129,22 @@ pub struct Directory {
     pub integrations: BTreeMap<IntegrationId, Integration>,
     #[serde(default)]
     next_integration_id: IntegrationId,
+    /// Users' password hashes (PHC strings), for signing in to the dashboard; never shown.
+    #[serde(default)]
+    password_hashes: BTreeMap<UserId, String>,
+}
+
+impl Directory {
+    /// The user with this e-mail (compared as sign-up compares them: trimmed, ignoring ASCII
+    /// case) and their password's hash, when they have a password.
+    pub fn password_of(&self, email: &str) -> Option<(&UserEntry, &str)> {
+        let email = email.trim();
+        let user = self
+            .users
+            .values()
+            .find(|u| u.email.eq_ignore_ascii_case(email))?;
+        Some((user, self.password_hashes.get(&user.id)?.as_str()))
+    }
 }
 
 impl Aggregate for Directory {
@@ -157,8 +173,11 @@ impl Aggregate for Directory {
                 id,
                 email,
                 is_admin,
-                ..
+                password_hash,
             } => {
+                if let Some(hash) = password_hash {
+                    self.password_hashes.insert(*id, hash.clone());
+                }
                 self.users.insert(
                     *id,
                     UserEntry {
@@ -487,7 +506,7 @@ mod tests {
         ));
         assert!(matches!(
             d.principal_for_token_hash("h1"),
-            Some(Principal::User { user, token_id: 1 }) if user.id == 1
+            Some(Principal::User { user, token_id: Some(1) }) if user.id == 1
         ));
     }
 }

@@ -33,9 +33,10 @@ pub enum TokenOwner {
 /// Who a request authenticated as.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Principal {
+    /// A person: through one of their API tokens, or (no token) signed in to the dashboard.
     User {
         user: UserEntry,
-        token_id: TokenId,
+        token_id: Option<TokenId>,
     },
     ServiceToken {
         token_id: TokenId,
@@ -61,11 +62,11 @@ impl Principal {
         }
     }
 
-    pub fn token_id(&self) -> TokenId {
+    /// The API token it authenticated with (none for a dashboard session).
+    pub fn token_id(&self) -> Option<TokenId> {
         match self {
-            Principal::User { token_id, .. } | Principal::ServiceToken { token_id, .. } => {
-                *token_id
-            }
+            Principal::User { token_id, .. } => *token_id,
+            Principal::ServiceToken { token_id, .. } => Some(*token_id),
         }
     }
 
@@ -133,7 +134,7 @@ impl Directory {
         match token.owner {
             TokenOwner::User { user_id } => Some(Principal::User {
                 user: self.users.get(&user_id)?.clone(),
-                token_id: token.id,
+                token_id: Some(token.id),
             }),
             TokenOwner::Service { project_id, role } => Some(Principal::ServiceToken {
                 token_id: token.id,
@@ -229,7 +230,7 @@ impl Directory {
     /// Whether `principal` may rotate or revoke `token`: the token itself, its owner, an admin of
     /// a service token's project, or an organisation admin.
     pub fn may_manage_token(&self, principal: &Principal, token: &ApiToken) -> bool {
-        if principal.is_organisation_admin() || principal.token_id() == token.id {
+        if principal.is_organisation_admin() || principal.token_id() == Some(token.id) {
             return true;
         }
         match token.owner {
@@ -338,7 +339,7 @@ mod tests {
         let bob = d.principal_for_token_hash("h2").unwrap();
         let ci = d.principal_for_token_hash("s1").unwrap();
         let alices = d.tokens[&1].clone();
-        let service = d.tokens[&ci.token_id()].clone();
+        let service = d.tokens[&ci.token_id().unwrap()].clone();
         assert!(d.may_manage_token(&alice, &alices));
         assert!(!d.may_manage_token(&bob, &alices));
         assert!(

@@ -1,0 +1,145 @@
+//! The dashboard: HTML pages served by `flaglog serve` itself at `/`, written on the server
+//! (maud) and readable without JavaScript; its stylesheet is embedded in the binary.
+//!
+//! Pages read what the admin API reads (the command side's aggregates) and every form executes
+//! a command through [`crate::http::admin::execute`], as the signed-in person ([`session`]):
+//! roles, four-eyes and validation are the API's own. Errors are pages with the API's status
+//! codes (a form that fails validation shows why, 400; a refused change, 403).
+
+mod pages;
+mod projects;
+pub mod session;
+
+use axum::Router;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use maud::{DOCTYPE, Markup, html};
+
+use crate::http::AppState;
+use crate::http::error::Error;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/", get(projects::home))
+        .route("/setup", get(pages::setup_form).post(pages::setup))
+        .route("/login", get(pages::sign_in_form).post(pages::sign_in))
+        .route("/logout", post(pages::sign_out))
+        .route("/organisations", post(projects::create_organisation))
+        .route(
+            "/organisations/{organisation_id}/projects",
+            post(projects::create_project),
+        )
+        .route("/projects/{project_id}", get(projects::project))
+        .route(
+            "/projects/{project_id}/environments",
+            post(projects::create_environment),
+        )
+        .route(
+            "/projects/{project_id}/features",
+            post(projects::create_feature),
+        )
+        .route(
+            "/environments/{environment_id}/features/{feature_id}/enabled",
+            post(projects::set_enabled),
+        )
+        .route("/assets/dashboard.css", get(stylesheet))
+}
+
+const STYLESHEET: &str = include_str!("../../assets/dashboard.css");
+
+async fn stylesheet() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/css; charset=utf-8"),
+            (header::CACHE_CONTROL, "public, max-age=3600"),
+        ],
+        STYLESHEET,
+    )
+        .into_response()
+}
+
+/// A whole page: the layout around `body`, titled `title`; `who` is the signed-in person's
+/// e-mail (with a sign-out button carrying `csrf`).
+pub fn page(title: &str, who: Option<(&str, &str)>, body: Markup) -> Markup {
+    html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                title { (title) " · flaglog" }
+                link rel="stylesheet" href="/assets/dashboard.css";
+            }
+            body {
+                header.top {
+                    a.brand href="/" { "flaglog" }
+                    @if let Some((email, csrf)) = who {
+                        form.signout method="post" action="/logout" {
+                            span { (email) }
+                            input type="hidden" name=(session::CSRF_FIELD) value=(csrf);
+                            button type="submit" { "Sign out" }
+                        }
+                    }
+                }
+                main { (body) }
+            }
+        }
+    }
+}
+
+/// A page's failure, shown as a page (or, for a visitor who must sign in, a redirect).
+#[derive(Debug)]
+pub enum PageError {
+    SignIn,
+    Status(StatusCode, String),
+}
+
+impl PageError {
+    pub fn forbidden(message: &str) -> Self {
+        PageError::Status(StatusCode::FORBIDDEN, message.to_string())
+    }
+
+    pub fn storage(e: sqlx::Error) -> Self {
+        PageError::from(Error::Internal(format!("dashboard sessions: {e}")))
+    }
+}
+
+impl From<Error> for PageError {
+    fn from(e: Error) -> Self {
+        let response = match &e {
+            Error::Internal(detail) => {
+                tracing::error!(error = %detail, "internal error");
+                "internal error; see the server's log".to_string()
+            }
+            other => other.to_string(),
+        };
+        PageError::Status(e.status(), response)
+    }
+}
+
+impl From<commands::Error> for PageError {
+    fn from(e: commands::Error) -> Self {
+        PageError::from(Error::from(e))
+    }
+}
+
+impl IntoResponse for PageError {
+    fn into_response(self) -> Response {
+        match self {
+            PageError::SignIn => Redirect::to("/login").into_response(),
+            PageError::Status(status, message) => {
+                let body = page(
+                    status.canonical_reason().unwrap_or("Error"),
+                    None,
+                    html! {
+                        h1 { (status.as_u16()) " " (status.canonical_reason().unwrap_or("")) }
+                        p.error role="alert" { (message) }
+                        p { a href="/" { "Back to the dashboard" } }
+                    },
+                );
+                (status, body).into_response()
+            }
+        }
+    }
+}

@@ -1,0 +1,390 @@
+//! Organisations, projects, environments and features: the home page (what the visitor may
+//! read), a project's page (each feature's state per environment side by side, with the SDK
+//! keys), and the forms that create and toggle them. Controls are shown where the visitor's
+//! role allows the command behind them ([`may`]), and the command is checked again when run.
+
+use axum::Form;
+use axum::extract::State;
+use axum::response::{IntoResponse, Redirect, Response};
+use commands::secrets;
+use domain::access;
+use domain::command::{Command, DirectoryCommand, EnvironmentCommand, ProjectCommand};
+use domain::directory::Directory;
+use domain::environment::{Environment, FeatureStateInput};
+use domain::project::{FeatureInput, ProjectSettings};
+use maud::html;
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::pages::first_run;
+use super::session::{CSRF_FIELD, Visitor};
+use super::{PageError, page};
+use crate::http::AppState;
+use crate::http::admin::{execute, may_read, require_reader};
+use crate::http::extract::{Admin, Path};
+
+/// Whether `caller` may run `command` (the API's own rule, [`access::allows`]).
+fn may(directory: &Directory, caller: &Admin, command: impl Into<Command>) -> bool {
+    access::allows(
+        directory,
+        &caller.principal,
+        &access::requirement(&command.into()),
+    )
+}
+
+fn who(caller: &Admin) -> String {
+    match &caller.principal {
+        domain::directory::Principal::User { user, .. } => user.email.clone(),
+        other => other.actor(),
+    }
+}
+
+pub async fn home(State(state): State<AppState>, visitor: Visitor) -> Result<Response, PageError> {
+    if first_run(&state).await? {
+        return Ok(Redirect::to("/setup").into_response());
+    }
+    let caller = visitor.require()?;
+    let directory = state.commands.directory().await?.state;
+    let csrf = visitor.csrf_token();
+    let mut organisations = Vec::new();
+    for (&organisation_id, name) in &directory.organisations {
+        let mut projects = Vec::new();
+        for (&project_id, &owner) in &directory.projects {
+            if owner == organisation_id && may_read(&directory, caller, project_id) {
+                let project = state.commands.project(project_id).await?.state;
+                projects.push((project_id, project.settings.name.clone()));
+            }
+        }
+        let may_create = may(
+            &directory,
+            caller,
+            DirectoryCommand::CreateProject {
+                organisation_id,
+                settings: ProjectSettings::default(),
+            },
+        );
+        if !projects.is_empty() || may_create {
+            organisations.push((organisation_id, name.clone(), projects, may_create));
+        }
+    }
+    let may_create_organisation = may(
+        &directory,
+        caller,
+        DirectoryCommand::CreateOrganisation {
+            name: String::new(),
+        },
+    );
+    let email = who(caller);
+    let body = html! {
+        h1 { "Organisations" }
+        @if organisations.is_empty() {
+            p { "You have no role on any project yet." }
+        }
+        @for (organisation_id, name, projects, may_create) in &organisations {
+            section.card {
+                h2 { (name) }
+                @if projects.is_empty() { p { "No projects yet." } }
+                ul.projects {
+                    @for (project_id, project_name) in projects {
+                        li { a href={ "/projects/" (project_id) } { (project_name) } }
+                    }
+                }
+                @if *may_create {
+                    form.inline method="post" action={ "/organisations/" (organisation_id) "/projects" } {
+                        input type="hidden" name=(CSRF_FIELD) value=(csrf);
+                        label for={ "project-name-" (organisation_id) } { "New project" }
+                        input id={ "project-name-" (organisation_id) } name="name" required maxlength="200";
+                        button type="submit" { "Create project" }
+                    }
+                }
+            }
+        }
+        @if may_create_organisation {
+            form.inline method="post" action="/organisations" {
+                input type="hidden" name=(CSRF_FIELD) value=(csrf);
+                label for="organisation-name" { "New organisation" }
+                input #organisation-name name="name" required maxlength="200";
+                button type="submit" { "Create organisation" }
+            }
+        }
+    };
+    Ok(visitor.finish(page("Organisations", Some((&email, &csrf)), body).into_response()))
+}
+
+#[derive(Deserialize)]
+pub struct NameForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    name: String,
+}
+
+pub async fn create_organisation(
+    State(state): State<AppState>,
+    visitor: Visitor,
+    Form(form): Form<NameForm>,
+) -> Result<Response, PageError> {
+    visitor.check_csrf(&form.csrf)?;
+    let caller = visitor.require()?;
+    execute(
+        &state,
+        caller,
+        DirectoryCommand::CreateOrganisation { name: form.name },
+    )
+    .await?;
+    Ok(Redirect::to("/").into_response())
+}
+
+pub async fn create_project(
+    State(state): State<AppState>,
+    visitor: Visitor,
+    Path(organisation_id): Path<u64>,
+    Form(form): Form<NameForm>,
+) -> Result<Response, PageError> {
+    visitor.check_csrf(&form.csrf)?;
+    let caller = visitor.require()?;
+    let command = DirectoryCommand::CreateProject {
+        organisation_id,
+        settings: ProjectSettings {
+            name: form.name,
+            ..ProjectSettings::default()
+        },
+    };
+    let id = execute(&state, caller, command).await?.created_id()?;
+    Ok(Redirect::to(&format!("/projects/{id}")).into_response())
+}
+
+pub async fn create_environment(
+    State(state): State<AppState>,
+    visitor: Visitor,
+    Path(project_id): Path<u64>,
+    Form(form): Form<NameForm>,
+) -> Result<Response, PageError> {
+    visitor.check_csrf(&form.csrf)?;
+    let caller = visitor.require()?;
+    let command = DirectoryCommand::CreateEnvironment {
+        project_id,
+        name: form.name,
+        client_key: secrets::new_client_key(),
+    };
+    execute(&state, caller, command).await?;
+    Ok(Redirect::to(&format!("/projects/{project_id}")).into_response())
+}
+
+pub async fn create_feature(
+    State(state): State<AppState>,
+    visitor: Visitor,
+    Path(project_id): Path<u64>,
+    Form(form): Form<NameForm>,
+) -> Result<Response, PageError> {
+    visitor.check_csrf(&form.csrf)?;
+    let caller = visitor.require()?;
+    let command = ProjectCommand::CreateFeature {
+        project_id,
+        feature: FeatureInput {
+            id: None,
+            name: form.name,
+            feature_type: Default::default(),
+            default_enabled: false,
+            initial_value: Value::Null,
+            description: None,
+            tags: Vec::new(),
+            multivariate_options: Vec::new(),
+        },
+    };
+    execute(&state, caller, command).await?;
+    Ok(Redirect::to(&format!("/projects/{project_id}")).into_response())
+}
+
+#[derive(Deserialize)]
+pub struct EnabledForm {
+    #[serde(default)]
+    csrf: String,
+    /// The state to set (`true` or `false`), not a flip: a form sent twice sets it once.
+    enabled: bool,
+}
+
+pub async fn set_enabled(
+    State(state): State<AppState>,
+    visitor: Visitor,
+    Path((environment_id, feature_id)): Path<(u64, u64)>,
+    Form(form): Form<EnabledForm>,
+) -> Result<Response, PageError> {
+    visitor.check_csrf(&form.csrf)?;
+    let caller = visitor.require()?;
+    let environment = state.commands.environment(environment_id).await?.state;
+    let project = state.commands.project(environment.project_id).await?.state;
+    let feature = project
+        .feature(feature_id)
+        .map_err(crate::http::error::Error::from)?;
+    let current = environment.effective_state(feature);
+    let command = EnvironmentCommand::SetFeatureState {
+        environment_id,
+        feature_id,
+        state: FeatureStateInput {
+            enabled: form.enabled,
+            feature_state_value: current.feature_state_value,
+            multivariate_feature_state_values: None,
+            key: None,
+        },
+    };
+    execute(&state, caller, command).await?;
+    Ok(Redirect::to(&format!(
+        "/projects/{}#feature-{feature_id}",
+        environment.project_id
+    ))
+    .into_response())
+}
+
+pub async fn project(
+    State(state): State<AppState>,
+    visitor: Visitor,
+    Path(project_id): Path<u64>,
+) -> Result<Response, PageError> {
+    let caller = visitor.require()?;
+    require_reader(&state, caller, project_id).await?;
+    let directory = state.commands.directory().await?.state;
+    let project = state.commands.project(project_id).await?.state;
+    let mut environments: Vec<Environment> = Vec::new();
+    for (&id, (owner, _)) in &directory.environments {
+        if *owner == project_id {
+            environments.push(state.commands.environment(id).await?.state);
+        }
+    }
+    let csrf = visitor.csrf_token();
+    let may_create_environment = may(
+        &directory,
+        caller,
+        DirectoryCommand::CreateEnvironment {
+            project_id,
+            name: String::new(),
+            client_key: String::new(),
+        },
+    );
+    let may_create_feature = may(
+        &directory,
+        caller,
+        ProjectCommand::CreateFeature {
+            project_id,
+            feature: FeatureInput {
+                id: None,
+                name: String::new(),
+                feature_type: Default::default(),
+                default_enabled: false,
+                initial_value: Value::Null,
+                description: None,
+                tags: Vec::new(),
+                multivariate_options: Vec::new(),
+            },
+        },
+    );
+    let may_edit: Vec<bool> = environments
+        .iter()
+        .map(|env| {
+            may(
+                &directory,
+                caller,
+                EnvironmentCommand::SetFeatureState {
+                    environment_id: env.id,
+                    feature_id: 0,
+                    state: FeatureStateInput {
+                        enabled: false,
+                        feature_state_value: Value::Null,
+                        multivariate_feature_state_values: None,
+                        key: None,
+                    },
+                },
+            )
+        })
+        .collect();
+    let email = who(caller);
+    let name = project.settings.name.clone();
+    let body = html! {
+        p.crumbs { a href="/" { "Organisations" } " / " (name) }
+        h1 { (name) }
+        @if environments.is_empty() {
+            p { "No environments yet: create one (e.g. Development, Production) to serve flags." }
+        }
+        @if project.features.is_empty() {
+            p { "No features yet." }
+        } @else {
+            div.scroll {
+                table.features {
+                    caption { "Each feature's state per environment" }
+                    thead {
+                        tr {
+                            th scope="col" { "Feature" }
+                            @for env in &environments { th scope="col" { (env.name) } }
+                        }
+                    }
+                    tbody {
+                        @for feature in project.features.values() {
+                            tr id={ "feature-" (feature.id) } {
+                                th scope="row" { code { (feature.name) } }
+                                @for (env, editable) in environments.iter().zip(&may_edit) {
+                                    @let state = env.effective_state(feature);
+                                    td {
+                                        span class={ "state " (if state.enabled { "on" } else { "off" }) } {
+                                            (if state.enabled { "On" } else { "Off" })
+                                        }
+                                        @if !state.feature_state_value.is_null() {
+                                            " " code.value { (state.feature_state_value) }
+                                        }
+                                        @if *editable {
+                                            form.toggle method="post" action={ "/environments/" (env.id) "/features/" (feature.id) "/enabled" } {
+                                                input type="hidden" name=(CSRF_FIELD) value=(csrf);
+                                                input type="hidden" name="enabled" value=(!state.enabled);
+                                                button type="submit" aria-label={ (if state.enabled { "Turn off " } else { "Turn on " }) (feature.name) " in " (env.name) } {
+                                                    (if state.enabled { "Turn off" } else { "Turn on" })
+                                                }
+                                            }
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        @if may_create_feature {
+            form.inline method="post" action={ "/projects/" (project_id) "/features" } {
+                input type="hidden" name=(CSRF_FIELD) value=(csrf);
+                label for="feature-name" { "New feature" }
+                input #feature-name name="name" required maxlength="2000" placeholder="e.g. checkout_v2";
+                button type="submit" { "Create feature" }
+            }
+        }
+        @if may_create_environment {
+            form.inline method="post" action={ "/projects/" (project_id) "/environments" } {
+                input type="hidden" name=(CSRF_FIELD) value=(csrf);
+                label for="environment-name" { "New environment" }
+                input #environment-name name="name" required maxlength="200" placeholder="e.g. Production";
+                button type="submit" { "Create environment" }
+            }
+        }
+        @if !environments.is_empty() {
+            h2 { "SDK keys" }
+            @for env in &environments {
+                section.card {
+                    h3 { (env.name) }
+                    p { "Client-side environment key: " code.key { (env.client_key) } }
+                    pre.snippet { code { (sdk_snippet(&env.client_key)) } }
+                }
+            }
+        }
+    };
+    Ok(visitor.finish(page(&name, Some((&email, &csrf)), body).into_response()))
+}
+
+/// How to point Flagsmith's Python SDK and an OpenFeature OFREP provider at this environment.
+fn sdk_snippet(client_key: &str) -> String {
+    format!(
+        "# Flagsmith SDKs: point api_url at this server\n\
+         from flagsmith import Flagsmith\n\
+         flagsmith = Flagsmith(environment_key=\"{client_key}\", api_url=\"<this server>/api/v1/\")\n\
+         flags = flagsmith.get_environment_flags()\n\
+         \n\
+         # OpenFeature (OFREP): base URL <this server>, header Authorization: Bearer {client_key}"
+    )
+}

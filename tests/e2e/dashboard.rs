@@ -1,0 +1,413 @@
+//! The dashboard over HTTP as a browser uses it (cookies, forms, redirects): the first run
+//! creates the administrator and signs them in; the everyday flow (organisation, project,
+//! environment, feature, toggle) reaches the SDK endpoint and the log under the person's name;
+//! signing out ends the session for good; forms without the CSRF token, from another site, or
+//! from a viewer are refused (403) and append nothing. (The browser tests drive the same pages
+//! in Chromium.)
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use reqwest::cookie::{CookieStore, Jar};
+
+use flaglog_tests::{Backend, Server, on_both_backends};
+use serde_json::json;
+
+/// A browser: keeps cookies, follows redirects.
+struct Browser {
+    base: String,
+    client: reqwest::Client,
+    jar: Arc<Jar>,
+}
+
+struct Page {
+    status: u16,
+    url: String,
+    html: String,
+}
+
+impl Browser {
+    fn new(server: &Server) -> Browser {
+        let jar = Arc::new(Jar::default());
+        Browser {
+            base: server.base.clone(),
+            client: reqwest::Client::builder()
+                .cookie_provider(jar.clone())
+                .timeout(Duration::from_secs(30))
+                .build()
+                .unwrap(),
+            jar,
+        }
+    }
+
+    /// The value of the cookie `name` the browser holds for the server.
+    fn cookie(&self, name: &str) -> Option<String> {
+        let cookies = self.jar.cookies(&self.base.parse().unwrap())?;
+        cookies
+            .to_str()
+            .unwrap()
+            .split("; ")
+            .find_map(|c| c.strip_prefix(&format!("{name}=")).map(str::to_string))
+    }
+
+    async fn get(&self, path: &str) -> Page {
+        let response = self
+            .client
+            .get(format!("{}{path}", self.base))
+            .send()
+            .await
+            .unwrap();
+        Page::of(response).await
+    }
+
+    async fn post(&self, path: &str, form: &[(&str, &str)]) -> Page {
+        self.post_with(path, form, None).await
+    }
+
+    async fn post_with(&self, path: &str, form: &[(&str, &str)], origin: Option<&str>) -> Page {
+        let mut request = self.client.post(format!("{}{path}", self.base)).form(form);
+        if let Some(origin) = origin {
+            request = request.header("origin", origin);
+        }
+        Page::of(request.send().await.unwrap()).await
+    }
+}
+
+impl Page {
+    async fn of(response: reqwest::Response) -> Page {
+        let status = response.status().as_u16();
+        let url = response.url().path().to_string();
+        let html = response.text().await.unwrap();
+        assert!(status < 500, "{status} at {url}: {html}");
+        Page { status, url, html }
+    }
+
+    /// The CSRF token of the page's forms.
+    fn csrf(&self) -> String {
+        let marker = "name=\"csrf\" value=\"";
+        let start = self.html.find(marker).expect("a form with a CSRF token") + marker.len();
+        let end = self.html[start..].find('"').unwrap();
+        self.html[start..start + end].to_string()
+    }
+
+    fn expect(self, status: u16, path: &str) -> Page {
+        assert_eq!(
+            (self.status, self.url.as_str()),
+            (status, path),
+            "{}",
+            self.html
+        );
+        self
+    }
+}
+
+async fn last_actor(server: &Server) -> (usize, String) {
+    let events = server.events().await;
+    let actor = events
+        .last()
+        .map(|e| e.metadata.actor.clone())
+        .unwrap_or_default();
+    (events.len(), actor)
+}
+
+async fn the_first_run_creates_the_admin_and_the_everyday_flow_reaches_the_sdk(backend: Backend) {
+    let server = Server::start_without_user(backend).await;
+    let browser = Browser::new(&server);
+    // No user yet: the dashboard offers to create the first administrator.
+    let setup = browser.get("/").await.expect(200, "/setup");
+    assert!(setup.html.contains("Create the administrator"));
+    // A form without the token is refused; a short password is explained.
+    browser
+        .post(
+            "/setup",
+            &[("email", "ada@example.com"), ("password", "long enough")],
+        )
+        .await
+        .expect(403, "/setup");
+    let short = browser
+        .post(
+            "/setup",
+            &[
+                ("csrf", &setup.csrf()),
+                ("email", "ada@example.com"),
+                ("password", "short"),
+            ],
+        )
+        .await
+        .expect(400, "/setup");
+    assert!(
+        short.html.contains("at least 8 characters"),
+        "{}",
+        short.html
+    );
+    let home = browser
+        .post(
+            "/setup",
+            &[
+                ("csrf", &short.csrf()),
+                ("email", "ada@example.com"),
+                ("password", "a long secret"),
+            ],
+        )
+        .await
+        .expect(200, "/");
+    assert!(
+        home.html.contains("ada@example.com"),
+        "signed in: {}",
+        home.html
+    );
+    // The first run is over.
+    browser.get("/setup").await.expect(200, "/");
+
+    let csrf = home.csrf();
+    let home = browser
+        .post("/organisations", &[("csrf", &csrf), ("name", "Acme")])
+        .await
+        .expect(200, "/");
+    assert!(home.html.contains("Acme"));
+    let organisation_path = {
+        let marker = "action=\"/organisations/";
+        let start = home.html.rfind(marker).unwrap() + "action=\"".len();
+        let end = home.html[start..].find('"').unwrap();
+        home.html[start..start + end].to_string()
+    };
+    let project = browser
+        .post(&organisation_path, &[("csrf", &csrf), ("name", "Shop")])
+        .await;
+    assert_eq!(project.status, 200);
+    let project_path = project.url.clone();
+    assert!(project_path.starts_with("/projects/"), "{project_path}");
+    browser
+        .post(
+            &format!("{project_path}/environments"),
+            &[("csrf", &csrf), ("name", "Production")],
+        )
+        .await
+        .expect(200, &project_path);
+    let page = browser
+        .post(
+            &format!("{project_path}/features"),
+            &[("csrf", &csrf), ("name", "checkout_v2")],
+        )
+        .await
+        .expect(200, &project_path);
+    assert!(page.html.contains("checkout_v2") && page.html.contains("Turn on"));
+    // The SDK key is shown; the SDK serves the flag off.
+    let key = {
+        let marker = "<code class=\"key\">";
+        let start = page.html.find(marker).unwrap() + marker.len();
+        let end = page.html[start..].find('<').unwrap();
+        page.html[start..start + end].to_string()
+    };
+    let toggle = {
+        let marker = "action=\"/environments/";
+        let start = page.html.find(marker).unwrap() + "action=\"".len();
+        let end = page.html[start..].find('"').unwrap();
+        page.html[start..start + end].to_string()
+    };
+    let page = browser
+        .post(&toggle, &[("csrf", &csrf), ("enabled", "true")])
+        .await
+        .expect(200, &project_path);
+    assert!(page.html.contains("Turn off"), "{}", page.html);
+    let (_, actor) = last_actor(&server).await;
+    assert_eq!(actor, "user:1", "the change is the signed-in person's");
+    let sdk = reqwest::Client::new();
+    let mut served = None;
+    for _ in 0..200 {
+        let flags: serde_json::Value = sdk
+            .get(format!("{}/api/v1/flags/", server.base))
+            .header("X-Environment-Key", &key)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if flags[0]["enabled"] == json!(true) {
+            served = Some(flags);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let served = served.expect("the SDK endpoint serves the toggled flag");
+    assert_eq!(served[0]["feature"]["name"], json!("checkout_v2"));
+
+    // Signing out ends the session: its cookie no longer works, even sent again.
+    let session_cookie = format!(
+        "flaglog_session={}",
+        browser.cookie("flaglog_session").expect("a session cookie")
+    );
+    browser
+        .post("/logout", &[("csrf", &csrf)])
+        .await
+        .expect(200, "/login");
+    browser.get("/").await.expect(200, "/login");
+    let replayed = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+        .get(format!("{}/", server.base))
+        .header("cookie", session_cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(replayed.status().as_u16(), 303);
+    assert_eq!(replayed.headers()["location"], "/login");
+    // A wrong password is refused with a message; the right one signs in again.
+    let form = browser.get("/login").await;
+    let refused = browser
+        .post(
+            "/login",
+            &[
+                ("csrf", &form.csrf()),
+                ("email", "ada@example.com"),
+                ("password", "not the one"),
+            ],
+        )
+        .await
+        .expect(401, "/login");
+    assert!(refused.html.contains("do not match"));
+    browser
+        .post(
+            "/login",
+            &[
+                ("csrf", &refused.csrf()),
+                ("email", "ADA@example.com"),
+                ("password", "a long secret"),
+            ],
+        )
+        .await
+        .expect(200, "/");
+}
+
+async fn forms_without_the_token_from_elsewhere_or_from_a_viewer_are_refused(backend: Backend) {
+    let mut server = Server::start_without_user(backend).await;
+    let admin = server
+        .post(
+            "/api/v1/users/config/init/",
+            json!({"email": "admin@example.com", "password": "admin secret"}),
+        )
+        .send()
+        .await
+        .expect_status(201);
+    server.token = Some(admin.str("token").to_string());
+    let project = server.project(json!({"name": "shop"})).await;
+    server.environment(project, "shop-key").await;
+    let feature = server.feature(project, json!({"name": "banner"})).await;
+    let viewer = server
+        .post(
+            "/api/v1/users/",
+            json!({"email": "vera@example.com", "password": "viewer secret"}),
+        )
+        .send()
+        .await
+        .expect_status(201)
+        .u64("id");
+    server
+        .put(
+            &format!("/api/v1/projects/{project}/roles/{viewer}/"),
+            json!({"role": "viewer"}),
+        )
+        .send()
+        .await
+        .expect_status(200);
+    let environment_id = server
+        .get("/api/v1/environments/shop-key/")
+        .send()
+        .await
+        .expect_status(200)
+        .u64("id");
+    let toggle = format!("/environments/{environment_id}/features/{feature}/enabled");
+
+    let sign_in = |email: &'static str, password: &'static str| {
+        let browser = Browser::new(&server);
+        async move {
+            let form = browser.get("/login").await.expect(200, "/login");
+            browser
+                .post(
+                    "/login",
+                    &[
+                        ("csrf", &form.csrf()),
+                        ("email", email),
+                        ("password", password),
+                    ],
+                )
+                .await
+                .expect(200, "/");
+            browser
+        }
+    };
+    // The viewer reads the project but gets no controls; a forged form is refused by role.
+    let vera = sign_in("vera@example.com", "viewer secret").await;
+    let page = vera
+        .get(&format!("/projects/{project}"))
+        .await
+        .expect(200, &format!("/projects/{project}"));
+    assert!(page.html.contains("banner"));
+    assert!(
+        !page.html.contains("Turn on"),
+        "a viewer sees no edit control"
+    );
+    assert!(!page.html.contains("New feature"));
+    let (before, _) = last_actor(&server).await;
+    let refused = vera
+        .post(&toggle, &[("csrf", &page.csrf()), ("enabled", "true")])
+        .await
+        .expect(403, &toggle);
+    assert!(refused.html.contains("editor"), "{}", refused.html);
+
+    // The admin's session: no token, a token of another session, or another site's origin.
+    let admin = sign_in("admin@example.com", "admin secret").await;
+    let page = admin.get(&format!("/projects/{project}")).await;
+    assert!(page.html.contains("Turn on"));
+    admin
+        .post(&toggle, &[("enabled", "true")])
+        .await
+        .expect(403, &toggle);
+    admin
+        .post(
+            &toggle,
+            &[("csrf", &refused_token(&vera).await), ("enabled", "true")],
+        )
+        .await
+        .expect(403, &toggle);
+    admin
+        .post_with(
+            &toggle,
+            &[("csrf", &page.csrf()), ("enabled", "true")],
+            Some("https://evil.example"),
+        )
+        .await
+        .expect(403, &toggle);
+    // An unknown e-mail is refused as a wrong password is.
+    let stranger = Browser::new(&server);
+    let form = stranger.get("/login").await;
+    stranger
+        .post(
+            "/login",
+            &[
+                ("csrf", &form.csrf()),
+                ("email", "nobody@example.com"),
+                ("password", "whatever it is"),
+            ],
+        )
+        .await
+        .expect(401, "/login");
+    assert_eq!(last_actor(&server).await.0, before, "nothing was appended");
+    // The same form with the admin's own token goes through.
+    admin
+        .post(&toggle, &[("csrf", &page.csrf()), ("enabled", "true")])
+        .await
+        .expect(200, &format!("/projects/{project}"));
+    assert_eq!(last_actor(&server).await.0, before + 1);
+}
+
+async fn refused_token(browser: &Browser) -> String {
+    browser.get("/").await.csrf()
+}
+
+on_both_backends!(
+    the_first_run_creates_the_admin_and_the_everyday_flow_reaches_the_sdk,
+    forms_without_the_token_from_elsewhere_or_from_a_viewer_are_refused,
+);
