@@ -106,8 +106,11 @@ class Flaglog:
             )
         return lines[-1]
 
-    def start(self):
-        self.token = self.cli("admin", "create", "--email", "admin@example.com")
+    def start(self, with_admin=True):
+        """Starts the server; first makes an administrator with the CLI unless told not to
+        (the dashboard's first run needs a flaglog without users)."""
+        if with_admin:
+            self.token = self.cli("admin", "create", "--email", "admin@example.com")
         self.log_path = self.workdir / "server.log"
         self.log = open(self.log_path, "w")
         self.process = subprocess.Popen(
@@ -200,7 +203,16 @@ def postgres_admin_url():
 @pytest.fixture(scope="session", params=["sqlite", "postgres"])
 def flaglog_server(request):
     """A running flaglog on each backend (see the module's doc)."""
-    backend = request.param
+    yield from running_flaglog(request.param, with_admin=True)
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def fresh_flaglog(request):
+    """A running flaglog on each backend with no user yet, for one test."""
+    yield from running_flaglog(request.param, with_admin=False)
+
+
+def running_flaglog(backend, with_admin):
     with tempfile.TemporaryDirectory(prefix=f"flaglog-sdk-{backend}-") as workdir:
         dropped = None
         if backend == "sqlite":
@@ -216,7 +228,7 @@ def flaglog_server(request):
             dropped = (admin_url, name)
         server = Flaglog(backend, database_url, workdir)
         try:
-            server.start()
+            server.start(with_admin=with_admin)
             yield server
         finally:
             server.stop()

@@ -43,18 +43,27 @@ pub fn router() -> Router<AppState> {
             "/environments/{environment_id}/features/{feature_id}/enabled",
             post(projects::set_enabled),
         )
-        .route("/assets/dashboard.css", get(stylesheet))
+        .route(
+            "/assets/dashboard.css",
+            get(|| asset("text/css; charset=utf-8", STYLESHEET)),
+        )
+        .route(
+            "/assets/favicon.svg",
+            get(|| asset("image/svg+xml", FAVICON)),
+        )
 }
 
 const STYLESHEET: &str = include_str!("../../assets/dashboard.css");
+const FAVICON: &str = include_str!("../../assets/favicon.svg");
 
-async fn stylesheet() -> Response {
+/// An embedded asset.
+async fn asset(content_type: &'static str, body: &'static str) -> Response {
     (
         [
-            (header::CONTENT_TYPE, "text/css; charset=utf-8"),
+            (header::CONTENT_TYPE, content_type),
             (header::CACHE_CONTROL, "public, max-age=3600"),
         ],
-        STYLESHEET,
+        body,
     )
         .into_response()
 }
@@ -70,6 +79,7 @@ pub fn page(title: &str, who: Option<(&str, &str)>, body: Markup) -> Markup {
                 meta name="viewport" content="width=device-width, initial-scale=1";
                 title { (title) " · flaglog" }
                 link rel="stylesheet" href="/assets/dashboard.css";
+                link rel="icon" href="/assets/favicon.svg" type="image/svg+xml";
             }
             body {
                 header.top {

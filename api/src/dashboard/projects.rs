@@ -92,7 +92,7 @@ pub async fn home(State(state): State<AppState>, visitor: Visitor) -> Result<Res
                 @if *may_create {
                     form.inline method="post" action={ "/organisations/" (organisation_id) "/projects" } {
                         input type="hidden" name=(CSRF_FIELD) value=(csrf);
-                        label for={ "project-name-" (organisation_id) } { "New project" }
+                        label for={ "project-name-" (organisation_id) } { "New project in " (name) }
                         input id={ "project-name-" (organisation_id) } name="name" required maxlength="200";
                         button type="submit" { "Create project" }
                     }
