@@ -32,6 +32,35 @@ fn may(directory: &Directory, caller: &Admin, command: impl Into<Command>) -> bo
     )
 }
 
+/// A standard feature named `name`, off and without a value until set.
+fn new_feature(project_id: u64, name: String) -> ProjectCommand {
+    ProjectCommand::CreateFeature {
+        project_id,
+        feature: FeatureInput {
+            id: None,
+            name,
+            feature_type: Default::default(),
+            default_enabled: false,
+            initial_value: Value::Null,
+            description: None,
+            tags: Vec::new(),
+            multivariate_options: Vec::new(),
+        },
+    }
+}
+
+/// Runs a form's command as the signed-in visitor, once its CSRF token checks out.
+async fn submit(
+    state: &AppState,
+    visitor: &Visitor,
+    csrf: &str,
+    command: impl Into<Command>,
+) -> Result<commands::handlers::Executed, PageError> {
+    visitor.check_csrf(csrf)?;
+    let caller = visitor.require()?;
+    Ok(execute(state, caller, command).await?)
+}
+
 fn who(caller: &Admin) -> String {
     match &caller.principal {
         domain::directory::Principal::User { user, .. } => user.email.clone(),
@@ -124,14 +153,8 @@ pub async fn create_organisation(
     visitor: Visitor,
     Form(form): Form<NameForm>,
 ) -> Result<Response, PageError> {
-    visitor.check_csrf(&form.csrf)?;
-    let caller = visitor.require()?;
-    execute(
-        &state,
-        caller,
-        DirectoryCommand::CreateOrganisation { name: form.name },
-    )
-    .await?;
+    let command = DirectoryCommand::CreateOrganisation { name: form.name };
+    submit(&state, &visitor, &form.csrf, command).await?;
     Ok(Redirect::to("/").into_response())
 }
 
@@ -141,8 +164,6 @@ pub async fn create_project(
     Path(organisation_id): Path<u64>,
     Form(form): Form<NameForm>,
 ) -> Result<Response, PageError> {
-    visitor.check_csrf(&form.csrf)?;
-    let caller = visitor.require()?;
     let command = DirectoryCommand::CreateProject {
         organisation_id,
         settings: ProjectSettings {
@@ -150,7 +171,9 @@ pub async fn create_project(
             ..ProjectSettings::default()
         },
     };
-    let id = execute(&state, caller, command).await?.created_id()?;
+    let id = submit(&state, &visitor, &form.csrf, command)
+        .await?
+        .created_id()?;
     Ok(Redirect::to(&format!("/projects/{id}")).into_response())
 }
 
@@ -160,14 +183,12 @@ pub async fn create_environment(
     Path(project_id): Path<u64>,
     Form(form): Form<NameForm>,
 ) -> Result<Response, PageError> {
-    visitor.check_csrf(&form.csrf)?;
-    let caller = visitor.require()?;
     let command = DirectoryCommand::CreateEnvironment {
         project_id,
         name: form.name,
         client_key: secrets::new_client_key(),
     };
-    execute(&state, caller, command).await?;
+    submit(&state, &visitor, &form.csrf, command).await?;
     Ok(Redirect::to(&format!("/projects/{project_id}")).into_response())
 }
 
@@ -177,22 +198,8 @@ pub async fn create_feature(
     Path(project_id): Path<u64>,
     Form(form): Form<NameForm>,
 ) -> Result<Response, PageError> {
-    visitor.check_csrf(&form.csrf)?;
-    let caller = visitor.require()?;
-    let command = ProjectCommand::CreateFeature {
-        project_id,
-        feature: FeatureInput {
-            id: None,
-            name: form.name,
-            feature_type: Default::default(),
-            default_enabled: false,
-            initial_value: Value::Null,
-            description: None,
-            tags: Vec::new(),
-            multivariate_options: Vec::new(),
-        },
-    };
-    execute(&state, caller, command).await?;
+    let command = new_feature(project_id, form.name);
+    submit(&state, &visitor, &form.csrf, command).await?;
     Ok(Redirect::to(&format!("/projects/{project_id}")).into_response())
 }
 
@@ -261,23 +268,7 @@ pub async fn project(
             client_key: String::new(),
         },
     );
-    let may_create_feature = may(
-        &directory,
-        caller,
-        ProjectCommand::CreateFeature {
-            project_id,
-            feature: FeatureInput {
-                id: None,
-                name: String::new(),
-                feature_type: Default::default(),
-                default_enabled: false,
-                initial_value: Value::Null,
-                description: None,
-                tags: Vec::new(),
-                multivariate_options: Vec::new(),
-            },
-        },
-    );
+    let may_create_feature = may(&directory, caller, new_feature(project_id, String::new()));
     let may_edit: Vec<bool> = environments
         .iter()
         .map(|env| {
