@@ -212,6 +212,33 @@ async fn the_first_run_creates_the_admin_and_the_everyday_flow_reaches_the_sdk(b
     assert!(page.html.contains("Turn off"), "{}", page.html);
     let (_, actor) = last_actor(&server).await;
     assert_eq!(actor, "user:1", "the change is the signed-in person's");
+    // The audit page shows it under the person's name; its filters and export are the API's.
+    let audit = browser.get("/audit?q=checkout_v2&project=&feature=").await;
+    assert_eq!(audit.status, 200, "{}", audit.html);
+    let row = audit
+        .html
+        .split("<tr id=\"position-")
+        .nth(1)
+        .expect("a row");
+    assert!(
+        row.contains("ada@example.com") && row.contains("checkout_v2"),
+        "{row}"
+    );
+    let none = browser.get("/audit?q=no+such+flag").await;
+    assert!(none.html.contains("No change matches"), "{}", none.html);
+    let csv = browser.get("/audit/export?format=csv&q=checkout_v2").await;
+    assert_eq!(csv.status, 200);
+    assert!(
+        csv.html.starts_with("position,") && csv.html.contains("checkout_v2"),
+        "{}",
+        csv.html
+    );
+    let verified = browser.get("/audit/verify").await;
+    assert!(
+        verified.html.contains("Intact: positions 1 to"),
+        "{}",
+        verified.html
+    );
     let sdk = reqwest::Client::new();
     let mut served = None;
     for _ in 0..200 {

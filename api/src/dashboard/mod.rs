@@ -6,6 +6,7 @@
 //! roles, four-eyes and validation are the API's own. Errors are pages with the API's status
 //! codes (a form that fails validation shows why, 400; a refused change, 403).
 
+mod audit;
 mod pages;
 mod projects;
 pub mod session;
@@ -30,6 +31,9 @@ pub fn router() -> Router<AppState> {
             "/organisations/{organisation_id}/projects",
             post(projects::create_project),
         )
+        .route("/audit", get(audit::audit))
+        .route("/audit/export", get(audit::export))
+        .route("/audit/verify", get(audit::verify))
         .route("/projects/{project_id}", get(projects::project))
         .route(
             "/projects/{project_id}/environments",
@@ -84,6 +88,12 @@ pub fn page(title: &str, who: Option<(&str, &str)>, body: Markup) -> Markup {
             body {
                 header.top {
                     a.brand href="/" { "flaglog" }
+                    @if who.is_some() {
+                        nav aria-label="Main" {
+                            a href="/" { "Projects" }
+                            a href="/audit" { "Audit log" }
+                        }
+                    }
                     @if let Some((email, csrf)) = who {
                         form.signout method="post" action="/logout" {
                             span { (email) }

@@ -61,7 +61,7 @@ async fn submit(
     Ok(execute(state, caller, command).await?)
 }
 
-fn who(caller: &Admin) -> String {
+pub(super) fn who(caller: &Admin) -> String {
     match &caller.principal {
         domain::directory::Principal::User { user, .. } => user.email.clone(),
         other => other.actor(),
@@ -293,6 +293,7 @@ pub async fn project(
     let body = html! {
         p.crumbs { a href="/" { "Organisations" } " / " (name) }
         h1 { (name) }
+        p { a href={ "/audit?project=" (project_id) } { "This project's audit trail" } }
         @if environments.is_empty() {
             p { "No environments yet: create one (e.g. Development, Production) to serve flags." }
         }
@@ -311,7 +312,11 @@ pub async fn project(
                     tbody {
                         @for feature in project.features.values() {
                             tr id={ "feature-" (feature.id) } {
-                                th scope="row" { code { (feature.name) } }
+                                th scope="row" {
+                                    code { (feature.name) }
+                                    br;
+                                    small { a href={ "/audit?project=" (project_id) "&feature=" (feature.id) } { "history" } }
+                                }
                                 @for (env, editable) in environments.iter().zip(&may_edit) {
                                     @let state = env.effective_state(feature);
                                     td {

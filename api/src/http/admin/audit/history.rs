@@ -260,14 +260,20 @@ pub async fn list(
     caller: Admin,
     Query(params): Query<AuditParams>,
 ) -> Result<Json<AuditPage>> {
-    let query = audit_query(&state, &caller, &params).await?;
-    wait_until_projected(&state, audit_history::NAME).await?;
-    let page = rows(&state, &query).await?;
+    Ok(Json(page(&state, &caller, &params).await?))
+}
+
+/// The page of the audit history `params` ask for, as `caller` may see it (the list's answer;
+/// the dashboard's audit page shows the same).
+pub async fn page(state: &AppState, caller: &Admin, params: &AuditParams) -> Result<AuditPage> {
+    let query = audit_query(state, caller, params).await?;
+    wait_until_projected(state, audit_history::NAME).await?;
+    let page = rows(state, &query).await?;
     let next = (page.len() == query.limit as usize)
         .then(|| page.last().map(|r| cursor_after(r.position)))
         .flatten();
-    Ok(Json(AuditPage {
+    Ok(AuditPage {
         results: page.iter().map(AuditRowView::of).collect(),
         next,
-    }))
+    })
 }

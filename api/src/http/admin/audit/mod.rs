@@ -32,7 +32,7 @@ pub fn router() -> Router<AppState> {
         .route("/api/v1/audit-log/export", get(export::export))
 }
 
-#[derive(Deserialize, utoipa::IntoParams)]
+#[derive(Deserialize, Default, utoipa::IntoParams)]
 pub struct VerifyQuery {
     /// First position to check (default 1).
     pub from: Option<u64>,
