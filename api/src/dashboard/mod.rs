@@ -7,6 +7,7 @@
 //! codes (a form that fails validation shows why, 400; a refused change, 403).
 
 mod audit;
+mod change_requests;
 mod pages;
 mod projects;
 pub mod session;
@@ -47,6 +48,13 @@ pub fn router() -> Router<AppState> {
             "/environments/{environment_id}/features/{feature_id}/enabled",
             post(projects::set_enabled),
         )
+        .route(
+            "/environments/{environment_id}/features/{feature_id}/propose",
+            post(change_requests::propose_enabled),
+        )
+        .route("/change-requests", get(change_requests::inbox_page))
+        .route("/change-requests/{id}", get(change_requests::request_page))
+        .route("/change-requests/{id}/{action}", post(change_requests::act))
         .route(
             "/assets/dashboard.css",
             get(|| asset("text/css; charset=utf-8", STYLESHEET)),
@@ -91,6 +99,7 @@ pub fn page(title: &str, who: Option<(&str, &str)>, body: Markup) -> Markup {
                     @if who.is_some() {
                         nav aria-label="Main" {
                             a href="/" { "Projects" }
+                            a href="/change-requests" { "Change requests" }
                             a href="/audit" { "Audit log" }
                         }
                     }

@@ -269,23 +269,28 @@ pub async fn project(
         },
     );
     let may_create_feature = may(&directory, caller, new_feature(project_id, String::new()));
-    let may_edit: Vec<bool> = environments
+    // Per environment: whether the visitor may change a flag's state there, and whether such
+    // a change must be proposed (four-eyes: the API's own rule, access::four_eyes).
+    let may_edit: Vec<(bool, bool)> = environments
         .iter()
         .map(|env| {
-            may(
-                &directory,
-                caller,
-                EnvironmentCommand::SetFeatureState {
-                    environment_id: env.id,
-                    feature_id: 0,
-                    state: FeatureStateInput {
-                        enabled: false,
-                        feature_state_value: Value::Null,
-                        multivariate_feature_state_values: None,
-                        key: None,
-                    },
+            let command = Command::from(EnvironmentCommand::SetFeatureState {
+                environment_id: env.id,
+                feature_id: 0,
+                state: FeatureStateInput {
+                    enabled: false,
+                    feature_state_value: Value::Null,
+                    multivariate_feature_state_values: None,
+                    key: None,
                 },
+            });
+            let propose = access::four_eyes(
+                &command,
+                env.settings.minimum_change_request_approvals,
+                access::Review::Direct,
             )
+            .is_err();
+            (may(&directory, caller, command), propose)
         })
         .collect();
     let email = who(caller);
@@ -317,7 +322,7 @@ pub async fn project(
                                     br;
                                     small { a href={ "/audit?project=" (project_id) "&feature=" (feature.id) } { "history" } }
                                 }
-                                @for (env, editable) in environments.iter().zip(&may_edit) {
+                                @for (env, (editable, propose)) in environments.iter().zip(&may_edit) {
                                     @let state = env.effective_state(feature);
                                     td {
                                         span class={ "state " (if state.enabled { "on" } else { "off" }) } {
@@ -327,11 +332,13 @@ pub async fn project(
                                             " " code.value { (state.feature_state_value) }
                                         }
                                         @if *editable {
-                                            form.toggle method="post" action={ "/environments/" (env.id) "/features/" (feature.id) "/enabled" } {
+                                            @let (route, verb) = if *propose { ("propose", "Propose turning") } else { ("enabled", "Turn") };
+                                            @let direction = if state.enabled { "off" } else { "on" };
+                                            form.toggle method="post" action={ "/environments/" (env.id) "/features/" (feature.id) "/" (route) } {
                                                 input type="hidden" name=(CSRF_FIELD) value=(csrf);
                                                 input type="hidden" name="enabled" value=(!state.enabled);
-                                                button type="submit" aria-label={ (if state.enabled { "Turn off " } else { "Turn on " }) (feature.name) " in " (env.name) } {
-                                                    (if state.enabled { "Turn off" } else { "Turn on" })
+                                                button type="submit" aria-label={ (verb) " " (direction) " " (feature.name) " in " (env.name) } {
+                                                    (verb) " " (direction)
                                                 }
                                             }
                                         }

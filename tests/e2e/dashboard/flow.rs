@@ -5,110 +5,12 @@
 //! from a viewer are refused (403) and append nothing. (The browser tests drive the same pages
 //! in Chromium.)
 
-use std::sync::Arc;
 use std::time::Duration;
-
-use reqwest::cookie::{CookieStore, Jar};
 
 use flaglog_tests::{Backend, Server, on_both_backends};
 use serde_json::json;
 
-/// A browser: keeps cookies, follows redirects.
-struct Browser {
-    base: String,
-    client: reqwest::Client,
-    jar: Arc<Jar>,
-}
-
-struct Page {
-    status: u16,
-    url: String,
-    html: String,
-}
-
-impl Browser {
-    fn new(server: &Server) -> Browser {
-        let jar = Arc::new(Jar::default());
-        Browser {
-            base: server.base.clone(),
-            client: reqwest::Client::builder()
-                .cookie_provider(jar.clone())
-                .timeout(Duration::from_secs(30))
-                .build()
-                .unwrap(),
-            jar,
-        }
-    }
-
-    /// The value of the cookie `name` the browser holds for the server.
-    fn cookie(&self, name: &str) -> Option<String> {
-        let cookies = self.jar.cookies(&self.base.parse().unwrap())?;
-        cookies
-            .to_str()
-            .unwrap()
-            .split("; ")
-            .find_map(|c| c.strip_prefix(&format!("{name}=")).map(str::to_string))
-    }
-
-    async fn get(&self, path: &str) -> Page {
-        let response = self
-            .client
-            .get(format!("{}{path}", self.base))
-            .send()
-            .await
-            .unwrap();
-        Page::of(response).await
-    }
-
-    async fn post(&self, path: &str, form: &[(&str, &str)]) -> Page {
-        self.post_with(path, form, None).await
-    }
-
-    async fn post_with(&self, path: &str, form: &[(&str, &str)], origin: Option<&str>) -> Page {
-        let mut request = self.client.post(format!("{}{path}", self.base)).form(form);
-        if let Some(origin) = origin {
-            request = request.header("origin", origin);
-        }
-        Page::of(request.send().await.unwrap()).await
-    }
-}
-
-impl Page {
-    async fn of(response: reqwest::Response) -> Page {
-        let status = response.status().as_u16();
-        let url = response.url().path().to_string();
-        let html = response.text().await.unwrap();
-        assert!(status < 500, "{status} at {url}: {html}");
-        Page { status, url, html }
-    }
-
-    /// The CSRF token of the page's forms.
-    fn csrf(&self) -> String {
-        let marker = "name=\"csrf\" value=\"";
-        let start = self.html.find(marker).expect("a form with a CSRF token") + marker.len();
-        let end = self.html[start..].find('"').unwrap();
-        self.html[start..start + end].to_string()
-    }
-
-    fn expect(self, status: u16, path: &str) -> Page {
-        assert_eq!(
-            (self.status, self.url.as_str()),
-            (status, path),
-            "{}",
-            self.html
-        );
-        self
-    }
-}
-
-async fn last_actor(server: &Server) -> (usize, String) {
-    let events = server.events().await;
-    let actor = events
-        .last()
-        .map(|e| e.metadata.actor.clone())
-        .unwrap_or_default();
-    (events.len(), actor)
-}
+use super::{Browser, last_actor};
 
 async fn the_first_run_creates_the_admin_and_the_everyday_flow_reaches_the_sdk(backend: Backend) {
     let server = Server::start_without_user(backend).await;

@@ -1,0 +1,326 @@
+//! Four-eyes in the dashboard: where an environment asks for review, a feature's toggle
+//! proposes the change as a change request; the approver's inbox lists the open requests with
+//! their approval counts and conflicts; a request's page shows what it changes (each flag's
+//! state now and as proposed), its approvals and comments, and the actions (approve, withdraw,
+//! comment, reject, commit, close), each the API's own handler run as the signed-in person.
+
+use axum::Form;
+use axum::extract::State;
+use axum::response::{IntoResponse, Redirect, Response};
+use domain::change_request::{Scope, Status};
+use domain::command::change_request::ChangeRequestCommand;
+use domain::command::{Command, EnvironmentCommand};
+use domain::environment::FeatureStateInput;
+use maud::{Markup, html};
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::session::{CSRF_FIELD, Visitor};
+use super::{PageError, page};
+use crate::http::AppState;
+use crate::http::admin::change_requests::inbox::{self, InboxQueryParams};
+use crate::http::admin::change_requests::{self as api, ChangeRequestView, Comment, Reason};
+use crate::http::extract::{Admin, JsonBody, Path, Query};
+
+#[derive(Deserialize)]
+pub struct ProposeForm {
+    #[serde(default)]
+    csrf: String,
+    enabled: bool,
+}
+
+/// Proposes turning a feature on or off in an environment that asks for review.
+pub async fn propose_enabled(
+    State(state): State<AppState>,
+    visitor: Visitor,
+    Path((environment_id, feature_id)): Path<(u64, u64)>,
+    Form(form): Form<ProposeForm>,
+) -> Result<Response, PageError> {
+    visitor.check_csrf(&form.csrf)?;
+    let caller = visitor.require()?;
+    let environment = state.commands.environment(environment_id).await?.state;
+    let project = state.commands.project(environment.project_id).await?.state;
+    let feature = project
+        .feature(feature_id)
+        .map_err(crate::http::error::Error::from)?;
+    let current = environment.effective_state(feature);
+    let command = Command::from(EnvironmentCommand::SetFeatureState {
+        environment_id,
+        feature_id,
+        state: FeatureStateInput {
+            enabled: form.enabled,
+            feature_state_value: current.feature_state_value,
+            multivariate_feature_state_values: None,
+            key: None,
+        },
+    });
+    let title = format!(
+        "Turn {} {} in {}",
+        if form.enabled { "on" } else { "off" },
+        feature.name,
+        environment.name
+    );
+    let open = ChangeRequestCommand::OpenChangeRequest {
+        change_request_id: 0,
+        scope: Scope::Environment(environment_id),
+        title,
+        description: String::new(),
+        commands: vec![command],
+        base_versions: Default::default(),
+        live_from_micros: None,
+        reviewers: Vec::new(),
+    };
+    let (_, axum::Json(opened)) =
+        api::open_command(&state, caller, Scope::Environment(environment_id), open).await?;
+    Ok(Redirect::to(&format!("/change-requests/{}", opened.id)).into_response())
+}
+
+/// The open and scheduled requests the visitor may read, newest first.
+pub async fn inbox_page(
+    State(state): State<AppState>,
+    mut visitor: Visitor,
+) -> Result<Response, PageError> {
+    visitor.require()?;
+    let caller = visitor.signed_in.take().ok_or(PageError::SignIn)?;
+    let directory = state.commands.directory().await?.state;
+    let email = super::projects::who(&caller);
+    let me = caller.principal.user_id();
+    let params = InboxQueryParams {
+        environment: None,
+        project: None,
+        status: Some("open,scheduled".into()),
+        author: None,
+        reviewer: None,
+        feature: None,
+        before: None,
+        limit: None,
+    };
+    let axum::Json(requests) = inbox::inbox(State(state), caller, Query(params)).await?;
+    let body = html! {
+        h1 { "Change requests" }
+        @if requests.is_empty() {
+            p { "Nothing waits for review." }
+        } @else {
+            ul.requests {
+                @for request in &requests {
+                    li.card {
+                        a href={ "/change-requests/" (request.id) } { (request.title) }
+                        " · " (status_of(request))
+                        " · by " (email_of(&directory, request.author))
+                        @if Some(request.author) == me { " (you)" }
+                        " · " strong { (request.approval_count) " of " (request.required_approvals) } " approvals"
+                        @if !request.conflicts.is_empty() { " · " span.error { "conflicts" } }
+                        @if let Some(at) = &request.live_from { " · goes live " (at) }
+                    }
+                }
+            }
+        }
+    };
+    let csrf = visitor.csrf_token();
+    Ok(visitor.finish(page("Change requests", Some((&email, &csrf)), body).into_response()))
+}
+
+fn email_of(directory: &domain::directory::Directory, user: u64) -> String {
+    directory
+        .users
+        .get(&user)
+        .map_or_else(|| format!("user {user}"), |u| u.email.clone())
+}
+
+fn status_of(request: &ChangeRequestView) -> &'static str {
+    match request.status {
+        Status::Open => "open",
+        Status::Scheduled => "scheduled",
+        Status::Committed => "committed",
+        Status::Rejected => "rejected",
+        Status::Closed => "closed",
+        Status::Failed => "failed",
+    }
+}
+
+/// One request: what it changes, its review, and the actions.
+pub async fn request_page(
+    State(state): State<AppState>,
+    mut visitor: Visitor,
+    Path(id): Path<u64>,
+) -> Result<Response, PageError> {
+    visitor.require()?;
+    let caller = visitor.signed_in.take().ok_or(PageError::SignIn)?;
+    let directory = state.commands.directory().await?.state;
+    let email = super::projects::who(&caller);
+    let me = caller.principal.user_id();
+    let axum::Json(request) = api::show(State(state.clone()), caller, Path(id)).await?;
+    let changes = describe(&state, &request).await?;
+    let csrf = visitor.csrf_token();
+    let open = matches!(request.status, Status::Open);
+    let mine = Some(request.author) == me;
+    let approved_by_me = request
+        .approvals
+        .iter()
+        .any(|a| Some(a.user_id) == me && a.current);
+    let action = |name: &str, label: &str| -> Markup {
+        html! {
+            form.inline method="post" action={ "/change-requests/" (id) "/" (name) } {
+                input type="hidden" name=(CSRF_FIELD) value=(csrf);
+                button type="submit" { (label) }
+            }
+        }
+    };
+    let body = html! {
+        p.crumbs { a href="/change-requests" { "Change requests" } " / #" (id) }
+        h1 { (request.title) }
+        p {
+            "Status: " strong { (status_of(&request)) }
+            " · opened by " (email_of(&directory, request.author))
+            @if let Some(reason) = &request.reason { " · " (reason) }
+        }
+        h2 { "What it changes" }
+        div.scroll {
+            table.features {
+                thead { tr { th scope="col" { "Change" } th scope="col" { "Now" } th scope="col" { "Proposed" } } }
+                tbody {
+                    @for (what, now, proposed) in &changes {
+                        tr { td { (what) } td { (now) } td { (proposed) } }
+                    }
+                }
+            }
+        }
+        h2 { "Review" }
+        p.approvals {
+            strong { (request.approval_count) " of " (request.required_approvals) } " approvals"
+            @if !request.approvals.is_empty() {
+                ": "
+                @for (i, approval) in request.approvals.iter().enumerate() {
+                    @if i > 0 { ", " }
+                    (email_of(&directory, approval.user_id))
+                    @if !approval.current { " (of an earlier version)" }
+                }
+            }
+        }
+        @if !request.conflicts.is_empty() {
+            p.error role="alert" { "Conflicts: what it changes changed since it was proposed; it cannot be committed as it is." }
+        }
+        @for comment in &request.comments {
+            blockquote { (comment.text) footer { "— " (email_of(&directory, comment.user_id)) } }
+        }
+        @if open {
+            div.actions {
+                @if !mine && !approved_by_me { (action("approve", "Approve")) }
+                @if approved_by_me { (action("withdraw-approval", "Withdraw my approval")) }
+                (action("commit", "Commit"))
+                @if mine { (action("close", "Close")) }
+            }
+            form method="post" action={ "/change-requests/" (id) "/comment" } {
+                input type="hidden" name=(CSRF_FIELD) value=(csrf);
+                label for="comment" { "Comment" }
+                input #comment name="text" required maxlength="5000";
+                button type="submit" { "Comment" }
+            }
+            @if !mine {
+                form method="post" action={ "/change-requests/" (id) "/reject" } {
+                    input type="hidden" name=(CSRF_FIELD) value=(csrf);
+                    label for="reason" { "Reason to reject" }
+                    input #reason name="reason" required maxlength="5000";
+                    button type="submit" { "Reject" }
+                }
+            }
+        }
+    };
+    let title = format!("Change request #{id}");
+    Ok(visitor.finish(page(&title, Some((&email, &csrf)), body).into_response()))
+}
+
+/// Each proposed command as (what, now, proposed): a feature state shows the flag as it is
+/// served now and as proposed; other commands show their JSON.
+async fn describe(
+    state: &AppState,
+    request: &ChangeRequestView,
+) -> Result<Vec<(String, String, String)>, PageError> {
+    let mut rows = Vec::new();
+    for value in &request.commands {
+        let command: Result<Command, _> = serde_json::from_value(value.clone());
+        if let Ok(Command::Environment(EnvironmentCommand::SetFeatureState {
+            environment_id,
+            feature_id,
+            state: proposed,
+        })) = command
+        {
+            let environment = state.commands.environment(environment_id).await?.state;
+            let project = state.commands.project(environment.project_id).await?.state;
+            if let Ok(feature) = project.feature(feature_id) {
+                let now = environment.effective_state(feature);
+                rows.push((
+                    format!("{} in {}", feature.name, environment.name),
+                    flag_text(now.enabled, &now.feature_state_value),
+                    flag_text(proposed.enabled, &proposed.feature_state_value),
+                ));
+                continue;
+            }
+        }
+        let kind = value["type"]
+            .as_str()
+            .unwrap_or("command")
+            .replace('_', " ");
+        rows.push((
+            kind,
+            String::new(),
+            serde_json::to_string_pretty(value).unwrap_or_default(),
+        ));
+    }
+    Ok(rows)
+}
+
+fn flag_text(enabled: bool, value: &Value) -> String {
+    let state = if enabled { "On" } else { "Off" };
+    if value.is_null() {
+        state.to_string()
+    } else {
+        format!("{state}, value {value}")
+    }
+}
+
+#[derive(Deserialize)]
+pub struct ActionForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    text: String,
+    #[serde(default)]
+    reason: String,
+}
+
+/// Runs action `name` on request `id` through the API's handler for it.
+pub async fn act(
+    State(state): State<AppState>,
+    mut visitor: Visitor,
+    Path((id, name)): Path<(u64, String)>,
+    Form(form): Form<ActionForm>,
+) -> Result<Response, PageError> {
+    visitor.check_csrf(&form.csrf)?;
+    visitor.require()?;
+    let caller: Admin = visitor.signed_in.take().ok_or(PageError::SignIn)?;
+    let state_ = State(state);
+    let path = Path(id);
+    // Each answers the request as it then is; the page shows it again after the redirect.
+    let _shown = match name.as_str() {
+        "approve" => api::approve(state_, caller, path).await?,
+        "withdraw-approval" => api::withdraw_approval(state_, caller, path).await?,
+        "commit" => api::commit(state_, caller, path).await?,
+        "close" => api::close(state_, caller, path).await?,
+        "comment" => {
+            api::comment(state_, caller, path, JsonBody(Comment { text: form.text })).await?
+        }
+        "reject" => {
+            let reason = Reason {
+                reason: form.reason,
+            };
+            api::reject(state_, caller, path, JsonBody(reason)).await?
+        }
+        other => {
+            return Err(PageError::from(crate::http::error::Error::NotFound(
+                format!("no action {other:?} on change requests"),
+            )));
+        }
+    };
+    Ok(Redirect::to(&format!("/change-requests/{id}")).into_response())
+}
