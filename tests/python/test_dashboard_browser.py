@@ -4,12 +4,15 @@ backends.
 
 A new user creates the first administrator, then an organisation, a project, an environment and
 a flag, turns the flag on, and the real Flagsmith Python SDK, given the key the page shows, sees
-it on. No page logs a console error; each page is saved as a screenshot under
-target/screenshots/ at desktop and phone widths, for review. Signing out takes the visitor back
-to the sign-in page.
+it on. Then four-eyes with people in their own browser contexts: the author proposes, cannot
+approve, the approver approves, the author commits, the SDK serves it and the audit page shows
+both names; a viewer sees no edit control and a forged POST (no CSRF token, or the viewer's
+session) is refused with 403. No page logs a console error; each page is saved as a screenshot
+under target/screenshots/ at desktop and phone widths, for review.
 """
 
 import os
+import re
 import time
 from pathlib import Path
 
@@ -128,3 +131,131 @@ def test_a_new_user_creates_a_flag_in_the_browser_and_the_python_sdk_sees_it(
     page.goto(server.base + "/")
     assert page.url.endswith("/login"), page.url
     assert visit.errors == [], f"console errors: {visit.errors}"
+
+
+def sdk_sees(server, key, feature, enabled=True):
+    """Whether the Flagsmith Python SDK sees `feature` as `enabled` within SERVED_SECONDS."""
+    sdk = Flagsmith(environment_key=key, api_url=server.api_url)
+    deadline = time.monotonic() + SERVED_SECONDS
+    while time.monotonic() < deadline:
+        try:
+            if sdk.get_environment_flags().is_feature_enabled(feature) == enabled:
+                return True
+        except Exception:  # the projection may not have served the environment yet
+            pass
+        time.sleep(0.05)
+    return False
+
+
+def sign_in(visit, server, email, password="a long secret"):
+    page = visit.page
+    page.goto(server.base + "/login")
+    page.get_by_label("E-mail").fill(email)
+    page.get_by_label("Password").fill(password)
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_url(server.base + "/")
+
+
+def test_two_people_review_a_change_and_a_viewer_cannot_edit(fresh_flaglog, browser):
+    server = fresh_flaglog
+    admin = Visit(browser, server.backend, "review-admin")
+    page = admin.page
+    page.goto(server.base + "/setup")
+    page.get_by_label("E-mail").fill("ada@example.com")
+    page.get_by_label("Password (at least 8 characters)").fill("a long secret")
+    page.get_by_role("button", name="Create the administrator").click()
+    page.wait_for_url(server.base + "/")
+    shop = page.get_by_label(re.compile("New project in"))
+    shop.fill("Shop")
+    shop.press("Enter")
+    page.wait_for_url("**/projects/*")
+    project_url = page.url
+    page.get_by_label("New environment").fill("Production")
+    page.get_by_role("button", name="Create environment").click()
+    page.wait_for_load_state()
+    page.get_by_label("New feature").fill("banner")
+    page.get_by_role("button", name="Create feature").click()
+    page.wait_for_load_state()
+    key = page.locator("code.key").first.inner_text()
+    page.get_by_label("Approvals a change in Production needs (0: none)").fill("1")
+    page.get_by_role("button", name="Save").click()
+    page.wait_for_load_state()
+
+    # People and roles, through the users page.
+    page.get_by_role("link", name="Users").click()
+    for email in ["bob@example.com", "cy@example.com", "vi@example.com"]:
+        page.get_by_label("E-mail").fill(email)
+        page.get_by_label("Password (at least 8 characters)").fill("a long secret")
+        page.get_by_role("button", name="Add").click()
+        page.wait_for_load_state()
+        assert "shown this once" in page.content()
+        page.goto(server.base + "/users")
+    for email, role in [
+        ("bob@example.com", "editor"),
+        ("cy@example.com", "approver"),
+        ("vi@example.com", "viewer"),
+    ]:
+        page.get_by_label("Person").select_option(label=email)
+        page.get_by_label("Project").select_option(label="Shop")
+        page.get_by_label("Role").select_option(value=role)
+        page.get_by_role("button", name="Set the role").click()
+        page.wait_for_url(server.base + "/users")
+    assert "approver on Shop" in page.content()
+    admin.shoot("users")
+
+    # The author proposes; they cannot approve their own request.
+    bob = Visit(browser, server.backend, "review-author")
+    sign_in(bob, server, "bob@example.com")
+    bob.page.goto(project_url)
+    assert bob.page.get_by_role("button", name="Turn on banner in Production").count() == 0
+    bob.page.get_by_role("button", name="Propose turning on banner in Production").click()
+    bob.page.wait_for_url("**/change-requests/*")
+    request_url = bob.page.url
+    assert "0 of 1" in bob.page.content()
+    assert bob.page.get_by_role("button", name="Approve").count() == 0
+    bob.shoot("request")
+
+    # The approver finds it in the inbox and approves.
+    cy = Visit(browser, server.backend, "review-approver")
+    sign_in(cy, server, "cy@example.com")
+    cy.page.get_by_role("link", name="Change requests").click()
+    cy.page.wait_for_url("**/change-requests")
+    cy.shoot("inbox")
+    cy.page.get_by_role("link", name="Turn on banner in Production").click()
+    cy.page.get_by_role("button", name="Approve").click()
+    cy.page.wait_for_load_state()
+    assert "1 of 1" in cy.page.content()
+
+    # The author commits; the SDK serves it; the audit page shows both people.
+    bob.page.goto(request_url)
+    bob.page.get_by_role("button", name="Commit").click()
+    bob.page.wait_for_load_state()
+    assert "committed" in bob.page.content()
+    assert sdk_sees(server, key, "banner"), f"{server.backend}: banner is not served on"
+    bob.page.get_by_role("link", name="Audit log").click()
+    bob.page.wait_for_url("**/audit")
+    audit = bob.page.content()
+    assert "bob@example.com" in audit and "approved by cy@example.com" in audit
+    bob.shoot("audit")
+
+    # A viewer sees no edit control; forged POSTs are refused.
+    vi = Visit(browser, server.backend, "review-viewer")
+    sign_in(vi, server, "vi@example.com")
+    vi.page.goto(project_url)
+    assert vi.page.get_by_role("button", name=re.compile("Turn|Propose")).count() == 0
+    assert vi.page.get_by_label("New feature").count() == 0
+    bob.page.goto(project_url)
+    proposal = bob.page.locator("form.toggle").first.get_attribute("action")
+    csrf = vi.page.locator("input[name=csrf]").first.get_attribute("value")
+    # The viewer's own session and token: refused for the role.
+    forged = vi.page.request.post(
+        server.base + proposal, form={"csrf": csrf, "enabled": "false"}
+    )
+    assert forged.status == 403, forged.text()
+    # The editor's session without the token: refused before anything is read.
+    no_token = bob.page.request.post(server.base + proposal, form={"enabled": "false"})
+    assert no_token.status == 403, no_token.text()
+    vi.shoot("project")
+
+    for visit in (admin, bob, cy, vi):
+        assert visit.errors == [], f"{visit.name}: console errors: {visit.errors}"

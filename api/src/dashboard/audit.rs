@@ -78,14 +78,17 @@ pub async fn audit(
     let body = html! {
         p.crumbs { a href="/" { "Organisations" } " / Audit log" }
         h1 { "Audit log" }
-        form.filters method="get" action="/audit" {
-            @for (name, label, kind, hint) in FILTERS {
-                div {
-                    label for={ "filter-" (name) } { (label) }
-                    input id={ "filter-" (name) } type=(kind) name=(name) value=(value_of(name)) placeholder=(hint);
+        details.filters open[!filters.is_empty()] {
+            summary { "Filters" @if !filters.is_empty() { " (" (filters.len()) " set)" } }
+            form.filters method="get" action="/audit" {
+                @for (name, label, kind, hint) in FILTERS {
+                    div {
+                        label for={ "filter-" (name) } { (label) }
+                        input id={ "filter-" (name) } type=(kind) name=(name) value=(value_of(name)) placeholder=(hint);
+                    }
                 }
+                button type="submit" { "Filter" }
             }
-            button type="submit" { "Filter" }
         }
         p.actions {
             a href={ "/audit/export?" (query_string(&filters, &[("format", "csv")])) } { "Export CSV" }
@@ -118,7 +121,7 @@ pub async fn audit(
             p { a rel="next" href={ "/audit?" (query_string(&filters, &[("cursor", next)])) } { "Older changes →" } }
         }
     };
-    let email = super::projects::who(caller);
+    let email = super::who(caller);
     let csrf = visitor.csrf_token();
     Ok(visitor.finish(page("Audit log", Some((&email, &csrf)), body).into_response()))
 }
@@ -180,7 +183,7 @@ pub async fn verify(
 ) -> Result<Response, PageError> {
     visitor.require()?;
     let caller = visitor.signed_in.take().ok_or(PageError::SignIn)?;
-    let email = super::projects::who(&caller);
+    let email = super::who(&caller);
     let axum::Json(answer) = crate::http::admin::audit::verify_log(
         State(state),
         caller,

@@ -11,6 +11,7 @@ mod change_requests;
 mod pages;
 mod projects;
 pub mod session;
+mod users;
 
 use axum::Router;
 use axum::http::{StatusCode, header};
@@ -18,8 +19,11 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use maud::{DOCTYPE, Markup, html};
 
+use domain::directory::Principal;
+
 use crate::http::AppState;
 use crate::http::error::Error;
+use crate::http::extract::Admin;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -32,6 +36,8 @@ pub fn router() -> Router<AppState> {
             "/organisations/{organisation_id}/projects",
             post(projects::create_project),
         )
+        .route("/users", get(users::users).post(users::create_user))
+        .route("/users/roles", post(users::set_role))
         .route("/audit", get(audit::audit))
         .route("/audit/export", get(audit::export))
         .route("/audit/verify", get(audit::verify))
@@ -51,6 +57,10 @@ pub fn router() -> Router<AppState> {
         .route(
             "/environments/{environment_id}/features/{feature_id}/propose",
             post(change_requests::propose_enabled),
+        )
+        .route(
+            "/environments/{environment_id}/settings",
+            post(projects::update_settings),
         )
         .route("/change-requests", get(change_requests::inbox_page))
         .route("/change-requests/{id}", get(change_requests::request_page))
@@ -80,9 +90,28 @@ async fn asset(content_type: &'static str, body: &'static str) -> Response {
         .into_response()
 }
 
-/// A whole page: the layout around `body`, titled `title`; `who` is the signed-in person's
-/// e-mail (with a sign-out button carrying `csrf`).
-pub fn page(title: &str, who: Option<(&str, &str)>, body: Markup) -> Markup {
+/// Who a page is for, as its header shows them.
+pub struct Who {
+    pub email: String,
+    /// An organisation administrator (the header links to the users page).
+    pub admin: bool,
+}
+
+/// The signed-in person as the header shows them.
+pub fn who(caller: &Admin) -> Who {
+    let email = match &caller.principal {
+        Principal::User { user, .. } => user.email.clone(),
+        other => other.actor(),
+    };
+    Who {
+        email,
+        admin: caller.principal.is_organisation_admin(),
+    }
+}
+
+/// A whole page: the layout around `body`, titled `title`; `who` is the signed-in person
+/// (with a sign-out button carrying the CSRF token given with them).
+pub fn page(title: &str, who: Option<(&Who, &str)>, body: Markup) -> Markup {
     html! {
         (DOCTYPE)
         html lang="en" {
@@ -96,16 +125,15 @@ pub fn page(title: &str, who: Option<(&str, &str)>, body: Markup) -> Markup {
             body {
                 header.top {
                     a.brand href="/" { "flaglog" }
-                    @if who.is_some() {
+                    @if let Some((who, csrf)) = who {
                         nav aria-label="Main" {
                             a href="/" { "Projects" }
                             a href="/change-requests" { "Change requests" }
                             a href="/audit" { "Audit log" }
+                            @if who.admin { a href="/users" { "Users" } }
                         }
-                    }
-                    @if let Some((email, csrf)) = who {
                         form.signout method="post" action="/logout" {
-                            span { (email) }
+                            span { (who.email) }
                             input type="hidden" name=(session::CSRF_FIELD) value=(csrf);
                             button type="submit" { "Sign out" }
                         }

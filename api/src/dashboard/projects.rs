@@ -10,7 +10,7 @@ use commands::secrets;
 use domain::access;
 use domain::command::{Command, DirectoryCommand, EnvironmentCommand, ProjectCommand};
 use domain::directory::Directory;
-use domain::environment::{Environment, FeatureStateInput};
+use domain::environment::{Environment, EnvironmentSettingsChanges, FeatureStateInput};
 use domain::project::{FeatureInput, ProjectSettings};
 use maud::html;
 use serde::Deserialize;
@@ -18,7 +18,7 @@ use serde_json::Value;
 
 use super::pages::first_run;
 use super::session::{CSRF_FIELD, Visitor};
-use super::{PageError, page};
+use super::{PageError, page, who};
 use crate::http::AppState;
 use crate::http::admin::{execute, may_read, require_reader};
 use crate::http::extract::{Admin, Path};
@@ -49,6 +49,41 @@ fn new_feature(project_id: u64, name: String) -> ProjectCommand {
     }
 }
 
+/// Sets how many approvals a change in the environment needs.
+fn settings_command(environment_id: u64, approvals: u32) -> EnvironmentCommand {
+    EnvironmentCommand::UpdateEnvironmentSettings {
+        environment_id,
+        changes: EnvironmentSettingsChanges {
+            minimum_change_request_approvals: Some(approvals),
+            ..EnvironmentSettingsChanges::default()
+        },
+    }
+}
+
+#[derive(Deserialize)]
+pub struct SettingsForm {
+    #[serde(default)]
+    csrf: String,
+    minimum_change_request_approvals: u32,
+}
+
+pub async fn update_settings(
+    State(state): State<AppState>,
+    visitor: Visitor,
+    Path(environment_id): Path<u64>,
+    Form(form): Form<SettingsForm>,
+) -> Result<Response, PageError> {
+    let command = settings_command(environment_id, form.minimum_change_request_approvals);
+    submit(&state, &visitor, &form.csrf, command).await?;
+    let project_id = state
+        .commands
+        .environment(environment_id)
+        .await?
+        .state
+        .project_id;
+    Ok(Redirect::to(&format!("/projects/{project_id}")).into_response())
+}
+
 /// Runs a form's command as the signed-in visitor, once its CSRF token checks out.
 async fn submit(
     state: &AppState,
@@ -59,13 +94,6 @@ async fn submit(
     visitor.check_csrf(csrf)?;
     let caller = visitor.require()?;
     Ok(execute(state, caller, command).await?)
-}
-
-pub(super) fn who(caller: &Admin) -> String {
-    match &caller.principal {
-        domain::directory::Principal::User { user, .. } => user.email.clone(),
-        other => other.actor(),
-    }
 }
 
 pub async fn home(State(state): State<AppState>, visitor: Visitor) -> Result<Response, PageError> {
@@ -372,6 +400,15 @@ pub async fn project(
                 section.card {
                     h3 { (env.name) }
                     p { "Client-side environment key: " code.key { (env.client_key) } }
+                    @if may(&directory, caller, settings_command(env.id, 0)) {
+                        form.inline method="post" action={ "/environments/" (env.id) "/settings" } {
+                            input type="hidden" name=(CSRF_FIELD) value=(csrf);
+                            label for={ "approvals-" (env.id) } { "Approvals a change in " (env.name) " needs (0: none)" }
+                            input id={ "approvals-" (env.id) } type="number" min="0" max="10" name="minimum_change_request_approvals"
+                                value=(env.settings.minimum_change_request_approvals);
+                            button type="submit" { "Save" }
+                        }
+                    }
                     pre.snippet { code { (sdk_snippet(&env.client_key)) } }
                 }
             }
