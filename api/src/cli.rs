@@ -7,7 +7,15 @@ use tokio::net::TcpListener;
 use crate::config::{AdminCommand, Cli, Command, WorkersCommand};
 use crate::sdk_cache::CacheBounds;
 use crate::{NodeOptions, commands, default_node_id, http, open_log, start_node};
+use std::time::Duration;
+
 use projections::integrations::network::PrivateNetworks;
+
+use crate::flag_analytics::Retention;
+
+fn days(days: u64) -> Duration {
+    Duration::from_secs(days.saturating_mul(86_400))
+}
 
 pub async fn run(cli: Cli) -> Result<(), String> {
     if let Command::Serve {
@@ -17,6 +25,9 @@ pub async fn run(cli: Cli) -> Result<(), String> {
         node_id,
         audit_checkpoint_interval,
         analytics_queue,
+        flag_analytics_interval,
+        flag_analytics_retention_15m_days,
+        flag_analytics_retention_hourly_days,
         allow_private_integration_urls,
         eventstore_bind,
     } = cli.command
@@ -37,6 +48,11 @@ pub async fn run(cli: Cli) -> Result<(), String> {
                 PrivateNetworks::Allowed
             } else {
                 PrivateNetworks::Refused
+            },
+            flag_analytics_interval: Duration::from_secs(flag_analytics_interval.max(1)),
+            flag_analytics_retention: Retention {
+                fifteen_minutes: days(flag_analytics_retention_15m_days),
+                hourly: days(flag_analytics_retention_hourly_days),
             },
         };
         return serve(&cli.database_url, bind, eventstore_bind, options).await;

@@ -65,6 +65,24 @@ pub enum Command {
         /// the integration's status) rather than slow the identities endpoints down.
         #[arg(long, env = "FLAGLOG_ANALYTICS_QUEUE", default_value_t = projections::integrations::analytics::DEFAULT_CAPACITY)]
         analytics_queue: usize,
+        /// How often, in seconds, SDK evaluation counts are rolled up into 15-minute and hourly
+        /// buckets and each node's SDK API-call counts are saved.
+        #[arg(long, env = "FLAGLOG_FLAG_ANALYTICS_INTERVAL", default_value_t = 30)]
+        flag_analytics_interval: u64,
+        /// How many days flag analytics' 15-minute buckets are kept.
+        #[arg(
+            long,
+            env = "FLAGLOG_FLAG_ANALYTICS_RETENTION_15M_DAYS",
+            default_value_t = 7
+        )]
+        flag_analytics_retention_15m_days: u64,
+        /// How many days flag analytics' hourly buckets are kept.
+        #[arg(
+            long,
+            env = "FLAGLOG_FLAG_ANALYTICS_RETENTION_HOURLY_DAYS",
+            default_value_t = 90
+        )]
+        flag_analytics_retention_hourly_days: u64,
         /// Let integrations reach private, loopback and link-local addresses (receivers on the
         /// same network as flaglog). Refused by default: whoever configures an integration
         /// could otherwise make the server send requests into its own network.

@@ -8,6 +8,7 @@ pub mod config;
 pub mod dashboard;
 #[cfg(feature = "eventstore-grpc")]
 pub mod esdb;
+pub mod flag_analytics;
 pub mod http;
 pub mod scheduler;
 pub mod sdk_cache;
@@ -55,6 +56,10 @@ pub struct NodeOptions {
     pub analytics_queue: usize,
     /// Whether integrations may reach private and local addresses (refused by default).
     pub integration_networks: PrivateNetworks,
+    /// How often SDK evaluation counts are rolled up and API calls saved.
+    pub flag_analytics_interval: std::time::Duration,
+    /// How long flag analytics' buckets are kept.
+    pub flag_analytics_retention: flag_analytics::Retention,
 }
 
 impl Default for NodeOptions {
@@ -65,6 +70,8 @@ impl Default for NodeOptions {
             audit_checkpoint_interval: audit_checkpoints::DEFAULT_INTERVAL,
             analytics_queue: projections::integrations::analytics::DEFAULT_CAPACITY,
             integration_networks: PrivateNetworks::Refused,
+            flag_analytics_interval: flag_analytics::DEFAULT_INTERVAL,
+            flag_analytics_retention: flag_analytics::Retention::default(),
         }
     }
 }
@@ -113,6 +120,8 @@ pub async fn start_node(
         audit_checkpoint_interval,
         analytics_queue,
         integration_networks,
+        flag_analytics_interval,
+        flag_analytics_retention,
     } = options;
     let node_id = node_id.as_str();
     // First, so that whatever the log writer appends from now on is counted.
@@ -242,6 +251,27 @@ pub async fn start_node(
         .map_err(|e| e.to_string())?,
     );
 
+    runtime.spawn(
+        flag_analytics::ROLLUP,
+        Placement::OneNode,
+        flag_analytics::Rollup::new(
+            pool.clone(),
+            flag_analytics_interval,
+            flag_analytics_retention,
+        ),
+    );
+    let api_calls = flag_analytics::ApiCalls::default();
+    runtime.spawn(
+        flag_analytics::USAGE,
+        Placement::EveryNode,
+        flag_analytics::UsageSaver::new(
+            pool.clone(),
+            api_calls.clone(),
+            node_id,
+            flag_analytics_interval,
+        ),
+    );
+
     let commands = commands(log.clone());
     runtime.spawn(
         scheduler::NAME,
@@ -255,6 +285,7 @@ pub async fn start_node(
         sdk,
         sdk_store,
         analytics,
+        api_calls,
         integration_networks,
         read_models: pool,
         signing_key,

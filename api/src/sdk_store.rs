@@ -197,23 +197,24 @@ impl SdkStore {
         Ok(deleted.rows_affected() > 0)
     }
 
-    /// Adds SDK-reported evaluation counts to the current hour's.
+    /// Records SDK-reported evaluation counts as they arrived (raw rows, which the
+    /// `flag_analytics` worker rolls up: [`crate::flag_analytics`]).
     pub async fn add_counts(
         &self,
         environment_id: u64,
         counts: &[(String, i64)],
     ) -> sqlx::Result<()> {
-        let hour_start = projections::now_micros() / 1_000_000 / 3600 * 3600;
+        let now = projections::now_micros();
         let mut tx = self.pool.begin().await?;
         for (feature_name, count) in counts {
             sqlx::query(
-                "INSERT INTO flag_analytics (environment_id, feature_name, hour_start, count) \
-                 VALUES ($1, $2, $3, $4) ON CONFLICT (environment_id, feature_name, hour_start) \
-                 DO UPDATE SET count = flag_analytics.count + excluded.count",
+                "INSERT INTO flag_evaluations \
+                 (environment_id, feature_name, recorded_at_micros, count) \
+                 VALUES ($1, $2, $3, $4)",
             )
             .bind(environment_id as i64)
             .bind(feature_name)
-            .bind(hour_start)
+            .bind(now)
             .bind(*count)
             .execute(&mut *tx)
             .await?;
@@ -221,15 +222,35 @@ impl SdkStore {
         tx.commit().await
     }
 
-    /// Counts per (feature, hour start in Unix seconds) of an environment.
+    /// Counts per (feature, hour start in Unix seconds) of an environment: the hourly buckets
+    /// and the raw rows not yet rolled up.
     pub async fn counts(&self, environment_id: u64) -> sqlx::Result<Vec<(String, i64, i64)>> {
-        sqlx::query_as(
-            "SELECT feature_name, hour_start, count FROM flag_analytics \
-             WHERE environment_id = $1 ORDER BY feature_name, hour_start",
+        let names: Vec<(String,)> = sqlx::query_as(
+            "SELECT DISTINCT feature_name FROM flag_evaluation_buckets WHERE environment_id = $1 \
+             UNION SELECT DISTINCT feature_name FROM flag_evaluations WHERE environment_id = $1",
         )
         .bind(environment_id as i64)
         .fetch_all(&self.pool)
-        .await
+        .await?;
+        let mut counts = Vec::new();
+        for (name,) in names {
+            let hours = crate::flag_analytics::series(
+                &self.pool,
+                environment_id,
+                &name,
+                crate::flag_analytics::HOUR,
+                0,
+                i64::MAX / 1_000_000,
+            )
+            .await?;
+            counts.extend(
+                hours
+                    .into_iter()
+                    .map(|(hour, count)| (name.clone(), hour, count)),
+            );
+        }
+        counts.sort();
+        Ok(counts)
     }
 }
 

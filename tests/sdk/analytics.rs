@@ -1,11 +1,15 @@
 //! `POST /api/v1/analytics/flags/`: SDKs report how often each flag was evaluated,
 //! `{"feature name": count}`. Counts add up per environment (and hour) in the SDK store; they are
-//! not events.
+//! not events. The `flag_analytics` worker rolls the raw counts up into 15-minute and hourly
+//! buckets, which `GET .../analytics/flags/` serves per period; SDK API calls are counted per
+//! environment and day (`GET /api/v1/organisations/{id}/usage/`).
 
-use flaglog_tests::{Backend, on_both_backends};
+use std::time::Duration;
+
+use flaglog_tests::{Backend, Server, on_both_backends, test_node};
 use serde_json::json;
 
-use crate::{SdkCall, environment_with_server_key, start};
+use crate::{Sdk, SdkCall, environment_with_server_key, start};
 
 const KEY: &str = "analytics-client-key";
 
@@ -95,7 +99,107 @@ async fn analytics_counts_must_be_whole_numbers_not_below_zero(backend: Backend)
     );
 }
 
+async fn raw_rows(sdk: &Sdk) -> i64 {
+    let (rows,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM flag_evaluations")
+        .fetch_one(&sdk.state.read_models)
+        .await
+        .unwrap();
+    rows
+}
+
+async fn counts_are_rolled_up_and_served_per_period_and_api_calls_per_day(backend: Backend) {
+    let options = api::NodeOptions {
+        flag_analytics_interval: Duration::from_millis(100),
+        ..test_node()
+    };
+    let (server, state) = Server::start_with_options(backend, options).await;
+    let sdk = Sdk { server, state };
+    let (_, _, _) = environment_with_server_key(&sdk, KEY).await;
+    sdk.projected().await;
+    for body in [json!({"banner": 3, "limit": 1}), json!({"banner": 4})] {
+        sdk.post("/api/v1/analytics/flags/", body)
+            .environment_key(KEY)
+            .send()
+            .await
+            .expect_status(200);
+    }
+    let path = format!("/api/v1/environments/{KEY}/analytics/flags/?feature=banner");
+    // Served at once, from the raw rows or the buckets, whichever holds them.
+    let fresh = sdk.get(&path).send().await.expect_status(200);
+    assert_eq!(fresh.body["total"], 7, "{}", fresh.text);
+    assert_eq!(fresh.body["resolution_seconds"], 900);
+    // The worker rolls them up: the raw rows go, the totals stay (nothing counted twice).
+    let mut waited = 0;
+    while raw_rows(&sdk).await > 0 {
+        assert!(waited < 100, "the raw counts were not rolled up");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        waited += 1;
+    }
+    for resolution in ["15m", "1h"] {
+        let rolled = sdk
+            .get(&format!("{path}&resolution={resolution}"))
+            .send()
+            .await
+            .expect_status(200);
+        assert_eq!(rolled.body["total"], 7, "{resolution}: {}", rolled.text);
+        assert_eq!(rolled.body["buckets"].as_array().unwrap().len(), 1);
+    }
+    let other = sdk
+        .get(&format!(
+            "/api/v1/environments/{KEY}/analytics/flags/?feature=limit&resolution=1h"
+        ))
+        .send()
+        .await
+        .expect_status(200);
+    assert_eq!(other.body["total"], 1);
+    // A period in the past has none; bad periods and resolutions are refused.
+    let past = sdk
+        .get(&format!(
+            "{path}&from=2020-01-01T00:00:00Z&to=2020-01-02T00:00:00Z"
+        ))
+        .send()
+        .await
+        .expect_status(200);
+    assert_eq!(past.body["total"], 0);
+    for (query, field) in [
+        ("&resolution=5m", "resolution"),
+        ("&from=yesterday", "from"),
+        ("&from=2026-01-02T00:00:00Z&to=2026-01-01T00:00:00Z", "from"),
+    ] {
+        sdk.get(&format!("{path}{query}"))
+            .send()
+            .await
+            .expect_error(400, "bad_request", Some(field));
+    }
+
+    // API calls: each SDK request counts once for its environment, saved per node and day.
+    for _ in 0..5 {
+        sdk.get("/api/v1/flags/")
+            .environment_key(KEY)
+            .send()
+            .await
+            .expect_status(200);
+    }
+    let mut calls = 0;
+    for _ in 0..100 {
+        let usage = sdk
+            .get("/api/v1/organisations/1/usage/")
+            .send()
+            .await
+            .expect_status(200);
+        calls = usage.body["total"].as_i64().unwrap();
+        // 2 analytics reports and 5 flag requests, and whatever projected() asked.
+        if calls >= 7 {
+            assert_eq!(usage.body["days"].as_array().unwrap().len(), 1);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(calls >= 7, "API calls saved: {calls}");
+}
+
 on_both_backends!(
+    counts_are_rolled_up_and_served_per_period_and_api_calls_per_day,
     analytics_counts_accumulate,
     analytics_counts_must_be_whole_numbers_not_below_zero,
 );

@@ -5,6 +5,16 @@
 /// can request it at. The bootstrap (`POST /api/v1/users/config/init/`), `/health` and the
 /// OpenAPI document are not admin routes: they need no token.
 pub const ADMIN_ROUTES: &[(&str, &str, &str)] = &[
+    (
+        "GET",
+        "/api/v1/environments/{api_key}/analytics/flags/",
+        "/api/v1/environments/k/analytics/flags/?feature=f",
+    ),
+    (
+        "GET",
+        "/api/v1/organisations/{organisation_id}/usage/",
+        "/api/v1/organisations/1/usage/",
+    ),
     ("GET", "/api/v1/audit-log/", "/api/v1/audit-log/"),
     (
         "GET",

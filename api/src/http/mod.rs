@@ -45,6 +45,8 @@ pub struct Services {
     pub sdk_store: crate::sdk_store::SdkStore,
     /// Where the identities endpoints offer what they served to identity analytics.
     pub analytics: projections::integrations::analytics::AnalyticsQueue,
+    /// This node's SDK API calls per environment, until the `sdk_usage` worker saves them.
+    pub api_calls: crate::flag_analytics::ApiCalls,
     /// Whether integrations may be pointed at private and local addresses.
     pub integration_networks: projections::integrations::network::PrivateNetworks,
     /// The database the read models live in (the change-request inbox is read from it).

@@ -8,7 +8,7 @@ use utoipa::{Modify, OpenApi};
 
 use crate::http::AppState;
 use crate::http::admin::{
-    audit, change_requests, commands, environments, events, features, identities,
+    analytics, audit, change_requests, commands, environments, events, features, identities,
     identity_overrides, import, integrations, organisations, projects, segments, tokens, users,
     versions,
 };
@@ -42,6 +42,7 @@ use crate::http::{health, time_travel};
         change_requests::unreviewed::applied_without_review, change_requests::impact::impact_of,
         versions::list, versions::show, versions::compare_versions, versions::restore,
         versions::compare_environments,
+        analytics::evaluations, analytics::usage,
         audit::verify_log, audit::checkpoint, audit::history::list, audit::export::export,
         time_travel::environment_document, time_travel::identity,
         integrations::catalogue_list, integrations::documented::list,

@@ -80,9 +80,12 @@ pub async fn environment(
     } else {
         state.sdk.by_client_key(key).await
     };
-    found
+    let env = found
         .map_err(|e| Refusal::Internal(e.to_string()))?
-        .ok_or(Refusal::UnknownKey)
+        .ok_or(Refusal::UnknownKey)?;
+    // Every SDK endpoint finds its environment here once: one API call (flag analytics).
+    state.api_calls.record(env.environment_id);
+    Ok(env)
 }
 
 /// What evaluating `env` needs (its context and flag listing), from the cache or rebuilt from

@@ -2,6 +2,7 @@
 //! Every route needs `Authorization: Token <token>` except the one-time bootstrap of the first
 //! user. Reads answer from the aggregates' current state, so a write is visible to the next read.
 
+pub mod analytics;
 pub mod audit;
 pub mod change_requests;
 pub mod commands;
@@ -51,6 +52,7 @@ pub fn router() -> Router<AppState> {
         .merge(audit::router())
         .merge(integrations::router())
         .merge(events::router())
+        .merge(analytics::router())
 }
 
 /// The environment whose client key is `api_key` (how Flagsmith's admin API names environments).
