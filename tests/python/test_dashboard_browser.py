@@ -4,7 +4,7 @@ backends.
 
 A new user creates the first administrator, then an organisation, a project, an environment and
 a flag, turns the flag on, and the real Flagsmith Python SDK, given the key the page shows, sees
-it on. Then four-eyes with people in their own browser contexts: the author proposes, cannot
+it on; the evaluations it reports show on the feature's chart. Then four-eyes with people in their own browser contexts: the author proposes, cannot
 approve, the approver approves, the author commits, the SDK serves it and the audit page shows
 both names; a viewer sees no edit control and a forged POST (no CSRF token, or the viewer's
 session) is refused with 403. No page logs a console error; each page is saved as a screenshot
@@ -124,6 +124,19 @@ def test_a_new_user_creates_a_flag_in_the_browser_and_the_python_sdk_sees_it(
         if not enabled:
             time.sleep(0.05)
     assert enabled, f"{server.backend}: the SDK does not see checkout_v2 on"
+
+    # The SDK reports its evaluations; the feature's chart shows them.
+    counting = Flagsmith(environment_key=key, api_url=server.api_url, enable_analytics=True)
+    flags = counting.get_environment_flags()
+    for _ in range(7):
+        assert flags.is_feature_enabled("checkout_v2")
+    counting._analytics_processor.flush()
+    page.get_by_role("link", name="checkout_v2").first.click()
+    page.wait_for_url("**/features/*")
+    chart = page.locator("figure.chart figcaption").first.inner_text()
+    assert "7 evaluations" in chart, chart
+    assert page.locator("figure.chart rect title", has_text=": 7 evaluations").count() == 1
+    visit.shoot("feature")
 
     page.get_by_role("button", name="Sign out").click()
     page.wait_for_url("**/login")

@@ -8,6 +8,8 @@
 
 mod audit;
 mod change_requests;
+mod chart;
+mod feature;
 mod pages;
 mod projects;
 pub mod session;
@@ -42,6 +44,11 @@ pub fn router() -> Router<AppState> {
         .route("/audit/export", get(audit::export))
         .route("/audit/verify", get(audit::verify))
         .route("/projects/{project_id}", get(projects::project))
+        .route(
+            "/projects/{project_id}/features/{feature_id}",
+            get(feature::feature),
+        )
+        .route("/usage", get(feature::usage))
         .route(
             "/projects/{project_id}/environments",
             post(projects::create_environment),
@@ -130,7 +137,7 @@ pub fn page(title: &str, who: Option<(&Who, &str)>, body: Markup) -> Markup {
                             a href="/" { "Projects" }
                             a href="/change-requests" { "Change requests" }
                             a href="/audit" { "Audit log" }
-                            @if who.admin { a href="/users" { "Users" } }
+                            @if who.admin { a href="/users" { "Users" } a href="/usage" { "Usage" } }
                         }
                         form.signout method="post" action="/logout" {
                             span { (who.email) }

@@ -346,7 +346,7 @@ pub async fn project(
                         @for feature in project.features.values() {
                             tr id={ "feature-" (feature.id) } {
                                 th scope="row" {
-                                    code { (feature.name) }
+                                    a href={ "/projects/" (project_id) "/features/" (feature.id) } { code { (feature.name) } }
                                     br;
                                     small { a href={ "/audit?project=" (project_id) "&feature=" (feature.id) } { "history" } }
                                 }
