@@ -5,7 +5,8 @@ backends.
 A new user creates the first administrator, then an organisation, a project, an environment and
 a flag, turns the flag on, and the real Flagsmith Python SDK, given the key the page shows, sees
 it on; the evaluations it reports show on the feature's chart. Then four-eyes with people in their own browser contexts: the author proposes, cannot
-approve, the approver approves, the author commits, the SDK serves it and the audit page shows
+approve, the proposal appears in the approver's open inbox without a reload, the approver
+approves, the author commits, the SDK serves it and the audit page shows
 both names; a viewer sees no edit control and a forged POST (no CSRF token, or the viewer's
 session) is refused with 403. No page logs a console error; each page is saved as a screenshot
 under target/screenshots/ at desktop and phone widths, for review.
@@ -216,6 +217,13 @@ def test_two_people_review_a_change_and_a_viewer_cannot_edit(fresh_flaglog, brow
     assert "approver on Shop" in page.content()
     admin.shoot("users")
 
+    # The approver watches the inbox: it updates live, without a reload.
+    cy = Visit(browser, server.backend, "review-approver")
+    sign_in(cy, server, "cy@example.com")
+    cy.page.get_by_role("link", name="Change requests").click()
+    cy.page.wait_for_url("**/change-requests")
+    assert "Nothing waits for review" in cy.page.content()
+
     # The author proposes; they cannot approve their own request.
     bob = Visit(browser, server.backend, "review-author")
     sign_in(bob, server, "bob@example.com")
@@ -228,13 +236,12 @@ def test_two_people_review_a_change_and_a_viewer_cannot_edit(fresh_flaglog, brow
     assert bob.page.get_by_role("button", name="Approve").count() == 0
     bob.shoot("request")
 
-    # The approver finds it in the inbox and approves.
-    cy = Visit(browser, server.backend, "review-approver")
-    sign_in(cy, server, "cy@example.com")
-    cy.page.get_by_role("link", name="Change requests").click()
-    cy.page.wait_for_url("**/change-requests")
+    # The approver's inbox shows it without a reload; they approve.
+    proposal = cy.page.get_by_role("link", name="Turn on banner in Production")
+    proposal.wait_for(timeout=15_000)
+    assert cy.page.url.endswith("/change-requests")
     cy.shoot("inbox")
-    cy.page.get_by_role("link", name="Turn on banner in Production").click()
+    proposal.click()
     cy.page.get_by_role("button", name="Approve").click()
     cy.page.wait_for_load_state()
     assert "1 of 1" in cy.page.content()

@@ -9,7 +9,7 @@ use maud::{Markup, html};
 use serde_json::Value;
 
 use super::session::Visitor;
-use super::{PageError, page};
+use super::{PageError, live_page, page};
 use crate::http::AppState;
 use crate::http::admin::audit::history::{self, AuditParams, AuditRowView};
 use crate::http::error::Error;
@@ -123,7 +123,7 @@ pub async fn audit(
     };
     let email = super::who(caller);
     let csrf = visitor.csrf_token();
-    Ok(visitor.finish(page("Audit log", Some((&email, &csrf)), body).into_response()))
+    Ok(visitor.finish(live_page("Audit log", Some((&email, &csrf)), body).into_response()))
 }
 
 fn audit_row(row: &AuditRowView) -> Markup {

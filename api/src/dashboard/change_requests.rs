@@ -16,7 +16,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::session::{CSRF_FIELD, Visitor};
-use super::{PageError, page};
+use super::{PageError, live_page};
 use crate::http::AppState;
 use crate::http::admin::change_requests::inbox::{self, InboxQueryParams};
 use crate::http::admin::change_requests::{self as api, ChangeRequestView, Comment, Reason};
@@ -117,7 +117,7 @@ pub async fn inbox_page(
         }
     };
     let csrf = visitor.csrf_token();
-    Ok(visitor.finish(page("Change requests", Some((&email, &csrf)), body).into_response()))
+    Ok(visitor.finish(live_page("Change requests", Some((&email, &csrf)), body).into_response()))
 }
 
 fn email_of(directory: &domain::directory::Directory, user: u64) -> String {
@@ -227,7 +227,7 @@ pub async fn request_page(
         }
     };
     let title = format!("Change request #{id}");
-    Ok(visitor.finish(page(&title, Some((&email, &csrf)), body).into_response()))
+    Ok(visitor.finish(live_page(&title, Some((&email, &csrf)), body).into_response()))
 }
 
 /// Each proposed command as (what, now, proposed): a feature state shows the flag as it is

@@ -10,7 +10,7 @@ use time::OffsetDateTime;
 
 use super::chart;
 use super::session::Visitor;
-use super::{PageError, page, who};
+use super::{PageError, live_page, page, who};
 use crate::flag_analytics::{self, DAY, FIFTEEN_MINUTES};
 use crate::http::AppState;
 use crate::http::admin::analytics::{UsageQuery, usage_of};
@@ -109,7 +109,7 @@ pub async fn feature(
         }
     };
     let title = feature.name.clone();
-    Ok(visitor.finish(page(&title, Some((&who(caller), &csrf)), body).into_response()))
+    Ok(visitor.finish(live_page(&title, Some((&who(caller), &csrf)), body).into_response()))
 }
 
 /// The organisations' SDK API calls per day, last 30 days.

@@ -10,6 +10,7 @@ mod audit;
 mod change_requests;
 mod chart;
 mod feature;
+mod live;
 mod pages;
 mod projects;
 pub mod session;
@@ -49,6 +50,7 @@ pub fn router() -> Router<AppState> {
             get(feature::feature),
         )
         .route("/usage", get(feature::usage))
+        .route("/live", get(live::live))
         .route(
             "/projects/{project_id}/environments",
             post(projects::create_environment),
@@ -77,6 +79,10 @@ pub fn router() -> Router<AppState> {
             get(|| asset("text/css; charset=utf-8", STYLESHEET)),
         )
         .route(
+            "/assets/live.js",
+            get(|| asset("text/javascript; charset=utf-8", LIVE)),
+        )
+        .route(
             "/assets/favicon.svg",
             get(|| asset("image/svg+xml", FAVICON)),
         )
@@ -84,6 +90,7 @@ pub fn router() -> Router<AppState> {
 
 const STYLESHEET: &str = include_str!("../../assets/dashboard.css");
 const FAVICON: &str = include_str!("../../assets/favicon.svg");
+const LIVE: &str = include_str!("../../assets/live.js");
 
 /// An embedded asset.
 async fn asset(content_type: &'static str, body: &'static str) -> Response {
@@ -119,6 +126,15 @@ pub fn who(caller: &Admin) -> Who {
 /// A whole page: the layout around `body`, titled `title`; `who` is the signed-in person
 /// (with a sign-out button carrying the CSRF token given with them).
 pub fn page(title: &str, who: Option<(&Who, &str)>, body: Markup) -> Markup {
+    layout(title, who, body, false)
+}
+
+/// [`page`], kept current as the log grows ([`live`]).
+pub fn live_page(title: &str, who: Option<(&Who, &str)>, body: Markup) -> Markup {
+    layout(title, who, body, true)
+}
+
+fn layout(title: &str, who: Option<(&Who, &str)>, body: Markup, live: bool) -> Markup {
     html! {
         (DOCTYPE)
         html lang="en" {
@@ -146,7 +162,8 @@ pub fn page(title: &str, who: Option<(&Who, &str)>, body: Markup) -> Markup {
                         }
                     }
                 }
-                main { (body) }
+                main data-live[live] { (body) }
+                @if live { script src="/assets/live.js" defer {} }
             }
         }
     }
