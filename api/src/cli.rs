@@ -11,7 +11,17 @@ use std::time::Duration;
 
 use projections::integrations::network::PrivateNetworks;
 
+use crate::dashboard::own_flags::OwnFlagsSource;
 use crate::flag_analytics::Retention;
+
+/// An SDK API base as SDKs take it: ending with `/`.
+fn api_base(url: String) -> String {
+    if url.ends_with('/') {
+        url
+    } else {
+        format!("{url}/")
+    }
+}
 
 fn days(days: u64) -> Duration {
     Duration::from_secs(days.saturating_mul(86_400))
@@ -28,6 +38,9 @@ pub async fn run(cli: Cli) -> Result<(), String> {
         flag_analytics_interval,
         flag_analytics_retention_15m_days,
         flag_analytics_retention_hourly_days,
+        flaglog_on_flaglog_environment_key,
+        flaglog_on_flaglog_api_url,
+        flaglog_on_flaglog_refresh,
         allow_private_integration_urls,
         eventstore_bind,
     } = cli.command
@@ -54,6 +67,16 @@ pub async fn run(cli: Cli) -> Result<(), String> {
                 fifteen_minutes: days(flag_analytics_retention_15m_days),
                 hourly: days(flag_analytics_retention_hourly_days),
             },
+            own_flags: flaglog_on_flaglog_environment_key
+                .filter(|key| !key.trim().is_empty())
+                .map(|environment_key| OwnFlagsSource {
+                    api_url: api_base(
+                        flaglog_on_flaglog_api_url
+                            .unwrap_or_else(|| format!("http://{bind}/api/v1/")),
+                    ),
+                    environment_key,
+                    refresh: Duration::from_secs(flaglog_on_flaglog_refresh.max(1)),
+                }),
         };
         return serve(&cli.database_url, bind, eventstore_bind, options).await;
     }

@@ -83,6 +83,17 @@ pub enum Command {
             default_value_t = 90
         )]
         flag_analytics_retention_hourly_days: u64,
+        /// flaglog on flaglog: the client key of the environment whose flags `dark_mode` and
+        /// `announcement` set the dashboard's theme and banner.
+        #[arg(long, env = "FLAGLOG_ON_FLAGLOG_ENVIRONMENT_KEY")]
+        flaglog_on_flaglog_environment_key: Option<String>,
+        /// The SDK API the dashboard reads those flags from (default: this server's own,
+        /// `http://<bind>/api/v1/`).
+        #[arg(long, env = "FLAGLOG_ON_FLAGLOG_API_URL")]
+        flaglog_on_flaglog_api_url: Option<String>,
+        /// How often, in seconds, the dashboard reads its own flags.
+        #[arg(long, env = "FLAGLOG_ON_FLAGLOG_REFRESH", default_value_t = 30)]
+        flaglog_on_flaglog_refresh: u64,
         /// Let integrations reach private, loopback and link-local addresses (receivers on the
         /// same network as flaglog). Refused by default: whoever configures an integration
         /// could otherwise make the server send requests into its own network.

@@ -60,6 +60,8 @@ pub struct NodeOptions {
     pub flag_analytics_interval: std::time::Duration,
     /// How long flag analytics' buckets are kept.
     pub flag_analytics_retention: flag_analytics::Retention,
+    /// Where the dashboard reads its own flags (dark mode, the announcement), if anywhere.
+    pub own_flags: Option<dashboard::own_flags::OwnFlagsSource>,
 }
 
 impl Default for NodeOptions {
@@ -72,6 +74,7 @@ impl Default for NodeOptions {
             integration_networks: PrivateNetworks::Refused,
             flag_analytics_interval: flag_analytics::DEFAULT_INTERVAL,
             flag_analytics_retention: flag_analytics::Retention::default(),
+            own_flags: None,
         }
     }
 }
@@ -122,6 +125,7 @@ pub async fn start_node(
         integration_networks,
         flag_analytics_interval,
         flag_analytics_retention,
+        own_flags,
     } = options;
     let node_id = node_id.as_str();
     // First, so that whatever the log writer appends from now on is counted.
@@ -272,6 +276,15 @@ pub async fn start_node(
         ),
     );
 
+    let own_flag_values = dashboard::own_flags::SharedOwnFlags::default();
+    if let Some(source) = own_flags {
+        runtime.spawn(
+            dashboard::own_flags::NAME,
+            Placement::EveryNode,
+            dashboard::own_flags::OwnFlagsReader::new(source, own_flag_values.clone())?,
+        );
+    }
+
     let commands = commands(log.clone());
     runtime.spawn(
         scheduler::NAME,
@@ -286,6 +299,7 @@ pub async fn start_node(
         sdk_store,
         analytics,
         api_calls,
+        own_flags: own_flag_values,
         integration_networks,
         read_models: pool,
         signing_key,

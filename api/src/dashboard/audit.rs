@@ -121,7 +121,7 @@ pub async fn audit(
             p { a rel="next" href={ "/audit?" (query_string(&filters, &[("cursor", next)])) } { "Older changes →" } }
         }
     };
-    let email = super::who(caller);
+    let email = super::who(&state, caller);
     let csrf = visitor.csrf_token();
     Ok(visitor.finish(live_page("Audit log", Some((&email, &csrf)), body).into_response()))
 }
@@ -183,7 +183,7 @@ pub async fn verify(
 ) -> Result<Response, PageError> {
     visitor.require()?;
     let caller = visitor.signed_in.take().ok_or(PageError::SignIn)?;
-    let email = super::who(&caller);
+    let email = super::who(&state, &caller);
     let axum::Json(answer) = crate::http::admin::audit::verify_log(
         State(state),
         caller,

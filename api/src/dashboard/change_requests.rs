@@ -83,7 +83,7 @@ pub async fn inbox_page(
     visitor.require()?;
     let caller = visitor.signed_in.take().ok_or(PageError::SignIn)?;
     let directory = state.commands.directory().await?.state;
-    let email = super::who(&caller);
+    let email = super::who(&state, &caller);
     let me = caller.principal.user_id();
     let params = InboxQueryParams {
         environment: None,
@@ -147,7 +147,7 @@ pub async fn request_page(
     visitor.require()?;
     let caller = visitor.signed_in.take().ok_or(PageError::SignIn)?;
     let directory = state.commands.directory().await?.state;
-    let email = super::who(&caller);
+    let email = super::who(&state, &caller);
     let me = caller.principal.user_id();
     let axum::Json(request) = api::show(State(state.clone()), caller, Path(id)).await?;
     let changes = describe(&state, &request).await?;

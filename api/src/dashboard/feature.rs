@@ -109,7 +109,10 @@ pub async fn feature(
         }
     };
     let title = feature.name.clone();
-    Ok(visitor.finish(live_page(&title, Some((&who(caller), &csrf)), body).into_response()))
+    Ok(
+        visitor
+            .finish(live_page(&title, Some((&who(&state, caller), &csrf)), body).into_response()),
+    )
 }
 
 /// The organisations' SDK API calls per day, last 30 days.
@@ -148,7 +151,7 @@ pub async fn usage(State(state): State<AppState>, visitor: Visitor) -> Result<Re
             (chart::bars(&format!("SDK API calls of {name}, per day"), points, "calls"))
         }
     };
-    Ok(visitor.finish(page("Usage", Some((&who(caller), &csrf)), body).into_response()))
+    Ok(visitor.finish(page("Usage", Some((&who(&state, caller), &csrf)), body).into_response()))
 }
 
 #[cfg(test)]

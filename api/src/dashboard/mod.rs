@@ -11,6 +11,7 @@ mod change_requests;
 mod chart;
 mod feature;
 mod live;
+pub mod own_flags;
 mod pages;
 mod projects;
 pub mod session;
@@ -104,15 +105,16 @@ async fn asset(content_type: &'static str, body: &'static str) -> Response {
         .into_response()
 }
 
-/// Who a page is for, as its header shows them.
+/// Who a page is for, as its header shows them, with the dashboard's own flags.
 pub struct Who {
     pub email: String,
     /// An organisation administrator (the header links to the users page).
     pub admin: bool,
+    pub own_flags: own_flags::OwnFlags,
 }
 
 /// The signed-in person as the header shows them.
-pub fn who(caller: &Admin) -> Who {
+pub fn who(state: &AppState, caller: &Admin) -> Who {
     let email = match &caller.principal {
         Principal::User { user, .. } => user.email.clone(),
         other => other.actor(),
@@ -120,6 +122,7 @@ pub fn who(caller: &Admin) -> Who {
     Who {
         email,
         admin: caller.principal.is_organisation_admin(),
+        own_flags: state.own_flags.get(),
     }
 }
 
@@ -137,7 +140,7 @@ pub fn live_page(title: &str, who: Option<(&Who, &str)>, body: Markup) -> Markup
 fn layout(title: &str, who: Option<(&Who, &str)>, body: Markup, live: bool) -> Markup {
     html! {
         (DOCTYPE)
-        html lang="en" {
+        html lang="en" class=[who.filter(|(w, _)| w.own_flags.dark_mode).map(|_| "dark")] {
             head {
                 meta charset="utf-8";
                 meta name="viewport" content="width=device-width, initial-scale=1";
@@ -161,6 +164,9 @@ fn layout(title: &str, who: Option<(&Who, &str)>, body: Markup, live: bool) -> M
                             button type="submit" { "Sign out" }
                         }
                     }
+                }
+                @if let Some(text) = who.and_then(|(w, _)| w.own_flags.announcement.as_deref()) {
+                    div.banner role="status" { (text) }
                 }
                 main data-live[live] { (body) }
                 @if live { script src="/assets/live.js" defer {} }

@@ -131,7 +131,7 @@ pub async fn home(State(state): State<AppState>, visitor: Visitor) -> Result<Res
             name: String::new(),
         },
     );
-    let email = who(caller);
+    let email = who(&state, caller);
     let body = html! {
         h1 { "Organisations" }
         @if organisations.is_empty() {
@@ -321,7 +321,7 @@ pub async fn project(
             (may(&directory, caller, command), propose)
         })
         .collect();
-    let email = who(caller);
+    let email = who(&state, caller);
     let name = project.settings.name.clone();
     let body = html! {
         p.crumbs { a href="/" { "Organisations" } " / " (name) }

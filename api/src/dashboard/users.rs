@@ -38,7 +38,7 @@ pub async fn users(State(state): State<AppState>, visitor: Visitor) -> Result<Re
             .map_or_else(|| format!("project {id}"), |(_, name)| name.clone())
     };
     let csrf = visitor.csrf_token();
-    let email = super::who(caller);
+    let email = super::who(&state, caller);
     let body = html! {
         h1 { "Users and roles" }
         div.scroll {
@@ -116,7 +116,7 @@ pub async fn create_user(
             .map_err(crate::http::error::Error::from)?;
     execute(&state, caller, command).await?;
     let csrf = visitor.csrf_token();
-    let email = super::who(caller);
+    let email = super::who(&state, caller);
     let body = html! {
         h1 { "Added " (form.email.trim()) }
         p { "They sign in with the password you gave. Their first API token, shown this once:" }

@@ -47,6 +47,8 @@ pub struct Services {
     pub analytics: projections::integrations::analytics::AnalyticsQueue,
     /// This node's SDK API calls per environment, until the `sdk_usage` worker saves them.
     pub api_calls: crate::flag_analytics::ApiCalls,
+    /// The dashboard's own flags (dark mode, the announcement), as last read.
+    pub own_flags: crate::dashboard::own_flags::SharedOwnFlags,
     /// Whether integrations may be pointed at private and local addresses.
     pub integration_networks: projections::integrations::network::PrivateNetworks,
     /// The database the read models live in (the change-request inbox is read from it).

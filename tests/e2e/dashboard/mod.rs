@@ -3,6 +3,7 @@
 //! (tests/python/test_dashboard_browser.py) drive the same pages in Chromium.
 
 mod flow;
+mod own_flags;
 mod review;
 
 use std::sync::Arc;
