@@ -10,11 +10,11 @@ use axum::response::{IntoResponse, Redirect, Response};
 use domain::change_request::{Scope, Status};
 use domain::command::change_request::ChangeRequestCommand;
 use domain::command::{Command, EnvironmentCommand};
-use domain::environment::FeatureStateInput;
 use maud::{Markup, html};
 use serde::Deserialize;
 use serde_json::Value;
 
+use super::projects::{EnabledForm, enabled_command};
 use super::session::{CSRF_FIELD, Visitor};
 use super::{PageError, live_page};
 use crate::http::AppState;
@@ -22,42 +22,21 @@ use crate::http::admin::change_requests::inbox::{self, InboxQueryParams};
 use crate::http::admin::change_requests::{self as api, ChangeRequestView, Comment, Reason};
 use crate::http::extract::{Admin, JsonBody, Path, Query};
 
-#[derive(Deserialize)]
-pub struct ProposeForm {
-    #[serde(default)]
-    csrf: String,
-    enabled: bool,
-}
-
 /// Proposes turning a feature on or off in an environment that asks for review.
 pub async fn propose_enabled(
     State(state): State<AppState>,
     visitor: Visitor,
     Path((environment_id, feature_id)): Path<(u64, u64)>,
-    Form(form): Form<ProposeForm>,
+    Form(form): Form<EnabledForm>,
 ) -> Result<Response, PageError> {
     visitor.check_csrf(&form.csrf)?;
     let caller = visitor.require()?;
-    let environment = state.commands.environment(environment_id).await?.state;
-    let project = state.commands.project(environment.project_id).await?.state;
-    let feature = project
-        .feature(feature_id)
-        .map_err(crate::http::error::Error::from)?;
-    let current = environment.effective_state(feature);
-    let command = Command::from(EnvironmentCommand::SetFeatureState {
-        environment_id,
-        feature_id,
-        state: FeatureStateInput {
-            enabled: form.enabled,
-            feature_state_value: current.feature_state_value,
-            multivariate_feature_state_values: None,
-            key: None,
-        },
-    });
+    let (command, environment, feature_name) =
+        enabled_command(&state, environment_id, feature_id, form.enabled).await?;
     let title = format!(
         "Turn {} {} in {}",
         if form.enabled { "on" } else { "off" },
-        feature.name,
+        feature_name,
         environment.name
     );
     let open = ChangeRequestCommand::OpenChangeRequest {
@@ -65,7 +44,7 @@ pub async fn propose_enabled(
         scope: Scope::Environment(environment_id),
         title,
         description: String::new(),
-        commands: vec![command],
+        commands: vec![Command::from(command)],
         base_versions: Default::default(),
         live_from_micros: None,
         reviewers: Vec::new(),

@@ -234,19 +234,19 @@ pub async fn create_feature(
 #[derive(Deserialize)]
 pub struct EnabledForm {
     #[serde(default)]
-    csrf: String,
+    pub(super) csrf: String,
     /// The state to set (`true` or `false`), not a flip: a form sent twice sets it once.
-    enabled: bool,
+    pub(super) enabled: bool,
 }
 
-pub async fn set_enabled(
-    State(state): State<AppState>,
-    visitor: Visitor,
-    Path((environment_id, feature_id)): Path<(u64, u64)>,
-    Form(form): Form<EnabledForm>,
-) -> Result<Response, PageError> {
-    visitor.check_csrf(&form.csrf)?;
-    let caller = visitor.require()?;
+/// The command that turns a feature on or off in an environment, keeping its value; with the
+/// environment and the feature's name, which pages show.
+pub(super) async fn enabled_command(
+    state: &AppState,
+    environment_id: u64,
+    feature_id: u64,
+    enabled: bool,
+) -> Result<(EnvironmentCommand, Environment, String), PageError> {
     let environment = state.commands.environment(environment_id).await?.state;
     let project = state.commands.project(environment.project_id).await?.state;
     let feature = project
@@ -257,13 +257,26 @@ pub async fn set_enabled(
         environment_id,
         feature_id,
         state: FeatureStateInput {
-            enabled: form.enabled,
+            enabled,
             feature_state_value: current.feature_state_value,
             multivariate_feature_state_values: None,
             key: None,
         },
     };
-    execute(&state, caller, command).await?;
+    Ok((command, environment, feature.name.clone()))
+}
+
+pub async fn set_enabled(
+    State(state): State<AppState>,
+    visitor: Visitor,
+    Path((environment_id, feature_id)): Path<(u64, u64)>,
+    Form(form): Form<EnabledForm>,
+) -> Result<Response, PageError> {
+    visitor.check_csrf(&form.csrf)?;
+    visitor.require()?;
+    let (command, environment, _) =
+        enabled_command(&state, environment_id, feature_id, form.enabled).await?;
+    submit(&state, &visitor, &form.csrf, command).await?;
     Ok(Redirect::to(&format!(
         "/projects/{}#feature-{feature_id}",
         environment.project_id
