@@ -15,6 +15,7 @@ pub mod own_flags;
 mod pages;
 mod projects;
 pub mod session;
+mod tokens;
 mod users;
 
 use axum::Router;
@@ -42,6 +43,9 @@ pub fn router() -> Router<AppState> {
         )
         .route("/users", get(users::users).post(users::create_user))
         .route("/users/roles", post(users::set_role))
+        .route("/tokens", get(tokens::tokens).post(tokens::issue))
+        .route("/tokens/service", post(tokens::issue_service))
+        .route("/tokens/{token_id}/{action}", post(tokens::act))
         .route("/audit", get(audit::audit))
         .route("/audit/export", get(audit::export))
         .route("/audit/verify", get(audit::verify))
@@ -156,6 +160,7 @@ fn layout(title: &str, who: Option<(&Who, &str)>, body: Markup, live: bool) -> M
                             a href="/" { "Projects" }
                             a href="/change-requests" { "Change requests" }
                             a href="/audit" { "Audit log" }
+                            a href="/tokens" { "API tokens" }
                             @if who.admin { a href="/users" { "Users" } a href="/usage" { "Usage" } }
                         }
                         form.signout method="post" action="/logout" {

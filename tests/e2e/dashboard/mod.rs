@@ -5,6 +5,7 @@
 mod flow;
 mod own_flags;
 mod review;
+mod tokens;
 
 use std::sync::Arc;
 use std::time::Duration;
