@@ -216,6 +216,11 @@ def test_two_people_review_a_change_and_a_viewer_cannot_edit(fresh_flaglog, brow
         page.wait_for_url(server.base + "/users")
     assert "approver on Shop" in page.content()
     admin.shoot("users")
+    for path, label in [("/tokens", "tokens"), ("/usage", "usage"), ("/audit/verify", "verify")]:
+        page.goto(server.base + path)
+        assert page.url.endswith(path), page.url
+        admin.shoot(label)
+    assert "Intact: positions 1 to" in page.content()
 
     # The approver watches the inbox: it updates live, without a reload.
     cy = Visit(browser, server.backend, "review-approver")
