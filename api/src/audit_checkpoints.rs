@@ -1,5 +1,6 @@
-//! The `audit_checkpoints` worker (one node at a time): every interval, if the log grew since
-//! the last checkpoint it published, signs a checkpoint of the head with the server's key and
+//! The `audit_checkpoints` worker (one node at a time): every interval, if the log holds an
+//! event the last checkpoint it published does not cover (appended since, or between the head
+//! that checkpoint read and its own append), signs a checkpoint of the head with the server's key and
 //! appends it to the log (`domain::checkpoint::STREAM`). Whoever reads the log's events (an
 //! export, an event feed, a replica) then holds checkpoints signed when they were taken, and
 //! can later prove that nothing before them changed, without having asked the server.
@@ -13,7 +14,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use domain::aggregate::{Aggregate, DomainEvent};
-use domain::checkpoint::{self, CheckpointEvent, PublishedCheckpoints, SigningKey};
+use domain::checkpoint::{self, CheckpointEvent, LastPublished, PublishedCheckpoints, SigningKey};
 use domain::log::{EventLog, ExpectedVersion, LogError, Metadata, StreamAppend};
 use projections::Error;
 use projections::workers::{Context, Worker};
@@ -43,11 +44,11 @@ fn failed(e: impl std::fmt::Display) -> Error {
     Error::Other(format!("audit checkpoints: {e}"))
 }
 
-/// The stream as read: its version and the position of its last event.
+/// The stream as read: its version, and its last checkpoint (where it is, what it covers).
 #[derive(Default)]
 struct Published {
     version: u64,
-    last_at: Option<u64>,
+    last: Option<LastPublished>,
 }
 
 impl CheckpointPublisher {
@@ -59,19 +60,26 @@ impl CheckpointPublisher {
             .map_err(failed)?;
         // Folded so that an event this build cannot read fails here, not in a reader.
         let mut state = PublishedCheckpoints::default();
+        let mut last = None;
         for record in &events {
-            state.apply(&CheckpointEvent::from_recorded(record)?);
+            let event = CheckpointEvent::from_recorded(record)?;
+            state.apply(&event);
+            let CheckpointEvent::CheckpointPublished { checkpoint } = &event;
+            last = Some(LastPublished {
+                at: record.position,
+                covers: checkpoint.position,
+            });
         }
         Ok(Published {
             version: events.last().map_or(0, |e| e.version),
-            last_at: events.last().map(|e| e.position),
+            last,
         })
     }
 
     /// Publishes a checkpoint of the head if one is due; the stream as it is afterwards.
     async fn publish_if_due(&self, published: Published) -> Result<Published, Error> {
         let head = self.log.head().await.map_err(failed)?;
-        if !checkpoint::due(published.last_at, head) {
+        if !checkpoint::due(published.last, head) {
             return Ok(published);
         }
         let hash = self
@@ -96,7 +104,10 @@ impl CheckpointPublisher {
         match self.log.append(vec![append], Metadata::actor(ACTOR)).await {
             Ok(appended) => Ok(Published {
                 version: published.version + 1,
-                last_at: Some(appended.last_position),
+                last: Some(LastPublished {
+                    at: appended.last_position,
+                    covers: head,
+                }),
             }),
             // Another node published meanwhile: read what it did, and try at the next tick.
             Err(LogError::Conflict { .. }) => self.read().await,
@@ -115,8 +126,8 @@ impl Worker for CheckpointPublisher {
                 () = context.cancelled() => return Ok(()),
             }
             published = self.publish_if_due(published).await?;
-            if let Some(at) = published.last_at {
-                context.progress(at, 0, 0.0);
+            if let Some(last) = published.last {
+                context.progress(last.at, 0, 0.0);
             }
         }
     }

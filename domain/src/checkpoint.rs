@@ -43,13 +43,20 @@ impl Aggregate for PublishedCheckpoints {
     }
 }
 
-/// Whether a checkpoint of the log at `head` is worth publishing, when the last one published
-/// was itself recorded at `last_published_at` (`None`: none yet): only if something other than
-/// that publication was appended since, so an idle log gets no stream of checkpoints of
-/// itself.
-pub fn due(last_published_at: Option<u64>, head: u64) -> bool {
-    match last_published_at {
-        Some(at) => head > at,
+/// The last checkpoint published: where it was itself recorded, and the head it covers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LastPublished {
+    pub at: u64,
+    pub covers: u64,
+}
+
+/// Whether a checkpoint of the log at `head` is worth publishing, given the last one published
+/// (`None`: none yet): only if something other than that publication is not covered by it —
+/// appended since, or appended between the head it read and its own append — so an idle log
+/// gets no stream of checkpoints of itself.
+pub fn due(last: Option<LastPublished>, head: u64) -> bool {
+    match last {
+        Some(last) => head > last.at || last.covers + 1 < last.at,
         None => head > 0,
     }
 }
@@ -118,10 +125,13 @@ mod tests {
 
     #[test]
     fn a_checkpoint_is_due_only_when_more_than_the_last_publication_was_appended() {
+        let last = |at, covers| Some(LastPublished { at, covers });
         assert!(!due(None, 0), "an empty log");
         assert!(due(None, 3));
-        assert!(!due(Some(4), 4), "nothing since the last publication");
-        assert!(due(Some(4), 5));
+        assert!(!due(last(4, 3), 4), "nothing since the last publication");
+        assert!(due(last(4, 3), 5));
+        // An event appended between the head it read (3) and its own append (at 5).
+        assert!(due(last(5, 3), 5), "position 4 is not covered");
     }
 
     #[test]

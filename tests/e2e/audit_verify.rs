@@ -286,14 +286,17 @@ async fn signed_checkpoints_are_published_into_the_log(backend: Backend) {
                 .map(|e| serde_json::from_value(e.payload["checkpoint"].clone()).unwrap())
                 .collect()
         };
-    // Until the newest event is a checkpoint of everything before it.
+    // Until the newest event is a checkpoint of everything before it (one taken while the
+    // history was still being written names an earlier head: a later one follows).
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
     let events = loop {
         let events = server.events().await;
-        if events
-            .last()
-            .is_some_and(|e| e.stream_id == domain::checkpoint::STREAM)
-        {
+        if events.last().is_some_and(|e| {
+            e.stream_id == domain::checkpoint::STREAM
+                && published(std::slice::from_ref(e))
+                    .first()
+                    .is_some_and(|c| c.position == e.position - 1)
+        }) {
             break events;
         }
         assert!(
