@@ -4,7 +4,6 @@
 //! state now and as proposed), its approvals and comments, and the actions (approve, withdraw,
 //! comment, reject, commit, close), each the API's own handler run as the signed-in person.
 
-use axum::Form;
 use axum::extract::State;
 use axum::response::{IntoResponse, Redirect, Response};
 use domain::change_request::{Scope, Status};
@@ -14,6 +13,7 @@ use maud::{Markup, html};
 use serde::Deserialize;
 use serde_json::Value;
 
+use super::Form;
 use super::projects::{EnabledForm, enabled_command};
 use super::session::{CSRF_FIELD, Visitor};
 use super::{PageError, live_page};

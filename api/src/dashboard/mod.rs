@@ -19,10 +19,12 @@ mod tokens;
 mod users;
 
 use axum::Router;
+use axum::extract::{FromRequest, Request};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use maud::{DOCTYPE, Markup, html};
+use serde::de::DeserializeOwned;
 
 use domain::directory::Principal;
 
@@ -177,6 +179,21 @@ fn layout(title: &str, who: Option<(&Who, &str)>, body: Markup, live: bool) -> M
                 @if live { script src="/assets/live.js" defer {} }
             }
         }
+    }
+}
+
+/// A form's body; one that does not parse is a 400 page saying what is wrong (not axum's
+/// plain-text rejection).
+pub struct Form<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Form<T> {
+    type Rejection = PageError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, PageError> {
+        axum::Form::<T>::from_request(request, state)
+            .await
+            .map(|form| Form(form.0))
+            .map_err(|e| PageError::Status(StatusCode::BAD_REQUEST, e.body_text()))
     }
 }
 

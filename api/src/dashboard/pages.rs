@@ -2,13 +2,13 @@
 //! create the first administrator (what `POST /api/v1/users/config/init/` does) and signs
 //! them in.
 
-use axum::Form;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use maud::{Markup, html};
 use serde::Deserialize;
 
+use super::Form;
 use super::session::{CSRF_FIELD, Visitor};
 use super::{PageError, page};
 use crate::http::AppState;

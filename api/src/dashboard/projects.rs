@@ -3,7 +3,6 @@
 //! keys), and the forms that create and toggle them. Controls are shown where the visitor's
 //! role allows the command behind them ([`may`]), and the command is checked again when run.
 
-use axum::Form;
 use axum::extract::State;
 use axum::response::{IntoResponse, Redirect, Response};
 use commands::secrets;
@@ -16,6 +15,7 @@ use maud::html;
 use serde::Deserialize;
 use serde_json::Value;
 
+use super::Form;
 use super::pages::first_run;
 use super::session::{CSRF_FIELD, Visitor};
 use super::{PageError, page, who};

@@ -3,13 +3,13 @@
 //! service token, rotate one (its new secret shown once) and revoke one. Each is the API's own
 //! handler run as the signed-in person.
 
-use axum::Form;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use maud::{Markup, html};
 use serde::Deserialize;
 
+use super::Form;
 use super::session::{CSRF_FIELD, Visitor};
 use super::{PageError, page, who};
 use crate::http::AppState;

@@ -2,7 +2,6 @@
 //! person (e-mail, password, whether an organisation administrator; their first API token is
 //! shown once, as the API shows it), and a form to give or take a role on a project.
 
-use axum::Form;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
@@ -12,6 +11,7 @@ use domain::command::DirectoryCommand;
 use maud::html;
 use serde::Deserialize;
 
+use super::Form;
 use super::session::{CSRF_FIELD, Visitor};
 use super::{PageError, page};
 use crate::http::AppState;

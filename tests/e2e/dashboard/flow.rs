@@ -324,6 +324,13 @@ async fn forms_without_the_token_from_elsewhere_or_from_a_viewer_are_refused(bac
         .await
         .expect(401, "/login");
     assert_eq!(last_actor(&server).await.0, before, "nothing was appended");
+    // A form that does not parse is a page saying what is wrong (400), and appends nothing.
+    let bad = admin
+        .post(&toggle, &[("csrf", &page.csrf()), ("enabled", "maybe")])
+        .await
+        .expect(400, &toggle);
+    assert!(bad.html.contains("enabled"), "{}", bad.html);
+    assert_eq!(last_actor(&server).await.0, before);
     // The same form with the admin's own token goes through.
     admin
         .post(&toggle, &[("csrf", &page.csrf()), ("enabled", "true")])
