@@ -1,8 +1,8 @@
 //! The `audit_checkpoints` worker (one node at a time): every interval, if the log holds an
 //! event the last checkpoint it published does not cover (appended since, or between the head
-//! that checkpoint read and its own append), signs a checkpoint of the head with the server's key and
-//! appends it to the log (`domain::checkpoint::STREAM`). Whoever reads the log's events (an
-//! export, an event feed, a replica) then holds checkpoints signed when they were taken, and
+//! that checkpoint read and its own append), signs a checkpoint of the head with the server's
+//! key and appends it to the log (`domain::checkpoint::STREAM`). Whoever reads the log's events
+//! (an export, an event feed, a replica) then holds checkpoints signed when they were taken, and
 //! can later prove that nothing before them changed, without having asked the server.
 //!
 //! The append expects the stream's version as this worker last read it, so a former leader that
