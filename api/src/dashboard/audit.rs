@@ -167,8 +167,7 @@ pub async fn export(
     mut visitor: Visitor,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, PageError> {
-    visitor.require()?;
-    let caller = visitor.signed_in.take().ok_or(PageError::SignIn)?;
+    let caller = visitor.take_caller()?;
     let filters = filters_of(raw.as_deref());
     let params = params_of(&filters, None)?;
     let response =
@@ -181,8 +180,7 @@ pub async fn verify(
     State(state): State<AppState>,
     mut visitor: Visitor,
 ) -> Result<Response, PageError> {
-    visitor.require()?;
-    let caller = visitor.signed_in.take().ok_or(PageError::SignIn)?;
+    let caller = visitor.take_caller()?;
     let email = super::who(&state, &caller);
     let axum::Json(answer) = crate::http::admin::audit::verify_log(
         State(state),

@@ -59,8 +59,7 @@ pub async fn inbox_page(
     State(state): State<AppState>,
     mut visitor: Visitor,
 ) -> Result<Response, PageError> {
-    visitor.require()?;
-    let caller = visitor.signed_in.take().ok_or(PageError::SignIn)?;
+    let caller = visitor.take_caller()?;
     let directory = state.commands.directory().await?.state;
     let email = super::who(&state, &caller);
     let me = caller.principal.user_id();
@@ -123,8 +122,7 @@ pub async fn request_page(
     mut visitor: Visitor,
     Path(id): Path<u64>,
 ) -> Result<Response, PageError> {
-    visitor.require()?;
-    let caller = visitor.signed_in.take().ok_or(PageError::SignIn)?;
+    let caller = visitor.take_caller()?;
     let directory = state.commands.directory().await?.state;
     let email = super::who(&state, &caller);
     let me = caller.principal.user_id();
@@ -276,8 +274,7 @@ pub async fn act(
     Form(form): Form<ActionForm>,
 ) -> Result<Response, PageError> {
     visitor.check_csrf(&form.csrf)?;
-    visitor.require()?;
-    let caller: Admin = visitor.signed_in.take().ok_or(PageError::SignIn)?;
+    let caller: Admin = visitor.take_caller()?;
     let state_ = State(state);
     let path = Path(id);
     // Each answers the request as it then is; the page shows it again after the redirect.

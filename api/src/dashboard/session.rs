@@ -117,6 +117,12 @@ impl Visitor {
         self.signed_in.as_ref().ok_or(PageError::SignIn)
     }
 
+    /// The signed-in person, taken out of the visitor (for the API's handlers, which take the
+    /// caller by value), or a redirect to the sign-in page.
+    pub fn take_caller(&mut self) -> Result<Admin, PageError> {
+        self.signed_in.take().ok_or(PageError::SignIn)
+    }
+
     /// Adds the cookies this visitor needs to `response` (a new pre-session cookie).
     pub fn finish(&self, mut response: Response) -> Response {
         if let Some(seed) = &self.new_presession {

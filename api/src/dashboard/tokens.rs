@@ -22,8 +22,7 @@ pub async fn tokens(
     State(state): State<AppState>,
     mut visitor: Visitor,
 ) -> Result<Response, PageError> {
-    visitor.require()?;
-    let caller = visitor.signed_in.take().ok_or(PageError::SignIn)?;
+    let caller = visitor.take_caller()?;
     let header = who(&state, &caller);
     let directory = state.commands.directory().await?.state;
     let mut projects = Vec::new();
@@ -129,8 +128,7 @@ pub async fn issue(
     Form(form): Form<TokenForm>,
 ) -> Result<Response, PageError> {
     visitor.check_csrf(&form.csrf)?;
-    visitor.require()?;
-    let caller = visitor.signed_in.take().ok_or(PageError::SignIn)?;
+    let caller = visitor.take_caller()?;
     let header = who(&state, &caller);
     let body = JsonBody(NewPersonalToken { name: form.name });
     let (_, axum::Json(issued)) = api::issue_personal(State(state), caller, body).await?;
@@ -144,8 +142,7 @@ pub async fn issue_service(
     Form(form): Form<TokenForm>,
 ) -> Result<Response, PageError> {
     visitor.check_csrf(&form.csrf)?;
-    visitor.require()?;
-    let caller = visitor.signed_in.take().ok_or(PageError::SignIn)?;
+    let caller = visitor.take_caller()?;
     let header = who(&state, &caller);
     let role = serde_json::from_value(serde_json::Value::String(form.role)).map_err(|_| {
         crate::http::error::Error::bad_request("role", "viewer, editor, approver or admin")
@@ -168,8 +165,7 @@ pub async fn act(
     Form(form): Form<TokenForm>,
 ) -> Result<Response, PageError> {
     visitor.check_csrf(&form.csrf)?;
-    visitor.require()?;
-    let caller = visitor.signed_in.take().ok_or(PageError::SignIn)?;
+    let caller = visitor.take_caller()?;
     let header = who(&state, &caller);
     match action.as_str() {
         "rotate" => {

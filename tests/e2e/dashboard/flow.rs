@@ -249,26 +249,8 @@ async fn forms_without_the_token_from_elsewhere_or_from_a_viewer_are_refused(bac
         .u64("id");
     let toggle = format!("/environments/{environment_id}/features/{feature}/enabled");
 
-    let sign_in = |email: &'static str, password: &'static str| {
-        let browser = Browser::new(&server);
-        async move {
-            let form = browser.get("/login").await.expect(200, "/login");
-            browser
-                .post(
-                    "/login",
-                    &[
-                        ("csrf", &form.csrf()),
-                        ("email", email),
-                        ("password", password),
-                    ],
-                )
-                .await
-                .expect(200, "/");
-            browser
-        }
-    };
     // The viewer reads the project but gets no controls; a forged form is refused by role.
-    let vera = sign_in("vera@example.com", "viewer secret").await;
+    let vera = Browser::signed_in(&server, "vera@example.com", "viewer secret").await;
     let page = vera
         .get(&format!("/projects/{project}"))
         .await
@@ -287,7 +269,7 @@ async fn forms_without_the_token_from_elsewhere_or_from_a_viewer_are_refused(bac
     assert!(refused.html.contains("editor"), "{}", refused.html);
 
     // The admin's session: no token, a token of another session, or another site's origin.
-    let admin = sign_in("admin@example.com", "admin secret").await;
+    let admin = Browser::signed_in(&server, "admin@example.com", "admin secret").await;
     let page = admin.get(&format!("/projects/{project}")).await;
     assert!(page.html.contains("Turn on"));
     admin

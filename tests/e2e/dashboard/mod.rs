@@ -28,6 +28,24 @@ pub struct Page {
 }
 
 impl Browser {
+    /// A browser signed in to `server` as `email` with `password` (on the home page).
+    pub async fn signed_in(server: &Server, email: &str, password: &str) -> Browser {
+        let browser = Browser::new(server);
+        let form = browser.get("/login").await.expect(200, "/login");
+        browser
+            .post(
+                "/login",
+                &[
+                    ("csrf", &form.csrf()),
+                    ("email", email),
+                    ("password", password),
+                ],
+            )
+            .await
+            .expect(200, "/");
+        browser
+    }
+
     pub fn new(server: &Server) -> Browser {
         let jar = Arc::new(Jar::default());
         Browser {

@@ -54,19 +54,7 @@ async fn the_dashboards_theme_and_banner_are_flags_read_through_an_sdk_endpoint(
     };
     let (dashboard, _) = Server::start_with_options(backend, options).await;
     dashboard.user("ops@example.com").await;
-    let browser = Browser::new(&dashboard);
-    let form = browser.get("/login").await;
-    browser
-        .post(
-            "/login",
-            &[
-                ("csrf", &form.csrf()),
-                ("email", "ops@example.com"),
-                ("password", "a long secret"),
-            ],
-        )
-        .await
-        .expect(200, "/");
+    let browser = Browser::signed_in(&dashboard, "ops@example.com", "a long secret").await;
     let html = home_until(&browser, |html| {
         html.contains("<html lang=\"en\" class=\"dark\">")
     })

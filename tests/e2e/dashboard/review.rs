@@ -10,23 +10,6 @@ use serde_json::json;
 
 use super::{Browser, Page};
 
-async fn signed_in(server: &Server, email: &str) -> Browser {
-    let browser = Browser::new(server);
-    let form = browser.get("/login").await.expect(200, "/login");
-    browser
-        .post(
-            "/login",
-            &[
-                ("csrf", &form.csrf()),
-                ("email", email),
-                ("password", "a long secret"),
-            ],
-        )
-        .await
-        .expect(200, "/");
-    browser
-}
-
 /// The first form action on `page` that starts with `prefix`.
 fn action(page: &Page, prefix: &str) -> Option<String> {
     let marker = format!("action=\"{prefix}");
@@ -53,7 +36,7 @@ async fn a_proposal_is_approved_by_another_person_and_committed_by_its_author(ba
         .member(project, "approver@example.com", "approver")
         .await;
 
-    let author = signed_in(&server, "author@example.com").await;
+    let author = Browser::signed_in(&server, "author@example.com", "a long secret").await;
     let page = author.get(&format!("/projects/{project}")).await;
     assert!(page.html.contains("Propose turning on"), "{}", page.html);
     assert!(
@@ -108,7 +91,7 @@ async fn a_proposal_is_approved_by_another_person_and_committed_by_its_author(ba
         refused.html
     );
 
-    let approver = signed_in(&server, "approver@example.com").await;
+    let approver = Browser::signed_in(&server, "approver@example.com", "a long secret").await;
     let inbox = approver
         .get("/change-requests")
         .await

@@ -40,19 +40,7 @@ async fn works(server: &Server, secret: &str) -> u16 {
 async fn a_person_issues_rotates_and_revokes_a_token(backend: Backend) {
     let server = Server::start(backend).await;
     server.user("dev@example.com").await;
-    let browser = Browser::new(&server);
-    let form = browser.get("/login").await;
-    browser
-        .post(
-            "/login",
-            &[
-                ("csrf", &form.csrf()),
-                ("email", "dev@example.com"),
-                ("password", "a long secret"),
-            ],
-        )
-        .await
-        .expect(200, "/");
+    let browser = Browser::signed_in(&server, "dev@example.com", "a long secret").await;
     let page = browser.get("/tokens").await.expect(200, "/tokens");
     let issued = browser
         .post("/tokens", &[("csrf", &page.csrf()), ("name", "laptop")])
