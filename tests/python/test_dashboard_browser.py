@@ -191,8 +191,9 @@ def test_two_people_review_a_change_and_a_viewer_cannot_edit(fresh_flaglog, brow
     page.get_by_role("button", name="Create feature").click()
     page.wait_for_load_state()
     key = page.locator("code.key").first.inner_text()
+    page.get_by_role("link", name="Settings").click()
     page.get_by_label("Approvals a change in Production needs (0: none)").fill("1")
-    page.get_by_role("button", name="Save").click()
+    page.get_by_role("button", name="Save Production settings").click()
     page.wait_for_load_state()
 
     # People and roles, through the users page.

@@ -2,7 +2,8 @@
 //! proposes the change as a change request; the approver's inbox lists the open requests with
 //! their approval counts and conflicts; a request's page shows what it changes (each flag's
 //! state now and as proposed), its approvals and comments, and the actions (approve, withdraw,
-//! comment, reject, commit, close), each the API's own handler run as the signed-in person.
+//! comment, reject, commit, close, cancel a schedule), each the API's own handler run as the
+//! signed-in person; and, while it may still go live, its impact on known identities.
 
 use axum::extract::State;
 use axum::response::{IntoResponse, Redirect, Response};
@@ -19,7 +20,9 @@ use super::session::{CSRF_FIELD, Visitor};
 use super::{PageError, live_page};
 use crate::http::AppState;
 use crate::http::admin::change_requests::inbox::{self, InboxQueryParams};
-use crate::http::admin::change_requests::{self as api, ChangeRequestView, Comment, Reason};
+use crate::http::admin::change_requests::{
+    self as api, ChangeRequestView, Comment, Reason, impact,
+};
 use crate::http::extract::{Admin, JsonBody, Path, Query};
 
 /// Proposes turning a feature on or off in an environment that asks for review.
@@ -126,10 +129,28 @@ pub async fn request_page(
     let directory = state.commands.directory().await?.state;
     let email = super::who(&state, &caller);
     let me = caller.principal.user_id();
-    let axum::Json(request) = api::show(State(state.clone()), caller, Path(id)).await?;
+    let open = matches!(
+        state.commands.change_request(id).await?.state.status,
+        Status::Open
+    );
+    let axum::Json(request) = api::show(State(state.clone()), caller.clone(), Path(id)).await?;
     let changes = describe(&state, &request).await?;
+    let scheduled = matches!(request.status, Status::Scheduled);
+    let impact = if open || scheduled {
+        impact::impact_of(State(state.clone()), caller, Path(id))
+            .await
+            .map(|axum::Json(impact)| impact)
+            .ok()
+    } else {
+        None
+    };
+    let mut environment_names = std::collections::BTreeMap::new();
+    for environment in impact.iter().flatten() {
+        let id = environment.environment_id;
+        let name = state.commands.environment(id).await?.state.name;
+        environment_names.insert(id, name);
+    }
     let csrf = visitor.csrf_token();
-    let open = matches!(request.status, Status::Open);
     let mine = Some(request.author) == me;
     let approved_by_me = request
         .approvals
@@ -162,6 +183,31 @@ pub async fn request_page(
                 }
             }
         }
+        @if let Some(at) = &request.live_from {
+            p { "Goes live at " strong { (at) } @if scheduled { " (scheduled)" } }
+        }
+        @if let Some(impact) = &impact {
+            h2 { "Impact" }
+            @for environment in impact {
+                p {
+                    (environment_names.get(&environment.environment_id).map_or("", String::as_str)) ": "
+                    strong { (environment.identities_affected) } " of " (environment.identities_evaluated)
+                    " known identities would be served something else"
+                }
+                @if !environment.sample.is_empty() {
+                    ul {
+                        @for affected in &environment.sample {
+                            li { code { (affected.identifier) } ": "
+                                @for (i, change) in affected.changes.iter().enumerate() {
+                                    @if i > 0 { "; " }
+                                    (change.feature) " " (served_text(change.before.as_ref())) " → " (served_text(change.after.as_ref()))
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
         h2 { "Review" }
         p.approvals {
             strong { (request.approval_count) " of " (request.required_approvals) } " approvals"
@@ -180,6 +226,7 @@ pub async fn request_page(
         @for comment in &request.comments {
             blockquote { (comment.text) footer { "— " (email_of(&directory, comment.user_id)) } }
         }
+        @if scheduled { div.actions { (action("cancel-schedule", "Cancel the schedule")) } }
         @if open {
             div.actions {
                 @if !mine && !approved_by_me { (action("approve", "Approve")) }
@@ -247,6 +294,10 @@ async fn describe(
     Ok(rows)
 }
 
+fn served_text(served: Option<&domain::impact::Served>) -> String {
+    served.map_or_else(|| "absent".to_string(), |s| flag_text(s.enabled, &s.value))
+}
+
 fn flag_text(enabled: bool, value: &Value) -> String {
     let state = if enabled { "On" } else { "Off" };
     if value.is_null() {
@@ -283,6 +334,7 @@ pub async fn act(
         "withdraw-approval" => api::withdraw_approval(state_, caller, path).await?,
         "commit" => api::commit(state_, caller, path).await?,
         "close" => api::close(state_, caller, path).await?,
+        "cancel-schedule" => api::cancel_schedule(state_, caller, path).await?,
         "comment" => {
             api::comment(state_, caller, path, JsonBody(Comment { text: form.text })).await?
         }

@@ -1,22 +1,26 @@
-//! A feature's page: its state in each environment, a link to its audit trail, and a chart
+//! A feature's page: its state in each environment with the forms that change it
+//! ([`super::feature_edit`]), a link to its versions and audit trail, and a chart
 //! per environment of how often SDKs evaluated it over the last day (15-minute buckets, from
 //! the flag analytics API's own query); and the organisations' usage page (SDK API calls per
 //! day over the last 30 days, administrators).
 
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
+use domain::command::{Command, EnvironmentCommand, ProjectCommand};
+use domain::environment::Environment;
+use domain::model::FeatureState;
 use maud::html;
 use time::OffsetDateTime;
 
-use super::chart;
+use super::projects::{self, may};
 use super::session::Visitor;
-use super::{PageError, live_page, page, who};
+use super::{PageError, change, chart, feature_edit, live_page, page, who};
 use crate::flag_analytics::{self, DAY, FIFTEEN_MINUTES};
 use crate::http::AppState;
 use crate::http::admin::analytics::{UsageQuery, usage_of};
 use crate::http::admin::require_reader;
 use crate::http::error::Error;
-use crate::http::extract::Path;
+use crate::http::extract::{Path, Query};
 
 /// The 15-minute periods of the last day: the first one's start and the end of the current
 /// one (Unix seconds).
@@ -44,16 +48,28 @@ fn every_period(buckets: &[(i64, i64)], (first, end): (i64, i64)) -> Vec<(String
         .collect()
 }
 
+#[derive(serde::Deserialize)]
+pub struct FeatureQuery {
+    /// An identity whose override of the feature to show in each environment.
+    identity: Option<String>,
+}
+
 pub async fn feature(
     State(state): State<AppState>,
     visitor: Visitor,
     Path((project_id, feature_id)): Path<(u64, u64)>,
+    Query(query): Query<FeatureQuery>,
 ) -> Result<Response, PageError> {
     let caller = visitor.require()?;
     require_reader(&state, caller, project_id).await?;
     let directory = state.commands.directory().await?.state;
     let project = state.commands.project(project_id).await?.state;
     let feature = project.feature(feature_id).map_err(Error::from)?.clone();
+    let identifier = query
+        .identity
+        .as_deref()
+        .map(str::trim)
+        .filter(|i| !i.is_empty());
     let now = projections::now_micros() / 1_000_000;
     let mut environments = Vec::new();
     for (&id, (owner, _)) in &directory.environments {
@@ -72,9 +88,34 @@ pub async fn feature(
         )
         .await
         .map_err(|e| Error::Internal(e.to_string()))?;
-        let current = environment.effective_state(&feature);
-        environments.push((environment, current, every_period(&buckets, period)));
+        let probe = Command::from(EnvironmentCommand::RemoveSegmentOverride {
+            environment_id: id,
+            feature_id,
+            segment_id: 0,
+        });
+        let editable = may(&directory, caller, probe.clone());
+        let propose = change::review_scope(&state, &probe).await?.is_some();
+        let identity = match identifier {
+            Some(identifier) => {
+                let overrides = state.commands.identity_overrides(id, identifier).await?;
+                Some(overrides.state.overrides.get(&feature_id).cloned())
+            }
+            None => None,
+        };
+        environments.push(Shown {
+            environment,
+            editable,
+            propose,
+            identity,
+            points: every_period(&buckets, period),
+        });
     }
+    let definition = Command::from(ProjectCommand::DeleteFeature {
+        project_id,
+        feature_id,
+    });
+    let may_define = may(&directory, caller, definition.clone());
+    let propose_definition = change::review_scope(&state, &definition).await?.is_some();
     let csrf = visitor.csrf_token();
     let body = html! {
         p.crumbs {
@@ -83,29 +124,43 @@ pub async fn feature(
         }
         h1 { code { (feature.name) } }
         @if let Some(description) = &feature.description { p { (description) } }
+        @if !feature.tags.is_empty() { p { "Tags: " (feature.tags.join(", ")) } }
         p { a href={ "/audit?project=" (project_id) "&feature=" (feature_id) } { "This feature's audit trail" } }
+        @if may_define { (feature_edit::definition_forms(project_id, &feature, &csrf, propose_definition)) }
         h2 { "State per environment" }
         div.scroll {
             table.features {
-                thead { tr { th scope="col" { "Environment" } th scope="col" { "State" } th scope="col" { "Value" } } }
+                thead { tr { th scope="col" { "Environment" } th scope="col" { "State" } th scope="col" { "Segment overrides" } } }
                 tbody {
-                    @for (environment, current, _) in &environments {
+                    @for shown in &environments {
+                        @let env = &shown.environment;
                         tr {
-                            th scope="row" { (environment.name) }
-                            td { span class={ "state " (if current.enabled { "on" } else { "off" }) } { (if current.enabled { "On" } else { "Off" }) } }
-                            td { @if !current.feature_state_value.is_null() { code { (current.feature_state_value) } } }
+                            th scope="row" { a href={ "#environment-" (env.id) } { (env.name) } }
+                            td { (projects::state_badge(&env.effective_state(&feature))) }
+                            td { (env.segment_overrides.keys().filter(|(f, _)| *f == feature_id).count()) }
                         }
                     }
                 }
             }
         }
-        h2 { "Evaluations, last 24 hours (UTC)" }
-        @for (environment, _, points) in &environments {
-            (chart::bars(
-                &format!("Evaluations of {} in {}, per 15 minutes", feature.name, environment.name),
-                points,
-                "evaluations",
-            ))
+        @for shown in &environments {
+            @let env = &shown.environment;
+            section.card id={ "environment-" (env.id) } {
+                h3 { (env.name) }
+                p {
+                    (projects::state_badge(&env.effective_state(&feature)))
+                    " · " a href={ "/environments/" (env.id) "/features/" (feature_id) "/versions" } { "Versions" }
+                }
+                @if shown.editable {
+                    (feature_edit::environment_forms(&project, env, &feature, &csrf, shown.propose,
+                        identifier.map(|i| (i, shown.identity.as_ref().and_then(Option::as_ref)))))
+                }
+                (chart::bars(
+                    &format!("Evaluations of {} in {}, per 15 minutes, last 24 hours (UTC)", feature.name, env.name),
+                    &shown.points,
+                    "evaluations",
+                ))
+            }
         }
     };
     let title = feature.name.clone();
@@ -113,6 +168,17 @@ pub async fn feature(
         visitor
             .finish(live_page(&title, Some((&who(&state, caller), &csrf)), body).into_response()),
     )
+}
+
+/// One environment as the feature page shows it.
+struct Shown {
+    environment: Environment,
+    /// The visitor may change the feature's state here, directly or by proposing.
+    editable: bool,
+    propose: bool,
+    /// The looked-up identity's override here (the outer `None`: none looked up).
+    identity: Option<Option<FeatureState>>,
+    points: Vec<(String, i64)>,
 }
 
 /// The organisations' SDK API calls per day, last 30 days.

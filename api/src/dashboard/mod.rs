@@ -7,16 +7,24 @@
 //! codes (a form that fails validation shows why, 400; a refused change, 403).
 
 mod audit;
+mod change;
 mod change_requests;
 mod chart;
 mod feature;
+mod feature_edit;
+mod fields;
+mod integrations;
 mod live;
 pub mod own_flags;
 mod pages;
 mod projects;
+mod segments;
 pub mod session;
+mod settings;
+mod time_travel;
 mod tokens;
 mod users;
+mod versions;
 
 use axum::Router;
 use axum::extract::{FromRequest, Request};
@@ -56,6 +64,66 @@ pub fn router() -> Router<AppState> {
             "/projects/{project_id}/features/{feature_id}",
             get(feature::feature),
         )
+        .route(
+            "/projects/{project_id}/features/{feature_id}/definition",
+            post(feature_edit::update_definition),
+        )
+        .route(
+            "/projects/{project_id}/features/{feature_id}/delete",
+            post(feature_edit::delete),
+        )
+        .route(
+            "/environments/{environment_id}/features/{feature_id}/state",
+            post(feature_edit::set_state),
+        )
+        .route(
+            "/environments/{environment_id}/features/{feature_id}/segment-overrides",
+            post(feature_edit::set_segment_override),
+        )
+        .route(
+            "/environments/{environment_id}/features/{feature_id}/segment-overrides/{segment_id}/remove",
+            post(feature_edit::remove_segment_override),
+        )
+        .route(
+            "/environments/{environment_id}/features/{feature_id}/identity-overrides",
+            post(feature_edit::identity_override),
+        )
+        .route(
+            "/projects/{project_id}/segments",
+            get(segments::list).post(segments::create),
+        )
+        .route(
+            "/projects/{project_id}/segments/{segment_id}",
+            get(segments::show).post(segments::update),
+        )
+        .route(
+            "/projects/{project_id}/segments/{segment_id}/delete",
+            post(segments::delete),
+        )
+        .route(
+            "/projects/{project_id}/settings",
+            get(settings::settings).post(settings::update_project),
+        )
+        .route(
+            "/projects/{project_id}/integrations",
+            get(integrations::integrations),
+        )
+        .route(
+            "/projects/{project_id}/integrations/{integration_id}/replay",
+            post(integrations::replay),
+        )
+        .route(
+            "/projects/{project_id}/time-travel",
+            get(time_travel::time_travel),
+        )
+        .route(
+            "/environments/{environment_id}/features/{feature_id}/versions",
+            get(versions::versions),
+        )
+        .route(
+            "/environments/{environment_id}/features/{feature_id}/versions/{number}/restore",
+            post(versions::restore),
+        )
         .route("/usage", get(feature::usage))
         .route("/live", get(live::live))
         .route(
@@ -76,7 +144,7 @@ pub fn router() -> Router<AppState> {
         )
         .route(
             "/environments/{environment_id}/settings",
-            post(projects::update_settings),
+            post(settings::update_environment),
         )
         .route("/change-requests", get(change_requests::inbox_page))
         .route("/change-requests/{id}", get(change_requests::request_page))

@@ -9,9 +9,10 @@ use commands::secrets;
 use domain::access;
 use domain::command::{Command, DirectoryCommand, EnvironmentCommand, ProjectCommand};
 use domain::directory::Directory;
-use domain::environment::{Environment, EnvironmentSettingsChanges, FeatureStateInput};
+use domain::environment::{Environment, FeatureStateInput};
+use domain::model::FeatureState;
 use domain::project::{FeatureInput, ProjectSettings};
-use maud::html;
+use maud::{Markup, html};
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -21,10 +22,10 @@ use super::session::{CSRF_FIELD, Visitor};
 use super::{PageError, page, who};
 use crate::http::AppState;
 use crate::http::admin::{execute, may_read, require_reader};
-use crate::http::extract::{Admin, Path};
+use crate::http::extract::{Admin, Path, Query};
 
 /// Whether `caller` may run `command` (the API's own rule, [`access::allows`]).
-fn may(directory: &Directory, caller: &Admin, command: impl Into<Command>) -> bool {
+pub(super) fn may(directory: &Directory, caller: &Admin, command: impl Into<Command>) -> bool {
     access::allows(
         directory,
         &caller.principal,
@@ -49,43 +50,8 @@ fn new_feature(project_id: u64, name: String) -> ProjectCommand {
     }
 }
 
-/// Sets how many approvals a change in the environment needs.
-fn settings_command(environment_id: u64, approvals: u32) -> EnvironmentCommand {
-    EnvironmentCommand::UpdateEnvironmentSettings {
-        environment_id,
-        changes: EnvironmentSettingsChanges {
-            minimum_change_request_approvals: Some(approvals),
-            ..EnvironmentSettingsChanges::default()
-        },
-    }
-}
-
-#[derive(Deserialize)]
-pub struct SettingsForm {
-    #[serde(default)]
-    csrf: String,
-    minimum_change_request_approvals: u32,
-}
-
-pub async fn update_settings(
-    State(state): State<AppState>,
-    visitor: Visitor,
-    Path(environment_id): Path<u64>,
-    Form(form): Form<SettingsForm>,
-) -> Result<Response, PageError> {
-    let command = settings_command(environment_id, form.minimum_change_request_approvals);
-    submit(&state, &visitor, &form.csrf, command).await?;
-    let project_id = state
-        .commands
-        .environment(environment_id)
-        .await?
-        .state
-        .project_id;
-    Ok(Redirect::to(&format!("/projects/{project_id}")).into_response())
-}
-
 /// Runs a form's command as the signed-in visitor, once its CSRF token checks out.
-async fn submit(
+pub(super) async fn submit(
     state: &AppState,
     visitor: &Visitor,
     csrf: &str,
@@ -284,11 +250,29 @@ pub async fn set_enabled(
     .into_response())
 }
 
+#[derive(Deserialize)]
+pub struct SearchQuery {
+    /// Features whose name, description or a tag contains this, ignoring case.
+    #[serde(default)]
+    q: String,
+}
+
+/// Whether `feature` is found by `query` (lowercase; empty finds every feature).
+fn found(feature: &domain::model::Feature, query: &str) -> bool {
+    let has = |text: &str| text.to_lowercase().contains(query);
+    query.is_empty()
+        || has(&feature.name)
+        || feature.description.as_deref().is_some_and(has)
+        || feature.tags.iter().any(|t| has(t))
+}
+
 pub async fn project(
     State(state): State<AppState>,
     visitor: Visitor,
     Path(project_id): Path<u64>,
+    Query(search): Query<SearchQuery>,
 ) -> Result<Response, PageError> {
+    let query = search.q.trim().to_lowercase();
     let caller = visitor.require()?;
     require_reader(&state, caller, project_id).await?;
     let directory = state.commands.directory().await?.state;
@@ -339,13 +323,25 @@ pub async fn project(
     let body = html! {
         p.crumbs { a href="/" { "Organisations" } " / " (name) }
         h1 { (name) }
-        p { a href={ "/audit?project=" (project_id) } { "This project's audit trail" } }
+        nav.sub aria-label="Project" {
+            a href={ "/projects/" (project_id) "/segments" } { "Segments" }
+            a href={ "/projects/" (project_id) "/settings" } { "Settings" }
+            a href={ "/projects/" (project_id) "/integrations" } { "Integrations" }
+            a href={ "/projects/" (project_id) "/time-travel" } { "Time travel" }
+            a href={ "/audit?project=" (project_id) } { "Audit trail" }
+        }
         @if environments.is_empty() {
             p { "No environments yet: create one (e.g. Development, Production) to serve flags." }
         }
         @if project.features.is_empty() {
             p { "No features yet." }
         } @else {
+            form.inline role="search" method="get" action={ "/projects/" (project_id) } {
+                label for="search" { "Search features" }
+                input #search type="search" name="q" value=(search.q) placeholder="name, description or tag";
+                button type="submit" { "Search" }
+                @if !query.is_empty() { a href={ "/projects/" (project_id) } { "Show all" } }
+            }
             div.scroll {
                 table.features {
                     caption { "Each feature's state per environment" }
@@ -356,7 +352,7 @@ pub async fn project(
                         }
                     }
                     tbody {
-                        @for feature in project.features.values() {
+                        @for feature in project.features.values().filter(|f| found(f, &query)) {
                             tr id={ "feature-" (feature.id) } {
                                 th scope="row" {
                                     a href={ "/projects/" (project_id) "/features/" (feature.id) } { code { (feature.name) } }
@@ -366,12 +362,7 @@ pub async fn project(
                                 @for (env, (editable, propose)) in environments.iter().zip(&may_edit) {
                                     @let state = env.effective_state(feature);
                                     td {
-                                        span class={ "state " (if state.enabled { "on" } else { "off" }) } {
-                                            (if state.enabled { "On" } else { "Off" })
-                                        }
-                                        @if !state.feature_state_value.is_null() {
-                                            " " code.value { (state.feature_state_value) }
-                                        }
+                                        (state_badge(&state))
                                         @if *editable {
                                             @let (route, verb) = if *propose { ("propose", "Propose turning") } else { ("enabled", "Turn") };
                                             @let direction = if state.enabled { "off" } else { "on" };
@@ -413,21 +404,26 @@ pub async fn project(
                 section.card {
                     h3 { (env.name) }
                     p { "Client-side environment key: " code.key { (env.client_key) } }
-                    @if may(&directory, caller, settings_command(env.id, 0)) {
-                        form.inline method="post" action={ "/environments/" (env.id) "/settings" } {
-                            input type="hidden" name=(CSRF_FIELD) value=(csrf);
-                            label for={ "approvals-" (env.id) } { "Approvals a change in " (env.name) " needs (0: none)" }
-                            input id={ "approvals-" (env.id) } type="number" min="0" max="10" name="minimum_change_request_approvals"
-                                value=(env.settings.minimum_change_request_approvals);
-                            button type="submit" { "Save" }
-                        }
-                    }
+                    p { "Approvals a change needs: " (env.settings.minimum_change_request_approvals)
+                        " · " a href={ "/projects/" (project_id) "/settings" } { "settings" } }
                     pre.snippet { code { (sdk_snippet(&env.client_key)) } }
                 }
             }
         }
     };
     Ok(visitor.finish(page(&name, Some((&email, &csrf)), body).into_response()))
+}
+
+/// A flag's state as a badge ("On"/"Off") and its value.
+pub(super) fn state_badge(state: &FeatureState) -> Markup {
+    html! {
+        span class={ "state " (if state.enabled { "on" } else { "off" }) } {
+            (if state.enabled { "On" } else { "Off" })
+        }
+        @if !state.feature_state_value.is_null() {
+            " " code.value { (state.feature_state_value) }
+        }
+    }
 }
 
 /// How to point Flagsmith's Python SDK and an OpenFeature OFREP provider at this environment.

@@ -76,6 +76,7 @@ impl RequestId {
 
 /// An authenticated admin-API caller (`Authorization: Token <token>`: a user's token or a
 /// service token), with what their events record.
+#[derive(Clone)]
 pub struct Admin {
     pub principal: Principal,
     pub metadata: Metadata,

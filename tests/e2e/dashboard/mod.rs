@@ -2,6 +2,7 @@
 //! first run and the everyday flow; [`review`], four-eyes in the dashboard. The browser tests
 //! (tests/python/test_dashboard_browser.py) drive the same pages in Chromium.
 
+mod editing;
 mod flow;
 mod own_flags;
 mod review;

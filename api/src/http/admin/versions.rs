@@ -93,7 +93,7 @@ fn comparison_view(from: Value, to: Value, comparison: &Comparison) -> Compariso
 }
 
 /// The environment (readable by the caller), the feature, and its versions there.
-async fn history(
+pub(crate) async fn history(
     state: &AppState,
     caller: &Admin,
     api_key: &str,

@@ -50,8 +50,14 @@ pub(super) async fn status(
 ) -> Result<Json<DeliveryStatus>> {
     let scope = admin_scope(&state, &caller, kind, &scope).await?;
     let integration = integration_at(&state, scope, id).await?;
+    Ok(Json(status_of(&state, integration).await?))
+}
+
+/// Where `integration`'s delivery stands (for a caller already allowed to know).
+pub async fn status_of(state: &AppState, integration: Integration) -> Result<DeliveryStatus> {
+    let id = integration.id;
     if catalogue::kind(&integration.kind).is_some_and(|k| k.family == Family::Identities) {
-        return Ok(Json(analytics_status(&state, integration).await?));
+        return analytics_status(state, integration).await;
     }
     let delivery = store::delivery_state(&state.read_models, id)
         .await?
@@ -75,7 +81,7 @@ pub(super) async fn status(
         .iter()
         .filter(|l| l.status != store::REPLAYED)
         .count() as u64;
-    Ok(Json(DeliveryStatus {
+    Ok(DeliveryStatus {
         integration_id: id,
         kind: integration.kind,
         enabled: integration.enabled,
@@ -91,7 +97,7 @@ pub(super) async fn status(
         dead_letters: dead,
         dropped: None,
         failed: None,
-    }))
+    })
 }
 
 /// An identity integration's status: sent identities as `delivered`, with every node's drops

@@ -32,7 +32,7 @@ use crate::http::extract::{Admin, JsonBody, Path};
 mod delivery;
 pub mod documented;
 
-pub use delivery::{DeliveryStatus, Replay};
+pub use delivery::{DeliveryStatus, Replay, status_of};
 use delivery::{dead_letters, replay, status};
 
 /// Where integrations are configured: the route prefix and the scope its parameter names.
