@@ -5,6 +5,8 @@
 mod editing;
 mod flow;
 mod own_flags;
+mod project_pages;
+mod proposals;
 mod review;
 mod tokens;
 
