@@ -8,7 +8,9 @@ it on; the evaluations it reports show on the feature's chart. Then four-eyes wi
 approve, the proposal appears in the approver's open inbox without a reload, the approver
 approves, the author commits, the SDK serves it and the audit page shows
 both names; a viewer sees no edit control and a forged POST (no CSRF token, or the viewer's
-session) is refused with 403. No page logs a console error; each page is saved as a screenshot
+session) is refused with 403. Then managing a flag: a value, a segment made with the rule builder
+and its override, each served to the SDK; a flag turned on with the keyboard alone. No page logs
+a console error, every control on every page has a label, and each page is saved as a screenshot
 under target/screenshots/ at desktop and phone widths, for review.
 """
 
@@ -66,6 +68,9 @@ class Visit:
         self.name = name
 
     def shoot(self, label):
+        """Saves the page at each width, and checks that every control on it has a label."""
+        unlabelled = self.page.evaluate(UNLABELLED)
+        assert unlabelled == [], f"{label}: controls without a label: {unlabelled}"
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)
         for width_name, (width, height) in WIDTHS.items():
             self.page.set_viewport_size({"width": width, "height": height})
@@ -191,7 +196,7 @@ def test_two_people_review_a_change_and_a_viewer_cannot_edit(fresh_flaglog, brow
     page.get_by_role("button", name="Create feature").click()
     page.wait_for_load_state()
     key = page.locator("code.key").first.inner_text()
-    page.get_by_role("link", name="Settings").click()
+    page.get_by_role("link", name="Settings", exact=True).click()
     page.get_by_label("Approvals a change in Production needs (0: none)").fill("1")
     page.get_by_role("button", name="Save Production settings").click()
     page.wait_for_load_state()
@@ -285,3 +290,132 @@ def test_two_people_review_a_change_and_a_viewer_cannot_edit(fresh_flaglog, brow
 
     for visit in (admin, bob, cy, vi):
         assert visit.errors == [], f"{visit.name}: console errors: {visit.errors}"
+
+
+UNLABELLED = """() => Array.from(document.querySelectorAll(
+    'input:not([type=hidden]), select, textarea, button'))
+  .filter(el => el.tagName === 'BUTTON'
+    ? !(el.textContent.trim() || el.getAttribute('aria-label'))
+    : !((el.labels && el.labels.length) || el.getAttribute('aria-label')))
+  .map(el => el.outerHTML.slice(0, 160))"""
+
+
+def test_flags_are_managed_in_the_browser_with_labelled_controls_and_the_keyboard(
+    fresh_flaglog, browser
+):
+    """Editing a flag's value, a segment made with the rule builder and its override, through
+    the pages' labelled controls; the SDK serves each. Every control on every page has a label;
+    a flag is turned on with the keyboard alone."""
+    server = fresh_flaglog
+    visit = Visit(browser, server.backend, "manage")
+    page = visit.page
+    page.goto(server.base + "/setup")
+    page.get_by_label("E-mail").fill("ada@example.com")
+    page.get_by_label("Password (at least 8 characters)").fill("a long secret")
+    page.get_by_role("button", name="Create the administrator").click()
+    page.wait_for_url(server.base + "/")
+    page.get_by_label("New organisation").fill("Acme")
+    page.get_by_role("button", name="Create organisation").click()
+    shop = page.get_by_label("New project in Acme")
+    shop.fill("Shop")
+    shop.press("Enter")
+    page.wait_for_url("**/projects/*")
+    project_url = page.url
+    page.get_by_label("New environment").fill("Production")
+    page.get_by_role("button", name="Create environment").click()
+    page.wait_for_load_state()
+    page.get_by_label("New feature").fill("banner")
+    page.get_by_role("button", name="Create feature").click()
+    page.wait_for_load_state()
+    key = page.locator("code.key").first.inner_text()
+
+    # The keyboard alone: tab to the toggle, press Enter.
+    page.locator("body").focus()
+    target = "Turn on banner in Production"
+    for _ in range(80):
+        page.keyboard.press("Tab")
+        if page.evaluate("() => document.activeElement.getAttribute('aria-label')") == target:
+            break
+    else:
+        pytest.fail("Tab never reached the toggle")
+    with page.expect_navigation():
+        page.keyboard.press("Enter")
+    assert page.locator("tr", has_text="banner").locator(".state").inner_text() == "On"
+
+    # A value, from the feature page's state form.
+    page.get_by_role("link", name="banner").first.click()
+    page.wait_for_url("**/features/*")
+    feature_url = page.url
+    section = page.locator("section.card", has=page.get_by_role("heading", name="Production"))
+    section.get_by_text("Change state in Production").click()
+    form = section.locator("form[action$='/state']")
+    form.get_by_label("Value type").select_option("string")
+    form.get_by_label("Value", exact=True).fill("hello")
+    form.get_by_role("button", name="Save").click()
+    page.wait_for_url(re.compile(r".*/features/\d+.*"))
+    sdk = Flagsmith(environment_key=key, api_url=server.api_url)
+    assert served_value(lambda: sdk.get_environment_flags(), "hello"), "the value is not served"
+    visit.shoot("feature")
+
+    # A segment from the rule builder.
+    page.goto(project_url + "/segments")
+    page.get_by_label("Name", exact=True).fill("pro users")
+    group = page.locator("fieldset.group").first
+    group.get_by_label("Holds when").select_option("ANY")
+    row = group.locator("div.condition").first
+    row.get_by_label("Trait").fill("plan")
+    row.get_by_label("Operator").select_option("EQUAL")
+    row.get_by_label("Value").fill("pro")
+    page.get_by_role("button", name="Save segment").click()
+    page.wait_for_load_state()
+    assert "pro users" in page.content()
+    visit.shoot("segments")
+    page.get_by_role("link", name="pro users").click()
+    page.wait_for_url("**/segments/*")
+    visit.shoot("segment")
+
+    # Its override, with a priority; a pro identity gets the override's value.
+    page.goto(feature_url)
+    section = page.locator("section.card", has=page.get_by_role("heading", name="Production"))
+    section.get_by_text("Add or change a segment override").click()
+    form = section.locator("form[action$='/segment-overrides']")
+    form.get_by_label("Segment").select_option(label="pro users")
+    form.get_by_label("Priority (lower wins; empty: last)").fill("1")
+    form.get_by_label("Enabled").check()
+    form.get_by_label("Value type").select_option("string")
+    form.get_by_label("Value", exact=True).fill("for pros")
+    form.get_by_role("button", name="Save").click()
+    page.wait_for_load_state()
+    assert "pro users" in page.locator("table.features").nth(1).inner_text()
+    assert served_value(
+        lambda: sdk.get_identity_flags("a-pro", traits={"plan": "pro"}), "for pros"
+    ), "the segment override is not served"
+    visit.shoot("feature-overridden")
+
+    page.get_by_role("link", name="Versions").click()
+    page.wait_for_url("**/versions")
+    assert page.get_by_role("button", name="Restore version 1").count() == 1
+    visit.shoot("versions")
+    for path, label in [("/settings", "settings"), ("/integrations", "integrations")]:
+        page.goto(project_url + path)
+        visit.shoot(label)
+    page.goto(project_url + "/time-travel")
+    page.get_by_label("or at log position").fill("8")
+    page.get_by_role("button", name="Show").click()
+    page.wait_for_load_state()
+    assert "as of position 8" in page.content()
+    visit.shoot("time-travel")
+    assert visit.errors == [], f"console errors: {visit.errors}"
+
+
+def served_value(flags, value):
+    """Whether `flags()` (an SDK call) serves banner with `value` within SERVED_SECONDS."""
+    deadline = time.monotonic() + SERVED_SECONDS
+    while time.monotonic() < deadline:
+        try:
+            if flags().get_feature_value("banner") == value:
+                return True
+        except Exception:  # the projection may not have served the change yet
+            pass
+        time.sleep(0.05)
+    return False

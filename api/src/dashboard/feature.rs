@@ -1,5 +1,5 @@
 //! A feature's page: its state in each environment with the forms that change it
-//! ([`super::feature_edit`]), a link to its versions and audit trail, and a chart
+//! ([`super::feature_forms`], [`super::feature_edit`]), a link to its versions and audit trail, and a chart
 //! per environment of how often SDKs evaluated it over the last day (15-minute buckets, from
 //! the flag analytics API's own query); and the organisations' usage page (SDK API calls per
 //! day over the last 30 days, administrators).
@@ -14,7 +14,7 @@ use time::OffsetDateTime;
 
 use super::projects::{self, may};
 use super::session::Visitor;
-use super::{PageError, change, chart, feature_edit, live_page, page, who};
+use super::{PageError, change, chart, feature_forms, live_page, page, who};
 use crate::flag_analytics::{self, DAY, FIFTEEN_MINUTES};
 use crate::http::AppState;
 use crate::http::admin::analytics::{UsageQuery, usage_of};
@@ -126,7 +126,7 @@ pub async fn feature(
         @if let Some(description) = &feature.description { p { (description) } }
         @if !feature.tags.is_empty() { p { "Tags: " (feature.tags.join(", ")) } }
         p { a href={ "/audit?project=" (project_id) "&feature=" (feature_id) } { "This feature's audit trail" } }
-        @if may_define { (feature_edit::definition_forms(project_id, &feature, &csrf, propose_definition)) }
+        @if may_define { (feature_forms::definition_forms(project_id, &feature, &csrf, propose_definition)) }
         h2 { "State per environment" }
         div.scroll {
             table.features {
@@ -152,7 +152,7 @@ pub async fn feature(
                     " · " a href={ "/environments/" (env.id) "/features/" (feature_id) "/versions" } { "Versions" }
                 }
                 @if shown.editable {
-                    (feature_edit::environment_forms(&project, env, &feature, &csrf, shown.propose,
+                    (feature_forms::environment_forms(&project, env, &feature, &csrf, shown.propose,
                         identifier.map(|i| (i, shown.identity.as_ref().and_then(Option::as_ref)))))
                 }
                 (chart::bars(

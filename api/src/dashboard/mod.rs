@@ -10,8 +10,11 @@ mod audit;
 mod change;
 mod change_requests;
 mod chart;
+#[cfg(test)]
+mod contrast;
 mod feature;
 mod feature_edit;
+mod feature_forms;
 mod fields;
 mod integrations;
 mod live;

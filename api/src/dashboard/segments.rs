@@ -62,24 +62,26 @@ fn operator_label(operator: &ConditionOperator) -> &str {
 
 /// Rules written out: "All of: plan = pro; Any of: …".
 pub fn readable(rules: &[SegmentRule]) -> Markup {
+    html! { ul.rules { (rule_items(rules)) } }
+}
+
+fn rule_items(rules: &[SegmentRule]) -> Markup {
     html! {
-        ul.rules {
-            @for rule in rules {
-                li {
-                    (rule_label(rule.rule_type)) ":"
-                    ul {
-                        @for c in &rule.conditions {
-                            li {
-                                @let property = c.property.as_deref().unwrap_or("");
-                                @if property.is_empty() { "the identity" } @else { code { (property) } }
-                                " " (operator_label(&c.operator))
-                                @if !matches!(c.operator, ConditionOperator::IsSet | ConditionOperator::IsNotSet) {
-                                    " " code { (c.value.as_deref().unwrap_or("")) }
-                                }
+        @for rule in rules {
+            li {
+                (rule_label(rule.rule_type)) ":"
+                ul {
+                    @for c in &rule.conditions {
+                        li {
+                            @let property = c.property.as_deref().unwrap_or("");
+                            @if property.is_empty() { "the identity" } @else { code { (property) } }
+                            " " (operator_label(&c.operator))
+                            @if !matches!(c.operator, ConditionOperator::IsSet | ConditionOperator::IsNotSet) {
+                                " " code { (c.value.as_deref().unwrap_or("")) }
                             }
                         }
-                        @if !rule.rules.is_empty() { li { (readable(&rule.rules)) } }
                     }
+                    (rule_items(&rule.rules))
                 }
             }
         }
