@@ -8,8 +8,8 @@
 use axum::extract::State;
 use axum::response::{IntoResponse, Redirect, Response};
 use domain::change_request::{Scope, Status};
+use domain::command::Command;
 use domain::command::change_request::ChangeRequestCommand;
-use domain::command::{Command, EnvironmentCommand};
 use maud::{Markup, html};
 use serde::Deserialize;
 use serde_json::Value;
@@ -17,7 +17,7 @@ use serde_json::Value;
 use super::Form;
 use super::projects::{EnabledForm, enabled_command};
 use super::session::{CSRF_FIELD, Visitor};
-use super::{PageError, live_page};
+use super::{PageError, change_diff, live_page};
 use crate::http::AppState;
 use crate::http::admin::change_requests::inbox::{self, InboxQueryParams};
 use crate::http::admin::change_requests::{
@@ -134,7 +134,7 @@ pub async fn request_page(
         Status::Open
     );
     let axum::Json(request) = api::show(State(state.clone()), caller.clone(), Path(id)).await?;
-    let changes = describe(&state, &request).await?;
+    let changes = change_diff::describe(&state, &request.commands).await?;
     let scheduled = matches!(request.status, Status::Scheduled);
     let impact = if open || scheduled {
         impact::impact_of(State(state.clone()), caller, Path(id))
@@ -234,6 +234,12 @@ pub async fn request_page(
                 (action("commit", "Commit"))
                 @if mine { (action("close", "Close")) }
             }
+            form.inline method="post" action={ "/change-requests/" (id) "/schedule" } {
+                input type="hidden" name=(CSRF_FIELD) value=(csrf);
+                label for="live-from" { "Go live at (UTC; empty: when committed)" }
+                input #live-from type="datetime-local" name="live_from";
+                button type="submit" { "Set the schedule" }
+            }
             form method="post" action={ "/change-requests/" (id) "/comment" } {
                 input type="hidden" name=(CSRF_FIELD) value=(csrf);
                 label for="comment" { "Comment" }
@@ -252,46 +258,6 @@ pub async fn request_page(
     };
     let title = format!("Change request #{id}");
     Ok(visitor.finish(live_page(&title, Some((&email, &csrf)), body).into_response()))
-}
-
-/// Each proposed command as (what, now, proposed): a feature state shows the flag as it is
-/// served now and as proposed; other commands show their JSON.
-async fn describe(
-    state: &AppState,
-    request: &ChangeRequestView,
-) -> Result<Vec<(String, String, String)>, PageError> {
-    let mut rows = Vec::new();
-    for value in &request.commands {
-        let command: Result<Command, _> = serde_json::from_value(value.clone());
-        if let Ok(Command::Environment(EnvironmentCommand::SetFeatureState {
-            environment_id,
-            feature_id,
-            state: proposed,
-        })) = command
-        {
-            let environment = state.commands.environment(environment_id).await?.state;
-            let project = state.commands.project(environment.project_id).await?.state;
-            if let Ok(feature) = project.feature(feature_id) {
-                let now = environment.effective_state(feature);
-                rows.push((
-                    format!("{} in {}", feature.name, environment.name),
-                    flag_text(now.enabled, &now.feature_state_value),
-                    flag_text(proposed.enabled, &proposed.feature_state_value),
-                ));
-                continue;
-            }
-        }
-        let kind = value["type"]
-            .as_str()
-            .unwrap_or("command")
-            .replace('_', " ");
-        rows.push((
-            kind,
-            String::new(),
-            serde_json::to_string_pretty(value).unwrap_or_default(),
-        ));
-    }
-    Ok(rows)
 }
 
 fn served_text(served: Option<&domain::impact::Served>) -> String {
@@ -315,6 +281,9 @@ pub struct ActionForm {
     text: String,
     #[serde(default)]
     reason: String,
+    /// A new schedule (datetime-local, UTC); empty: when committed.
+    #[serde(default)]
+    live_from: String,
 }
 
 /// Runs action `name` on request `id` through the API's handler for it.
@@ -335,6 +304,20 @@ pub async fn act(
         "commit" => api::commit(state_, caller, path).await?,
         "close" => api::close(state_, caller, path).await?,
         "cancel-schedule" => api::cancel_schedule(state_, caller, path).await?,
+        "schedule" => {
+            let live_from = match super::change::schedule(&form.live_from)? {
+                Some(micros) => Value::String(domain::log::rfc3339(micros).unwrap_or_default()),
+                None => Value::Null,
+            };
+            let edit = api::EditChangeRequest {
+                title: None,
+                description: None,
+                commands: None,
+                live_from: Some(live_from),
+                reviewers: Vec::new(),
+            };
+            api::edit(state_, caller, path, JsonBody(edit)).await?
+        }
         "comment" => {
             api::comment(state_, caller, path, JsonBody(Comment { text: form.text })).await?
         }

@@ -8,6 +8,7 @@
 
 mod audit;
 mod change;
+mod change_diff;
 mod change_requests;
 mod chart;
 #[cfg(test)]

@@ -16,9 +16,9 @@ use maud::{Markup, html};
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::Form;
 use super::pages::first_run;
 use super::session::{CSRF_FIELD, Visitor};
+use super::{Form, change};
 use super::{PageError, page, who};
 use crate::http::AppState;
 use crate::http::admin::{execute, may_read, require_reader};
@@ -192,9 +192,18 @@ pub async fn create_feature(
     Path(project_id): Path<u64>,
     Form(form): Form<NameForm>,
 ) -> Result<Response, PageError> {
+    let title = format!("Create feature {}", form.name);
     let command = new_feature(project_id, form.name);
-    submit(&state, &visitor, &form.csrf, command).await?;
-    Ok(Redirect::to(&format!("/projects/{project_id}")).into_response())
+    let outcome = change::apply(
+        &state,
+        &visitor,
+        &form.csrf,
+        vec![command.into()],
+        title,
+        "",
+    )
+    .await?;
+    Ok(outcome.redirect(&format!("/projects/{project_id}")))
 }
 
 #[derive(Deserialize)]
@@ -294,6 +303,10 @@ pub async fn project(
         },
     );
     let may_create_feature = may(&directory, caller, new_feature(project_id, String::new()));
+    let propose_feature =
+        change::review_scope(&state, &new_feature(project_id, String::new()).into())
+            .await?
+            .is_some();
     // Per environment: whether the visitor may change a flag's state there, and whether such
     // a change must be proposed (four-eyes: the API's own rule, access::four_eyes).
     let may_edit: Vec<(bool, bool)> = environments
@@ -387,7 +400,7 @@ pub async fn project(
                 input type="hidden" name=(CSRF_FIELD) value=(csrf);
                 label for="feature-name" { "New feature" }
                 input #feature-name name="name" required maxlength="2000" placeholder="e.g. checkout_v2";
-                button type="submit" { "Create feature" }
+                button type="submit" { @if propose_feature { "Propose feature" } @else { "Create feature" } }
             }
         }
         @if may_create_environment {

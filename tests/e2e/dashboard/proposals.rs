@@ -117,6 +117,49 @@ async fn with_four_eyes_every_edit_form_proposes_a_change(backend: Backend) {
         proposed.url
     );
     assert!(proposed.html.contains("Change the definition of banner"));
+    // Its page shows the field before and after; its author may schedule it.
+    assert!(
+        proposed.html.contains("banner: description") && proposed.html.contains("proposed&quot;"),
+        "{}",
+        proposed.html
+    );
+    let rescheduled = submit(
+        &editor,
+        &proposed,
+        &format!("{}/schedule", proposed.url),
+        &[("live_from", "2099-02-03T04:05")],
+    )
+    .await
+    .expect(200, &proposed.url);
+    assert!(
+        rescheduled.html.contains("2099-02-03T04:05"),
+        "{}",
+        rescheduled.html
+    );
+    // A new feature is proposed too.
+    let project_page = editor.get(&format!("/projects/{project}")).await;
+    assert!(
+        project_page.html.contains("Propose feature"),
+        "{}",
+        project_page.html
+    );
+    let proposed = submit(
+        &editor,
+        &project_page,
+        &format!("/projects/{project}/features"),
+        &[("name", "later")],
+    )
+    .await;
+    assert!(
+        proposed.url.starts_with("/change-requests/"),
+        "{}",
+        proposed.url
+    );
+    assert!(
+        proposed.html.contains("Create feature later"),
+        "{}",
+        proposed.html
+    );
     let segments = format!("/projects/{project}/segments");
     let page = editor.get(&segments).await;
     assert!(page.html.contains("Propose change"));
@@ -132,6 +175,11 @@ async fn with_four_eyes_every_edit_form_proposes_a_change(backend: Backend) {
         proposed.url.starts_with("/change-requests/"),
         "{}",
         proposed.url
+    );
+    assert!(
+        proposed.html.contains("<code>beta</code> is set"),
+        "{}",
+        proposed.html
     );
     let defined = server
         .get(&format!("/api/v1/projects/{project}/segments/"))
