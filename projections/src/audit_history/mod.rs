@@ -22,13 +22,14 @@ use crate::Error;
 use crate::runner::{Projection, Write};
 
 mod query;
+mod vocabulary;
 pub use query::{
     AuditQuery, AuditRow, Completeness, Order, completeness, identity_event_positions, query,
 };
 
 pub const NAME: &str = "audit_history";
 
-const TABLES: [&str; 2] = ["audit_log", "audit_log_features"];
+const TABLES: [&str; 3] = ["audit_log", "audit_log_features", "audit_words"];
 
 /// Columns of `audit_log`, in the order [`write`] binds them.
 const COLUMNS: &str = "position, recorded_at_micros, stream_id, event_type, actor, actor_name, \
@@ -42,6 +43,8 @@ const ROWS_PER_STATEMENT: usize = 200;
 pub struct AuditHistory {
     pool: AnyPool,
     fold: AuditFold,
+    /// The summaries' words already stored ([`vocabulary`]).
+    words: vocabulary::Known,
 }
 
 impl AuditHistory {
@@ -49,6 +52,7 @@ impl AuditHistory {
         AuditHistory {
             pool,
             fold: AuditFold::default(),
+            words: vocabulary::Known::default(),
         }
     }
 
@@ -205,6 +209,11 @@ impl Projection for AuditHistory {
             .iter()
             .map(|e| Row::of(self.fold.entry(e)?))
             .collect::<Result<Vec<_>, Error>>()?;
+        let words = self.words.new_words(
+            rows.iter()
+                .map(|row| (row.entry.summary.as_str(), row.entry.position)),
+        );
+        let known = self.words.clone();
         let pool = self.pool.clone();
         Ok(Some(Box::pin(async move {
             let mut tx = pool.begin().await?;
@@ -213,7 +222,9 @@ impl Projection for AuditHistory {
                 return Err(Error::Superseded(last));
             }
             write(&mut tx, &rows).await?;
+            vocabulary::write(&mut tx, &words).await?;
             tx.commit().await?;
+            known.stored(words.into_keys());
             Ok(())
         })))
     }
