@@ -12,6 +12,7 @@ use domain::model::FeatureState;
 use maud::html;
 use time::OffsetDateTime;
 
+use super::Query;
 use super::projects::{self, may};
 use super::session::Visitor;
 use super::{PageError, change, chart, feature_forms, live_page, page, who};
@@ -20,7 +21,7 @@ use crate::http::AppState;
 use crate::http::admin::analytics::{UsageQuery, usage_of};
 use crate::http::admin::require_reader;
 use crate::http::error::Error;
-use crate::http::extract::{Path, Query};
+use crate::http::extract::Path;
 
 /// The 15-minute periods of the last day: the first one's start and the end of the current
 /// one (Unix seconds).

@@ -269,6 +269,22 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Form<T> {
     }
 }
 
+/// A page's query string; one that does not parse is a 400 page saying what is wrong.
+pub struct Query<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> axum::extract::FromRequestParts<S> for Query<T> {
+    type Rejection = PageError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _state: &S,
+    ) -> Result<Self, PageError> {
+        axum::extract::Query::<T>::try_from_uri(&parts.uri)
+            .map(|query| Query(query.0))
+            .map_err(|e| PageError::Status(StatusCode::BAD_REQUEST, e.body_text()))
+    }
+}
+
 /// A page's failure, shown as a page (or, for a visitor who must sign in, a redirect).
 #[derive(Debug)]
 pub enum PageError {

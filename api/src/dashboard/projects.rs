@@ -16,13 +16,14 @@ use maud::{Markup, html};
 use serde::Deserialize;
 use serde_json::Value;
 
+use super::Query;
 use super::pages::first_run;
 use super::session::{CSRF_FIELD, Visitor};
 use super::{Form, change};
 use super::{PageError, page, who};
 use crate::http::AppState;
 use crate::http::admin::{execute, may_read, require_reader};
-use crate::http::extract::{Admin, Path, Query};
+use crate::http::extract::{Admin, Path};
 
 /// Whether `caller` may run `command` (the API's own rule, [`access::allows`]).
 pub(super) fn may(directory: &Directory, caller: &Admin, command: impl Into<Command>) -> bool {

@@ -8,12 +8,13 @@ use axum::response::{IntoResponse, Response};
 use maud::html;
 use serde::Deserialize;
 
+use super::Query;
 use super::projects::state_badge;
 use super::session::Visitor;
 use super::{PageError, change, page, who};
 use crate::http::AppState;
 use crate::http::admin::require_reader;
-use crate::http::extract::{Path, Query};
+use crate::http::extract::Path;
 use crate::http::time_travel::now_or_then;
 
 #[derive(Deserialize)]

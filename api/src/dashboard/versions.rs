@@ -10,6 +10,7 @@ use domain::feature_version::{Comparison, PublishedState, compare, restore_comma
 use maud::{Markup, html};
 use serde::Deserialize;
 
+use super::Query;
 use super::fields::Fields;
 use super::projects::may;
 use super::session::{CSRF_FIELD, Visitor};
@@ -18,7 +19,7 @@ use crate::http::AppState;
 use crate::http::admin::change_requests::rfc3339;
 use crate::http::admin::versions::history;
 use crate::http::error::Error;
-use crate::http::extract::{Path, Query};
+use crate::http::extract::Path;
 
 #[derive(Deserialize)]
 pub struct Pair {

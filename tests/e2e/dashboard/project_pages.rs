@@ -88,6 +88,9 @@ async fn settings_time_travel_and_integrations_pages_work(backend: Backend) {
         ))
         .await;
     assert_eq!(future.status, 400, "{}", future.html);
+    let nonsense = viewer.get(&format!("{travel}?environment=abc")).await;
+    assert_eq!(nonsense.status, 400, "{}", nonsense.html);
+    assert!(nonsense.html.contains("<h1>400 Bad Request</h1>"), "{}", nonsense.html);
 
     // Integrations: a failing receiver's event is dead-lettered; replayed, it arrives.
     let receiver = Receiver::start().await;
