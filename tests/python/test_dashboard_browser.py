@@ -175,10 +175,9 @@ def sign_in(visit, server, email, password="a long secret"):
     page.wait_for_url(server.base + "/")
 
 
-def test_two_people_review_a_change_and_a_viewer_cannot_edit(fresh_flaglog, browser):
-    server = fresh_flaglog
-    admin = Visit(browser, server.backend, "review-admin")
-    page = admin.page
+def shop_with_banner(page, server):
+    """The first administrator (ada), then project Shop with environment Production and flag
+    banner, made through the pages; returns the project's URL and the environment's key."""
     page.goto(server.base + "/setup")
     page.get_by_label("E-mail").fill("ada@example.com")
     page.get_by_label("Password (at least 8 characters)").fill("a long secret")
@@ -195,7 +194,14 @@ def test_two_people_review_a_change_and_a_viewer_cannot_edit(fresh_flaglog, brow
     page.get_by_label("New feature").fill("banner")
     page.get_by_role("button", name="Create feature").click()
     page.wait_for_load_state()
-    key = page.locator("code.key").first.inner_text()
+    return project_url, page.locator("code.key").first.inner_text()
+
+
+def test_two_people_review_a_change_and_a_viewer_cannot_edit(fresh_flaglog, browser):
+    server = fresh_flaglog
+    admin = Visit(browser, server.backend, "review-admin")
+    page = admin.page
+    project_url, key = shop_with_banner(page, server)
     page.get_by_role("link", name="Settings", exact=True).click()
     page.get_by_label("Approvals a change in Production needs (0: none)").fill("1")
     page.get_by_role("button", name="Save Production settings").click()
@@ -309,25 +315,7 @@ def test_flags_are_managed_in_the_browser_with_labelled_controls_and_the_keyboar
     server = fresh_flaglog
     visit = Visit(browser, server.backend, "manage")
     page = visit.page
-    page.goto(server.base + "/setup")
-    page.get_by_label("E-mail").fill("ada@example.com")
-    page.get_by_label("Password (at least 8 characters)").fill("a long secret")
-    page.get_by_role("button", name="Create the administrator").click()
-    page.wait_for_url(server.base + "/")
-    page.get_by_label("New organisation").fill("Acme")
-    page.get_by_role("button", name="Create organisation").click()
-    shop = page.get_by_label("New project in Acme")
-    shop.fill("Shop")
-    shop.press("Enter")
-    page.wait_for_url("**/projects/*")
-    project_url = page.url
-    page.get_by_label("New environment").fill("Production")
-    page.get_by_role("button", name="Create environment").click()
-    page.wait_for_load_state()
-    page.get_by_label("New feature").fill("banner")
-    page.get_by_role("button", name="Create feature").click()
-    page.wait_for_load_state()
-    key = page.locator("code.key").first.inner_text()
+    project_url, key = shop_with_banner(page, server)
 
     # The keyboard alone: tab to the toggle, press Enter.
     page.locator("body").focus()

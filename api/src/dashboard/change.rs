@@ -13,6 +13,7 @@ use time::PrimitiveDateTime;
 use time::macros::format_description;
 
 use super::PageError;
+use super::fields::Fields;
 use super::session::Visitor;
 use crate::http::AppState;
 use crate::http::admin::change_requests::open_command;
@@ -101,6 +102,28 @@ pub async fn apply(
     };
     let (_, axum::Json(opened)) = open_command(state, caller, scope, open).await?;
     Ok(Outcome::Proposed(opened.id))
+}
+
+/// [`apply`] for a form of one command: its CSRF token and schedule (`live_from`) read from
+/// `fields`.
+pub async fn apply_form(
+    state: &AppState,
+    visitor: &Visitor,
+    fields: &Fields,
+    command: impl Into<Command>,
+    title: String,
+) -> Result<Outcome, PageError> {
+    let csrf = fields.one(super::session::CSRF_FIELD);
+    let commands = vec![command.into()];
+    apply(
+        state,
+        visitor,
+        csrf,
+        commands,
+        title,
+        fields.one("live_from"),
+    )
+    .await
 }
 
 /// A datetime-local field's value (UTC) as µs since the epoch; empty is "when committed".

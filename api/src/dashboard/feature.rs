@@ -13,7 +13,7 @@ use maud::html;
 use time::OffsetDateTime;
 
 use super::Query;
-use super::projects::{self, may};
+use super::projects::{self, environments_of, may};
 use super::session::Visitor;
 use super::{PageError, change, chart, feature_forms, live_page, page, who};
 use crate::flag_analytics::{self, DAY, FIFTEEN_MINUTES};
@@ -73,11 +73,8 @@ pub async fn feature(
         .filter(|i| !i.is_empty());
     let now = projections::now_micros() / 1_000_000;
     let mut environments = Vec::new();
-    for (&id, (owner, _)) in &directory.environments {
-        if *owner != project_id {
-            continue;
-        }
-        let environment = state.commands.environment(id).await?.state;
+    for environment in environments_of(&state, &directory, project_id).await? {
+        let id = environment.id;
         let period = last_day(now);
         let buckets = flag_analytics::series(
             &state.read_models,

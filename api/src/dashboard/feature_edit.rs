@@ -1,7 +1,7 @@
 //! Editing a feature from its page: its definition (description, tags, defaults, multivariate
 //! options) and deletion, project-wide; and per environment its state (on/off, value, each
 //! option's allocation), its segment overrides with their priority, and identity overrides.
-//! Each form's commands go through [`change::apply`]: applied, or proposed where four-eyes
+//! Each form's commands go through [`change::apply_form`]: applied, or proposed where four-eyes
 //! asks for review. The forms are drawn by [`super::feature_forms`].
 
 use axum::extract::State;
@@ -16,7 +16,7 @@ use super::Form;
 use super::PageError;
 use super::change::{self, Outcome};
 use super::fields::{Fields, invalid, number, value_field};
-use super::session::{CSRF_FIELD, Visitor};
+use super::session::Visitor;
 use crate::http::AppState;
 use crate::http::extract::Path;
 
@@ -95,15 +95,7 @@ pub async fn update_definition(
         },
     };
     let title = format!("Change the definition of {}", feature.name);
-    let outcome = change::apply(
-        &state,
-        &visitor,
-        fields.one(CSRF_FIELD),
-        vec![command.into()],
-        title,
-        fields.one("live_from"),
-    )
-    .await?;
+    let outcome = change::apply_form(&state, &visitor, &fields, command, title).await?;
     Ok(outcome.redirect(&feature_page(project_id, feature_id, "")))
 }
 
@@ -124,15 +116,8 @@ pub async fn delete(
         project_id,
         feature_id,
     };
-    let outcome = change::apply(
-        &state,
-        &visitor,
-        fields.one(CSRF_FIELD),
-        vec![command.into()],
-        format!("Delete {name}"),
-        fields.one("live_from"),
-    )
-    .await?;
+    let outcome =
+        change::apply_form(&state, &visitor, &fields, command, format!("Delete {name}")).await?;
     Ok(outcome.redirect(&format!("/projects/{project_id}")))
 }
 
@@ -177,15 +162,7 @@ pub async fn set_state(
         state: state_input(&fields, &feature)?,
     };
     let title = format!("Change {} in {}", feature.name, environment.name);
-    let outcome = change::apply(
-        &state,
-        &visitor,
-        fields.one(CSRF_FIELD),
-        vec![command.into()],
-        title,
-        fields.one("live_from"),
-    )
-    .await?;
+    let outcome = change::apply_form(&state, &visitor, &fields, command, title).await?;
     Ok(back(outcome, &environment, feature_id))
 }
 
@@ -212,15 +189,7 @@ pub async fn set_segment_override(
         "Override {} for segment {segment_id} in {}",
         feature.name, environment.name
     );
-    let outcome = change::apply(
-        &state,
-        &visitor,
-        fields.one(CSRF_FIELD),
-        vec![command.into()],
-        title,
-        fields.one("live_from"),
-    )
-    .await?;
+    let outcome = change::apply_form(&state, &visitor, &fields, command, title).await?;
     Ok(back(outcome, &environment, feature_id))
 }
 
@@ -242,15 +211,7 @@ pub async fn remove_segment_override(
         "Remove the override of {} for segment {segment_id} in {}",
         feature.name, environment.name
     );
-    let outcome = change::apply(
-        &state,
-        &visitor,
-        fields.one(CSRF_FIELD),
-        vec![command.into()],
-        title,
-        "",
-    )
-    .await?;
+    let outcome = change::apply_form(&state, &visitor, &fields, command, title).await?;
     Ok(back(outcome, &environment, feature_id))
 }
 
@@ -295,15 +256,7 @@ pub async fn identity_override(
             format!("Override {} for {identifier}", feature.name),
         )
     };
-    let outcome = change::apply(
-        &state,
-        &visitor,
-        fields.one(CSRF_FIELD),
-        vec![command],
-        title,
-        fields.one("live_from"),
-    )
-    .await?;
+    let outcome = change::apply_form(&state, &visitor, &fields, command, title).await?;
     let anchor = format!(
         "?identity={}#environment-{environment_id}",
         form_urlencoded::byte_serialize(identifier.as_bytes()).collect::<String>()

@@ -287,12 +287,7 @@ pub async fn project(
     require_reader(&state, caller, project_id).await?;
     let directory = state.commands.directory().await?.state;
     let project = state.commands.project(project_id).await?.state;
-    let mut environments: Vec<Environment> = Vec::new();
-    for (&id, (owner, _)) in &directory.environments {
-        if *owner == project_id {
-            environments.push(state.commands.environment(id).await?.state);
-        }
-    }
+    let environments = environments_of(&state, &directory, project_id).await?;
     let csrf = visitor.csrf_token();
     let may_create_environment = may(
         &directory,
@@ -426,6 +421,21 @@ pub async fn project(
         }
     };
     Ok(visitor.finish(page(&name, Some((&email, &csrf)), body).into_response()))
+}
+
+/// The environments of `project_id`, as they are now.
+pub(super) async fn environments_of(
+    state: &AppState,
+    directory: &Directory,
+    project_id: u64,
+) -> Result<Vec<Environment>, PageError> {
+    let mut environments = Vec::new();
+    for (&id, (owner, _)) in &directory.environments {
+        if *owner == project_id {
+            environments.push(state.commands.environment(id).await?.state);
+        }
+    }
+    Ok(environments)
 }
 
 /// A flag's state as a badge ("On"/"Off") and its value.

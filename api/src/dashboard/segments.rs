@@ -349,15 +349,7 @@ async fn save(
             segment: input,
         },
     };
-    let outcome = change::apply(
-        state,
-        visitor,
-        fields.one(CSRF_FIELD),
-        vec![command.into()],
-        title,
-        fields.one("live_from"),
-    )
-    .await?;
+    let outcome = change::apply_form(state, visitor, &fields, command, title).await?;
     Ok(outcome.redirect(&format!("/projects/{project_id}/segments")))
 }
 
@@ -390,13 +382,12 @@ pub async fn delete(
         project_id,
         segment_id,
     };
-    let outcome = change::apply(
+    let outcome = change::apply_form(
         &state,
         &visitor,
-        fields.one(CSRF_FIELD),
-        vec![command.into()],
+        &fields,
+        command,
         format!("Delete segment {segment_id}"),
-        "",
     )
     .await?;
     Ok(outcome.redirect(&format!("/projects/{project_id}/segments")))

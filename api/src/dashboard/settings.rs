@@ -6,12 +6,12 @@
 use axum::extract::State;
 use axum::response::{IntoResponse, Redirect, Response};
 use domain::command::{EnvironmentCommand, ProjectCommand};
-use domain::environment::{Environment, EnvironmentSettingsChanges};
+use domain::environment::EnvironmentSettingsChanges;
 use domain::project::ProjectSettings;
 use maud::html;
 
 use super::fields::Fields;
-use super::projects::{may, submit};
+use super::projects::{environments_of, may, submit};
 use super::session::{CSRF_FIELD, Visitor};
 use super::{Form, PageError, page, who};
 use crate::http::AppState;
@@ -27,12 +27,7 @@ pub async fn settings(
     require_reader(&state, caller, project_id).await?;
     let directory = state.commands.directory().await?.state;
     let project = state.commands.project(project_id).await?.state;
-    let mut environments: Vec<Environment> = Vec::new();
-    for (&id, (owner, _)) in &directory.environments {
-        if *owner == project_id {
-            environments.push(state.commands.environment(id).await?.state);
-        }
-    }
+    let environments = environments_of(&state, &directory, project_id).await?;
     let settings = &project.settings;
     let editable = may(
         &directory,

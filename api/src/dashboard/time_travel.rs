@@ -9,7 +9,7 @@ use maud::html;
 use serde::Deserialize;
 
 use super::Query;
-use super::projects::state_badge;
+use super::projects::{environments_of, state_badge};
 use super::session::Visitor;
 use super::{PageError, change, page, who};
 use crate::http::AppState;
@@ -37,12 +37,7 @@ pub async fn time_travel(
     require_reader(&state, caller, project_id).await?;
     let directory = state.commands.directory().await?.state;
     let project = state.commands.project(project_id).await?.state;
-    let mut environments = Vec::new();
-    for (&id, (owner, _)) in &directory.environments {
-        if *owner == project_id {
-            environments.push(state.commands.environment(id).await?.state);
-        }
-    }
+    let environments = environments_of(&state, &directory, project_id).await?;
     let chosen = moment
         .environment
         .and_then(|id| environments.iter().find(|e| e.id == id))

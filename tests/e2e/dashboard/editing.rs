@@ -3,73 +3,10 @@
 //! the rule builder and overridden, an identity override, search, restoring a version, and
 //! deleting the feature.
 
-use std::time::Duration;
-
 use flaglog_tests::{Backend, Server, on_both_backends};
-use serde_json::{Value, json};
+use serde_json::json;
 
-use super::{Browser, Page};
-
-/// Polls until `check` holds for what an SDK is served (`identifier` with `traits`, or the
-/// environment's flags), and returns that answer; fails naming `what`.
-pub async fn served(
-    server: &Server,
-    key: &str,
-    identity: Option<(&str, Value)>,
-    what: &str,
-    check: impl Fn(&Value) -> bool,
-) -> Value {
-    let sdk = reqwest::Client::new();
-    let mut last = Value::Null;
-    for _ in 0..400 {
-        let request = match &identity {
-            Some((identifier, traits)) => sdk
-                .post(format!("{}/api/v1/identities/", server.base))
-                .json(&json!({"identifier": identifier, "traits": traits})),
-            None => sdk.get(format!("{}/api/v1/flags/", server.base)),
-        };
-        let answer: Value = request
-            .header("X-Environment-Key", key)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        let flags = answer.get("flags").cloned().unwrap_or(answer);
-        if check(&flags) {
-            return flags;
-        }
-        last = flags;
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    panic!("{what}: the SDK was last served {last}")
-}
-
-/// The flag named `name` in an SDK answer.
-pub fn flag<'a>(flags: &'a Value, name: &str) -> &'a Value {
-    flags
-        .as_array()
-        .and_then(|all| all.iter().find(|f| f["feature"]["name"] == json!(name)))
-        .unwrap_or(&Value::Null)
-}
-
-pub async fn environment_id(server: &Server, key: &str) -> u64 {
-    server
-        .get(&format!("/api/v1/environments/{key}/"))
-        .send()
-        .await
-        .expect_status(200)
-        .u64("id")
-}
-
-/// Posts `fields` (with the page's CSRF token) to `path`.
-pub async fn submit(browser: &Browser, page: &Page, path: &str, fields: &[(&str, &str)]) -> Page {
-    let csrf = page.csrf();
-    let mut form = vec![("csrf", csrf.as_str())];
-    form.extend_from_slice(fields);
-    browser.post(path, &form).await
-}
+use super::{Browser, environment_id, flag, served, submit};
 
 async fn a_feature_is_managed_from_its_page_and_sdks_see_each_change(backend: Backend) {
     let server = Server::start(backend).await;

@@ -5,12 +5,10 @@
 //! from a viewer are refused (403) and append nothing. (The browser tests drive the same pages
 //! in Chromium.)
 
-use std::time::Duration;
-
 use flaglog_tests::{Backend, Server, on_both_backends};
 use serde_json::json;
 
-use super::{Browser, last_actor};
+use super::{Browser, last_actor, served};
 
 async fn the_first_run_creates_the_admin_and_the_everyday_flow_reaches_the_sdk(backend: Backend) {
     let server = Server::start_without_user(backend).await;
@@ -141,26 +139,11 @@ async fn the_first_run_creates_the_admin_and_the_everyday_flow_reaches_the_sdk(b
         "{}",
         verified.html
     );
-    let sdk = reqwest::Client::new();
-    let mut served = None;
-    for _ in 0..200 {
-        let flags: serde_json::Value = sdk
-            .get(format!("{}/api/v1/flags/", server.base))
-            .header("X-Environment-Key", &key)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        if flags[0]["enabled"] == json!(true) {
-            served = Some(flags);
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    let served = served.expect("the SDK endpoint serves the toggled flag");
-    assert_eq!(served[0]["feature"]["name"], json!("checkout_v2"));
+    let flags = served(&server, &key, None, "the toggled flag", |f| {
+        f[0]["enabled"] == json!(true)
+    })
+    .await;
+    assert_eq!(flags[0]["feature"]["name"], json!("checkout_v2"));
 
     // Signing out ends the session: its cookie no longer works, even sent again.
     let session_cookie = format!(

@@ -7,8 +7,7 @@ use flaglog_tests::receiver::Receiver;
 use flaglog_tests::{Backend, Server, on_both_backends};
 use serde_json::json;
 
-use super::Browser;
-use super::editing::{environment_id, submit};
+use super::{Browser, environment_id, submit};
 
 async fn settings_time_travel_and_integrations_pages_work(backend: Backend) {
     let server = Server::start(backend).await;
@@ -90,7 +89,11 @@ async fn settings_time_travel_and_integrations_pages_work(backend: Backend) {
     assert_eq!(future.status, 400, "{}", future.html);
     let nonsense = viewer.get(&format!("{travel}?environment=abc")).await;
     assert_eq!(nonsense.status, 400, "{}", nonsense.html);
-    assert!(nonsense.html.contains("<h1>400 Bad Request</h1>"), "{}", nonsense.html);
+    assert!(
+        nonsense.html.contains("<h1>400 Bad Request</h1>"),
+        "{}",
+        nonsense.html
+    );
 
     // Integrations: a failing receiver's event is dead-lettered; replayed, it arrives.
     let receiver = Receiver::start().await;

@@ -6,8 +6,7 @@
 use flaglog_tests::{Backend, Server, on_both_backends};
 use serde_json::json;
 
-use super::Browser;
-use super::editing::{environment_id, flag, served, submit};
+use super::{Browser, environment_id, flag, served, submit};
 
 async fn with_four_eyes_every_edit_form_proposes_a_change(backend: Backend) {
     let server = Server::start(backend).await;

@@ -3,12 +3,10 @@
 //! and a forged approval is refused); the approver finds it in the inbox and approves; the author
 //! commits; the SDK serves the change, and the audit page names both people.
 
-use std::time::Duration;
-
 use flaglog_tests::{Backend, Server, on_both_backends};
 use serde_json::json;
 
-use super::{Browser, Page};
+use super::{Browser, Page, served};
 
 /// The first form action on `page` that starts with `prefix`.
 fn action(page: &Page, prefix: &str) -> Option<String> {
@@ -122,25 +120,10 @@ async fn a_proposal_is_approved_by_another_person_and_committed_by_its_author(ba
         .await
         .expect(200, &request_path);
     assert!(committed.html.contains("committed"), "{}", committed.html);
-    let sdk = reqwest::Client::new();
-    let mut enabled = false;
-    for _ in 0..200 {
-        let flags: serde_json::Value = sdk
-            .get(format!("{}/api/v1/flags/", server.base))
-            .header("X-Environment-Key", "prod-key")
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        enabled = flags[0]["enabled"] == json!(true);
-        if enabled {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    assert!(enabled, "the SDK endpoint serves the committed change");
+    served(&server, "prod-key", None, "the committed change", |f| {
+        f[0]["enabled"] == json!(true)
+    })
+    .await;
     let audit = author.get(&format!("/audit?project={project}")).await;
     assert!(
         audit.html.contains("author@example.com")
