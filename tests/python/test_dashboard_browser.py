@@ -345,6 +345,24 @@ def test_flags_are_managed_in_the_browser_with_labelled_controls_and_the_keyboar
     assert served_value(lambda: sdk.get_environment_flags(), "hello"), "the value is not served"
     visit.shoot("feature")
 
+    # The page follows the log, but not while a form on it is being edited.
+    other = visit.context.new_page()
+    other.goto(project_url)
+    other.get_by_role("button", name="Turn off banner in Production").click()
+    page.wait_for_selector("main[data-refreshed]", timeout=15_000)
+    section = page.locator("section.card", has=page.get_by_role("heading", name="Production"))
+    section.get_by_text("Change state in Production").click()
+    section.locator("form[action$='/state']").get_by_label("Value", exact=True).fill("draft")
+    page.get_by_role("heading", name="banner").click()
+    stamp = page.get_attribute("main", "data-refreshed")
+    other.get_by_role("button", name="Turn on banner in Production").click()
+    other.wait_for_load_state()
+    time.sleep(2)
+    assert page.get_attribute("main", "data-refreshed") == stamp, "refreshed while editing"
+    value = section.locator("form[action$='/state']").get_by_label("Value", exact=True)
+    assert value.input_value() == "draft"
+    other.close()
+
     # A segment from the rule builder.
     page.goto(project_url + "/segments")
     page.get_by_label("Name", exact=True).fill("pro users")
