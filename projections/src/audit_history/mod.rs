@@ -209,10 +209,9 @@ impl Projection for AuditHistory {
             .iter()
             .map(|e| Row::of(self.fold.entry(e)?))
             .collect::<Result<Vec<_>, Error>>()?;
-        let words = self.words.new_words(
-            rows.iter()
-                .map(|row| (row.entry.summary.as_str(), row.entry.position)),
-        );
+        let words = self
+            .words
+            .new_words(rows.iter().map(|row| row.entry.summary.as_str()));
         let known = self.words.clone();
         let pool = self.pool.clone();
         Ok(Some(Box::pin(async move {
@@ -224,7 +223,7 @@ impl Projection for AuditHistory {
             write(&mut tx, &rows).await?;
             vocabulary::write(&mut tx, &words).await?;
             tx.commit().await?;
-            known.stored(words.into_keys());
+            known.stored(words.into_iter());
             Ok(())
         })))
     }

@@ -4,7 +4,7 @@
 use serde_json::Value;
 use sqlx::AnyPool;
 
-use super::vocabulary::{self, Earliest};
+use super::vocabulary;
 use super::{COLUMNS, NAME};
 use crate::Error;
 
@@ -173,13 +173,8 @@ pub async fn query(pool: &AnyPool, query: &AuditQuery) -> Result<Vec<AuditRow>, 
         clauses.push(format!("a.recorded_at_micros <= {p}"));
     }
     if let Some(text) = query.text.as_deref().filter(|t| !t.is_empty()) {
-        match vocabulary::earliest(pool, text).await? {
-            Earliest::Nowhere => return Ok(vec![]),
-            Earliest::From(first) if first > 0 => {
-                let p = next(Bind::Int(first as i64));
-                clauses.push(format!("{position} >= {p}"));
-            }
-            Earliest::From(_) | Earliest::Unknown => {}
+        if !vocabulary::may_hold(pool, text).await? {
+            return Ok(vec![]);
         }
         let p = next(Bind::Text(contains_pattern(text)));
         clauses.push(format!("LOWER(a.summary) LIKE {p} ESCAPE '\\'"));

@@ -1,30 +1,47 @@
-//! The words of the audit history's summaries (`audit_words`: each lowercase word with the first
-//! position it appeared at), so that a free-text search for text no summary contains answers
-//! without reading every row, and one for text that first appeared late reads only the rows
-//! since.
+//! The words of the audit history's summaries (`audit_words`, lowercase), so that a free-text
+//! search for text no summary contains answers without reading every row.
 //!
 //! A summary that contains the searched text contains each of its words, in their place: the
 //! words inside it whole, the first one at the end of a summary word, the last at the start of
 //! one (or whole, where the text begins or ends with a space), a text without spaces inside one
-//! word. [`earliest`] checks that against the vocabulary: no such word means no row matches,
-//! and a row that matches comes at or after each word's first appearance. Only texts of ASCII
-//! characters are checked (the databases' `LOWER` and Rust's agree on those); others are left
-//! to the scan.
+//! word. [`may_hold`] checks that against the vocabulary. Only texts of ASCII characters are
+//! checked (the databases' `LOWER` and Rust's agree on those); others are left to the scan.
+//!
+//! Long words of hexadecimal digits (identity references, one per identity, in backticks) are
+//! not kept: the vocabulary stays as small as the names people search for, and a searched word
+//! of nothing but hexadecimal digits and backticks, which could be part of one, is not checked.
 //!
 //! The projection writes each word once: it remembers the words it wrote (once their batch
-//! committed), and the rest go in with `ON CONFLICT DO NOTHING`, so a word seen again after a
-//! restart keeps its first position.
+//! committed), and the rest go in with `ON CONFLICT DO NOTHING`.
 
-use std::collections::{BTreeMap, HashSet};
+use std::borrow::Cow;
+use std::collections::{BTreeSet, HashSet};
 use std::sync::{Arc, Mutex};
 
 use sqlx::AnyPool;
 
 use crate::Error;
 
-/// The words of `summary`, as the search compares them.
-fn words(summary: &str) -> impl Iterator<Item = String> + '_ {
-    summary.split_whitespace().map(str::to_lowercase)
+/// Words this long or longer made of hexadecimal digits and backticks are not kept.
+const LONGEST_KEPT_HEX: usize = 24;
+
+/// Whether `word` is made of hexadecimal digits and backticks only.
+fn hexadecimal(word: &str) -> bool {
+    word.bytes().all(|b| b.is_ascii_hexdigit() || b == b'`')
+}
+
+/// The words of `summary` the vocabulary keeps, lowercase.
+fn words(summary: &str) -> impl Iterator<Item = Cow<'_, str>> {
+    summary
+        .split_whitespace()
+        .filter(|w| w.len() < LONGEST_KEPT_HEX || !hexadecimal(w))
+        .map(|w| {
+            if w.bytes().any(|b| b.is_ascii_uppercase() || !b.is_ascii()) {
+                Cow::Owned(w.to_lowercase())
+            } else {
+                Cow::Borrowed(w)
+            }
+        })
 }
 
 /// Words already in `audit_words`, shared with the writes that put them there.
@@ -32,18 +49,14 @@ fn words(summary: &str) -> impl Iterator<Item = String> + '_ {
 pub struct Known(Arc<Mutex<HashSet<String>>>);
 
 impl Known {
-    /// The words of `summaries` (each with its position) not known to be stored, each with the
-    /// first position it has in them.
-    pub fn new_words<'a>(
-        &self,
-        summaries: impl Iterator<Item = (&'a str, u64)>,
-    ) -> BTreeMap<String, u64> {
+    /// The words of `summaries` not known to be stored.
+    pub fn new_words<'a>(&self, summaries: impl Iterator<Item = &'a str>) -> BTreeSet<String> {
         let known = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        let mut new = BTreeMap::new();
-        for (summary, position) in summaries {
+        let mut new = BTreeSet::new();
+        for summary in summaries {
             for word in words(summary) {
-                if !known.contains(&word) {
-                    new.entry(word).or_insert(position);
+                if !known.contains(word.as_ref()) && !new.contains(word.as_ref()) {
+                    new.insert(word.into_owned());
                 }
             }
         }
@@ -57,23 +70,19 @@ impl Known {
     }
 }
 
-/// Rows per INSERT statement (two parameters each).
-const ROWS_PER_STATEMENT: usize = 500;
+/// Rows per INSERT statement.
+const ROWS_PER_STATEMENT: usize = 1000;
 
-pub async fn write(
-    tx: &mut sqlx::AnyConnection,
-    words: &BTreeMap<String, u64>,
-) -> Result<(), Error> {
-    let all: Vec<(&String, &u64)> = words.iter().collect();
+pub async fn write(tx: &mut sqlx::AnyConnection, words: &BTreeSet<String>) -> Result<(), Error> {
+    let all: Vec<&String> = words.iter().collect();
     for chunk in all.chunks(ROWS_PER_STATEMENT) {
         let sql = format!(
-            "INSERT INTO audit_words (word, first_position) VALUES {} \
-             ON CONFLICT (word) DO NOTHING",
-            super::placeholders(chunk.len(), 2)
+            "INSERT INTO audit_words (word) VALUES {} ON CONFLICT (word) DO NOTHING",
+            super::placeholders(chunk.len(), 1)
         );
         let mut statement = sqlx::query(sqlx::AssertSqlSafe(sql));
-        for (word, position) in chunk {
-            statement = statement.bind((*word).clone()).bind(**position as i64);
+        for word in chunk {
+            statement = statement.bind((*word).clone());
         }
         statement.execute(&mut *tx).await?;
     }
@@ -138,35 +147,32 @@ fn pattern(word: &str, place: Place) -> String {
     }
 }
 
-/// What the vocabulary says of a search for `text`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Earliest {
-    /// The vocabulary cannot tell (the text is not checked).
-    Unknown,
-    /// No summary contains the text.
-    Nowhere,
-    /// A summary that contains it is at or after this position.
-    From(u64),
-}
-
-pub async fn earliest(pool: &AnyPool, text: &str) -> Result<Earliest, Error> {
+/// Whether some summary may contain `text`: false only when the vocabulary shows none does.
+pub async fn may_hold(pool: &AnyPool, text: &str) -> Result<bool, Error> {
     let Some(words) = placed(text) else {
-        return Ok(Earliest::Unknown);
+        return Ok(true);
     };
-    let mut from = 0;
     for (word, place) in words {
-        let first: Option<i64> = sqlx::query_scalar(
-            "SELECT MIN(first_position) FROM audit_words WHERE word LIKE $1 ESCAPE '\\'",
-        )
-        .bind(pattern(&word, place))
-        .fetch_one(pool)
+        if hexadecimal(&word) {
+            continue;
+        }
+        let found: Option<String> = match place {
+            Place::Whole => {
+                sqlx::query_scalar("SELECT word FROM audit_words WHERE word = $1 LIMIT 1")
+                    .bind(word)
+            }
+            _ => sqlx::query_scalar(
+                "SELECT word FROM audit_words WHERE word LIKE $1 ESCAPE '\\' LIMIT 1",
+            )
+            .bind(pattern(&word, place)),
+        }
+        .fetch_optional(pool)
         .await?;
-        match first {
-            None => return Ok(Earliest::Nowhere),
-            Some(position) => from = from.max(position as u64),
+        if found.is_none() {
+            return Ok(false);
         }
     }
-    Ok(Earliest::From(from))
+    Ok(true)
 }
 
 #[cfg(test)]
@@ -200,14 +206,23 @@ mod tests {
     }
 
     #[test]
-    fn only_words_not_yet_stored_are_new_each_with_its_first_position() {
+    fn only_words_not_yet_stored_are_new_and_long_hexadecimal_ones_never() {
         let known = Known::default();
-        let new = known.new_words([("Ada enabled `x`", 3), ("ada disabled `x`", 4)].into_iter());
-        assert_eq!(new.get("ada"), Some(&3));
-        assert_eq!(new.get("disabled"), Some(&4));
-        assert_eq!(new.len(), 4);
-        known.stored(new.into_keys());
-        let new = known.new_words([("ada renamed `y`", 9)].into_iter());
-        assert_eq!(new.keys().collect::<Vec<_>>(), vec!["`y`", "renamed"]);
+        let reference = "`0123456789abcdef0123456789abcdef`";
+        let summary = format!("Ada overrode `x` for identity {reference}");
+        let new = known.new_words([summary.as_str(), "ada disabled `x` #12"].into_iter());
+        assert_eq!(
+            new.iter().map(String::as_str).collect::<Vec<_>>(),
+            vec![
+                "#12", "`x`", "ada", "disabled", "for", "identity", "overrode"
+            ]
+        );
+        known.stored(new.into_iter());
+        let new = known.new_words(["ada renamed `y` `cafe`"].into_iter());
+        assert_eq!(
+            new.iter().map(String::as_str).collect::<Vec<_>>(),
+            vec!["`cafe`", "`y`", "renamed"]
+        );
+        assert!(hexadecimal("`0af`") && !hexadecimal("`0ag`"));
     }
 }

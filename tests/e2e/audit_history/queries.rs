@@ -26,8 +26,15 @@ async fn two_projects(server: &Server) -> (u64, u64) {
 }
 
 /// Keeps rows whose summary contains `text`, ignoring case.
-fn summary_contains(text: &'static str) -> Box<dyn Fn(&Value) -> bool> {
-    Box::new(move |r| r["summary"].as_str().unwrap().to_lowercase().contains(text))
+fn summary_contains(text: impl Into<String>) -> Box<dyn Fn(&Value) -> bool> {
+    let text: String = text.into();
+    Box::new(move |r| {
+        r["summary"]
+            .as_str()
+            .unwrap()
+            .to_lowercase()
+            .contains(&text)
+    })
 }
 
 async fn every_filter_returns_exactly_its_rows(backend: Backend) {
@@ -44,8 +51,26 @@ async fn every_filter_returns_exactly_its_rows(backend: Backend) {
         .send()
         .await
         .expect_status(200);
+    server
+        .post(
+            "/api/v1/environments/shop-key/identity-overrides/",
+            json!({"identifier": "someone", "feature": banner, "enabled": true}),
+        )
+        .send()
+        .await
+        .expect_status(204);
     let all = history(&server, "", None).await;
     assert_eq!(all.len(), server.events().await.len());
+    // Part of the identity's reference, which its override's stored summary holds (the API
+    // shows the identifier in its place).
+    let shop_id = all
+        .iter()
+        .find(|r| r["event_type"] == "EnvironmentCreated" && r["project"] == shop)
+        .unwrap()["environment"]
+        .as_u64()
+        .unwrap();
+    let stream = server.identity_stream(shop_id, "someone").await;
+    let reference = stream[stream.len() - 12..stream.len() - 4].to_string();
     let shop_env = all
         .iter()
         .find(|r| r["event_type"] == "EnvironmentCreated" && r["project"] == shop)
@@ -130,6 +155,10 @@ async fn every_filter_returns_exactly_its_rows(backend: Backend) {
         ("q=%60banner%60".into(), summary_contains("`banner`")),
         ("q=no-such-text".into(), summary_contains("no-such-text")),
         ("q=%C3%BCber".into(), summary_contains("über")),
+        (
+            format!("q={reference}"),
+            summary_contains("for identity `someone`"),
+        ),
     ];
     for (query, keep) in cases {
         let found = history(&server, &query, None).await;
