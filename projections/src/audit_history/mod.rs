@@ -209,12 +209,11 @@ impl Projection for AuditHistory {
             .iter()
             .map(|e| Row::of(self.fold.entry(e)?))
             .collect::<Result<Vec<_>, Error>>()?;
-        let words = self
-            .words
-            .new_words(rows.iter().map(|row| row.entry.summary.as_str()));
         let known = self.words.clone();
         let pool = self.pool.clone();
         Ok(Some(Box::pin(async move {
+            // Read here, while the next batch is folded.
+            let words = known.new_words(rows.iter().map(|row| row.entry.summary.as_str()));
             let mut tx = pool.begin().await?;
             // The checkpoint first: a former leader behind it writes nothing at all.
             if !crate::advance_checkpoint(&mut tx, NAME, last).await? {
