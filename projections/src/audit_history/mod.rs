@@ -25,6 +25,7 @@ mod query;
 mod vocabulary;
 pub use query::{
     AuditQuery, AuditRow, Completeness, Order, completeness, identity_event_positions, query,
+    query_in_windows,
 };
 
 pub const NAME: &str = "audit_history";

@@ -357,4 +357,60 @@ on_both_backends!(
     a_cursor_stays_stable_while_events_arrive,
     a_viewer_sees_only_the_projects_they_hold_a_role_on,
     exports_stream_the_same_query_as_ndjson_and_csv,
+    free_text_read_in_windows_answers_as_one_read,
 );
+
+/// Free text is read a window of positions at a time: with windows of 1 to 7 positions, every
+/// text, both orders, and pages after a cursor answer exactly what one statement over the whole
+/// table answers.
+async fn free_text_read_in_windows_answers_as_one_read(backend: Backend) {
+    let (server, state) = Server::start_with_state(backend).await;
+    let (shop, _) = two_projects(&server).await;
+    for n in 0..6 {
+        let feature = server.feature(shop, json!({"name": format!("f{n}")})).await;
+        server
+            .put(
+                &format!("/api/v1/environments/shop-key/featurestates/{feature}/"),
+                json!({"enabled": n % 2 == 0}),
+            )
+            .send()
+            .await
+            .expect_status(200);
+    }
+    // The projection has every event (the API waits for it).
+    let all = history(&server, "", None).await;
+    let pool = &state.read_models;
+    let head = all.len() as u64;
+    for text in ["enabled", "`f", "created feature", "shop-key", "nowhere"] {
+        for order in [
+            projections::audit_history::Order::NewestFirst,
+            projections::audit_history::Order::LogOrder,
+        ] {
+            for (after, limit) in [(None, 3), (None, 100), (Some(head / 2), 4)] {
+                let query = projections::audit_history::AuditQuery {
+                    text: Some(text.to_string()),
+                    order,
+                    after_position: after,
+                    limit,
+                    ..Default::default()
+                };
+                let whole = projections::audit_history::query_in_windows(pool, &query, u64::MAX)
+                    .await
+                    .unwrap();
+                for window in 1..=7 {
+                    let windowed =
+                        projections::audit_history::query_in_windows(pool, &query, window)
+                            .await
+                            .unwrap();
+                    assert_eq!(
+                        windowed, whole,
+                        "{text:?} {order:?} {after:?} {limit} {window}"
+                    );
+                }
+                if text != "nowhere" && after.is_none() {
+                    assert!(!whole.is_empty(), "{text:?} finds rows");
+                }
+            }
+        }
+    }
+}
