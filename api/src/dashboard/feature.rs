@@ -13,13 +13,12 @@ use maud::html;
 use time::OffsetDateTime;
 
 use super::Query;
-use super::projects::{self, environments_of, may};
+use super::projects::{self, may, readable_project};
 use super::session::Visitor;
 use super::{PageError, change, chart, feature_forms, live_page, page, who};
 use crate::flag_analytics::{self, DAY, FIFTEEN_MINUTES};
 use crate::http::AppState;
 use crate::http::admin::analytics::{UsageQuery, usage_of};
-use crate::http::admin::require_reader;
 use crate::http::error::Error;
 use crate::http::extract::Path;
 
@@ -62,9 +61,7 @@ pub async fn feature(
     Query(query): Query<FeatureQuery>,
 ) -> Result<Response, PageError> {
     let caller = visitor.require()?;
-    require_reader(&state, caller, project_id).await?;
-    let directory = state.commands.directory().await?.state;
-    let project = state.commands.project(project_id).await?.state;
+    let (directory, project, in_project) = readable_project(&state, caller, project_id).await?;
     let feature = project.feature(feature_id).map_err(Error::from)?.clone();
     let identifier = query
         .identity
@@ -73,7 +70,7 @@ pub async fn feature(
         .filter(|i| !i.is_empty());
     let now = projections::now_micros() / 1_000_000;
     let mut environments = Vec::new();
-    for environment in environments_of(&state, &directory, project_id).await? {
+    for environment in in_project {
         let id = environment.id;
         let period = last_day(now);
         let buckets = flag_analytics::series(

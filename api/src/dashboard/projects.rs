@@ -11,7 +11,7 @@ use domain::command::{Command, DirectoryCommand, EnvironmentCommand, ProjectComm
 use domain::directory::Directory;
 use domain::environment::{Environment, FeatureStateInput};
 use domain::model::FeatureState;
-use domain::project::{FeatureInput, ProjectSettings};
+use domain::project::{FeatureInput, Project, ProjectSettings};
 use maud::{Markup, html};
 use serde::Deserialize;
 use serde_json::Value;
@@ -284,10 +284,7 @@ pub async fn project(
 ) -> Result<Response, PageError> {
     let query = search.q.trim().to_lowercase();
     let caller = visitor.require()?;
-    require_reader(&state, caller, project_id).await?;
-    let directory = state.commands.directory().await?.state;
-    let project = state.commands.project(project_id).await?.state;
-    let environments = environments_of(&state, &directory, project_id).await?;
+    let (directory, project, environments) = readable_project(&state, caller, project_id).await?;
     let csrf = visitor.csrf_token();
     let may_create_environment = may(
         &directory,
@@ -423,19 +420,23 @@ pub async fn project(
     Ok(visitor.finish(page(&name, Some((&email, &csrf)), body).into_response()))
 }
 
-/// The environments of `project_id`, as they are now.
-pub(super) async fn environments_of(
+/// A project the caller may read (403 otherwise), with the directory and the project's
+/// environments, as they are now.
+pub(super) async fn readable_project(
     state: &AppState,
-    directory: &Directory,
+    caller: &Admin,
     project_id: u64,
-) -> Result<Vec<Environment>, PageError> {
+) -> Result<(Directory, Project, Vec<Environment>), PageError> {
+    require_reader(state, caller, project_id).await?;
+    let directory = state.commands.directory().await?.state;
+    let project = state.commands.project(project_id).await?.state;
     let mut environments = Vec::new();
     for (&id, (owner, _)) in &directory.environments {
         if *owner == project_id {
             environments.push(state.commands.environment(id).await?.state);
         }
     }
-    Ok(environments)
+    Ok((directory, project, environments))
 }
 
 /// A flag's state as a badge ("On"/"Off") and its value.

@@ -11,11 +11,10 @@ use domain::project::ProjectSettings;
 use maud::html;
 
 use super::fields::Fields;
-use super::projects::{environments_of, may, submit};
+use super::projects::{may, readable_project, submit};
 use super::session::{CSRF_FIELD, Visitor};
 use super::{Form, PageError, page, who};
 use crate::http::AppState;
-use crate::http::admin::require_reader;
 use crate::http::extract::Path;
 
 pub async fn settings(
@@ -24,10 +23,7 @@ pub async fn settings(
     Path(project_id): Path<u64>,
 ) -> Result<Response, PageError> {
     let caller = visitor.require()?;
-    require_reader(&state, caller, project_id).await?;
-    let directory = state.commands.directory().await?.state;
-    let project = state.commands.project(project_id).await?.state;
-    let environments = environments_of(&state, &directory, project_id).await?;
+    let (directory, project, environments) = readable_project(&state, caller, project_id).await?;
     let settings = &project.settings;
     let editable = may(
         &directory,

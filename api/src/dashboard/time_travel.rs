@@ -9,11 +9,10 @@ use maud::html;
 use serde::Deserialize;
 
 use super::Query;
-use super::projects::{environments_of, state_badge};
+use super::projects::{readable_project, state_badge};
 use super::session::Visitor;
 use super::{PageError, change, page, who};
 use crate::http::AppState;
-use crate::http::admin::require_reader;
 use crate::http::extract::Path;
 use crate::http::time_travel::now_or_then;
 
@@ -34,10 +33,7 @@ pub async fn time_travel(
     Query(moment): Query<Moment>,
 ) -> Result<Response, PageError> {
     let caller = visitor.require()?;
-    require_reader(&state, caller, project_id).await?;
-    let directory = state.commands.directory().await?.state;
-    let project = state.commands.project(project_id).await?.state;
-    let environments = environments_of(&state, &directory, project_id).await?;
+    let (_, project, environments) = readable_project(&state, caller, project_id).await?;
     let chosen = moment
         .environment
         .and_then(|id| environments.iter().find(|e| e.id == id))
