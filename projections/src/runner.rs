@@ -10,19 +10,25 @@
 //! backend wakes on commit, with polling as the fallback, and it stops (when cancelled) only
 //! between batches.
 //!
-//! Catching up, it works on three batches at once: the next is read (and decoded) on a task of
+//! Catching up, it works on several batches at once: the next is read (and decoded) on a task of
 //! its own; the current is decided; and, for a projection that splits `apply` in two
-//! ([`Projection::decide`]), the previous is written on a task of its own. Writes run one at a
-//! time, in log order, and the progress it reports is always a committed position.
+//! ([`Projection::decide`]), earlier ones are written on tasks of their own, up to
+//! [`Projection::writes_in_flight`] at once. Each write's transaction may do its work while the
+//! one before is still open, but commits only in its [`Turn`]: after every earlier batch
+//! committed, never after one failed. Progress is reported in log order, always a committed
+//! position.
 //!
 //! [`ProjectionWorker`] is a runner as a [`crate::workers::Worker`]: what the server runs.
 
+use std::collections::VecDeque;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use domain::log::{EventLog, LogError, RecordedEvent};
-use tokio::sync::watch;
+use tokio::sync::{oneshot, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::AbortOnDropHandle;
 
@@ -54,16 +60,100 @@ pub trait Projection: Send + 'static {
     fn decide(&mut self, _events: &[RecordedEvent]) -> Result<Option<Write>, Error> {
         Ok(None)
     }
+
+    /// How many of [`Projection::decide`]'s writes may run at once (each commits in its
+    /// [`Turn`]): 1 (the default) where transactions cannot overlap, as on SQLite.
+    fn writes_in_flight(&self) -> usize {
+        1
+    }
 }
 
-/// A batch's write, owning what it writes (see [`Projection::decide`]).
-pub type Write = std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), Error>> + Send>>;
+/// A batch's write, owning what it writes (see [`Projection::decide`]): started with its
+/// [`Turn`], which it must wait for before it commits.
+pub type Write = Box<dyn FnOnce(Turn) -> WriteFuture + Send>;
+
+/// A write, started.
+pub type WriteFuture = Pin<Box<dyn Future<Output = Result<(), Error>> + Send>>;
+
+/// When a write may commit: once every earlier batch's write has committed.
+pub struct Turn(Option<oneshot::Receiver<()>>);
+
+impl Turn {
+    /// A turn that has come: nothing is written before it.
+    pub fn now() -> Turn {
+        Turn(None)
+    }
+
+    /// Waits until the batch before is committed; an error if its write failed (this batch
+    /// must then not commit either, or the read model would skip events).
+    pub async fn wait(self) -> Result<(), Error> {
+        match self.0 {
+            None => Ok(()),
+            Some(before) => before.await.map_err(|_| {
+                Error::Other("the write of the batch before this one did not commit".into())
+            }),
+        }
+    }
+}
 
 /// The write of a decided batch, running, and the position it brings the read model to.
 /// Aborted if dropped unfinished: never left running on its own.
 struct Writing {
     task: AbortOnDropHandle<Result<(), Error>>,
     position: u64,
+}
+
+/// The writes in flight, oldest first, and the signal the newest gives when it commits (the
+/// next write's [`Turn`]).
+#[derive(Default)]
+struct InFlight {
+    running: VecDeque<Writing>,
+    newest_committed: Option<oneshot::Receiver<()>>,
+}
+
+impl InFlight {
+    /// Starts `write` on a task of its own, after waiting for the oldest writes while `limit`
+    /// are running.
+    async fn start(
+        &mut self,
+        write: Write,
+        position: u64,
+        limit: usize,
+        progress: &watch::Sender<u64>,
+    ) -> Result<(), Error> {
+        while self.running.len() >= limit.max(1) {
+            self.settle_oldest(progress).await?;
+        }
+        let turn = Turn(self.newest_committed.take());
+        let (committed, signal) = oneshot::channel();
+        self.newest_committed = Some(signal);
+        let started = write(turn);
+        self.running.push_back(Writing {
+            task: AbortOnDropHandle::new(tokio::spawn(async move {
+                started.await?;
+                let _ = committed.send(());
+                Ok(())
+            })),
+            position,
+        });
+        Ok(())
+    }
+
+    async fn settle_oldest(&mut self, progress: &watch::Sender<u64>) -> Result<(), Error> {
+        match self.running.pop_front() {
+            Some(write) => write.finish(progress).await,
+            None => Ok(()),
+        }
+    }
+
+    /// Waits for every write in flight, in order: the projection is kept (its memory reflects
+    /// the position) only if they all committed.
+    async fn settle(&mut self, progress: &watch::Sender<u64>) -> Result<(), Error> {
+        while !self.running.is_empty() {
+            self.settle_oldest(progress).await?;
+        }
+        Ok(())
+    }
 }
 
 impl Writing {
@@ -152,7 +242,7 @@ async fn next_batch(
 /// Applies batches from `position` on until cancelled or an error. While it catches up, the
 /// next batch is read (and decoded) on another task as the current one is applied; and a
 /// projection that decides and writes in two halves ([`Projection::decide`]) writes each batch
-/// on a task of its own while the next is decided, one write at a time, in order.
+/// on a task of its own while the next is decided, committing in log order.
 async fn follow<P: Projection>(
     log: &Arc<dyn EventLog>,
     mut projection: P,
@@ -163,21 +253,11 @@ async fn follow<P: Projection>(
 ) -> Stopped<P> {
     progress.send_replace(position);
     let mut prefetched: Option<Prefetch> = None;
-    let mut writing: Option<Writing> = None;
-    // Waits for the write in flight, if any: the projection is kept (its memory reflects
-    // `position`) only if it is committed.
-    async fn settle(
-        writing: &mut Option<Writing>,
-        progress: &watch::Sender<u64>,
-    ) -> Result<(), Error> {
-        match writing.take() {
-            Some(write) => write.finish(progress).await,
-            None => Ok(()),
-        }
-    }
+    let mut writing = InFlight::default();
+    let writes_in_flight = projection.writes_in_flight();
     loop {
         if cancel.is_cancelled() {
-            return match settle(&mut writing, progress).await {
+            return match writing.settle(progress).await {
                 Ok(()) => Stopped {
                     kept: Some((projection, position)),
                     outcome: Ok(()),
@@ -191,7 +271,7 @@ async fn follow<P: Projection>(
         let events = match next_batch(log, position, prefetched.take()).await {
             Ok(events) => events,
             Err(e) => {
-                let written = settle(&mut writing, progress).await;
+                let written = writing.settle(progress).await;
                 return Stopped {
                     kept: written.is_ok().then_some((projection, position)),
                     outcome: Err(e),
@@ -210,13 +290,8 @@ async fn follow<P: Projection>(
                 })));
             }
             let applied = match projection.decide(&events) {
-                Ok(Some(write)) => settle(&mut writing, progress).await.map(|()| {
-                    writing = Some(Writing {
-                        task: AbortOnDropHandle::new(tokio::spawn(write)),
-                        position: last,
-                    });
-                }),
-                Ok(None) => match settle(&mut writing, progress).await {
+                Ok(Some(write)) => writing.start(write, last, writes_in_flight, progress).await,
+                Ok(None) => match writing.settle(progress).await {
                     Ok(()) => projection.apply(&events).await.map(|()| {
                         progress.send_replace(last);
                     }),
@@ -234,7 +309,7 @@ async fn follow<P: Projection>(
             position = last;
             continue;
         }
-        if let Err(e) = settle(&mut writing, progress).await {
+        if let Err(e) = writing.settle(progress).await {
             return Stopped {
                 kept: None,
                 outcome: Err(e),

@@ -14,6 +14,7 @@ mod flow;
 mod four_eyes;
 mod inbox;
 mod integrations;
+mod projection_writes;
 mod references;
 mod roles;
 mod schedules;

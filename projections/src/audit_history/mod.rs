@@ -5,9 +5,12 @@
 //! search by feature finds them).
 //!
 //! It keeps the folded aggregates in memory (`domain::audit::AuditFold`): "before" is the state
-//! the event was decided against. Rows and checkpoint are written in one transaction, the
-//! checkpoint first and only forwards, so a former leader's late batch writes nothing; rows go in
-//! with multi-row INSERTs, so catching up on a long log costs a few statements per batch.
+//! the event was decided against. A batch's rows and checkpoint are written in one transaction,
+//! the checkpoint only forwards, so a former leader's late batch commits nothing; rows go in
+//! with multi-row INSERTs, so catching up on a long log costs a few statements per batch. On
+//! PostgreSQL [`WRITES_IN_FLIGHT`] batches' transactions insert their rows at once, each
+//! advancing the checkpoint and committing in its turn (`runner::Turn`): inserting is most of
+//! the catch-up's time, and one transaction at a time left the machine idle between round trips.
 //!
 //! Queries page by keyset on the position (no OFFSET): a cursor names the last position seen,
 //! so pages stay stable while events arrive.
@@ -19,7 +22,7 @@ use serde_json::Value;
 use sqlx::AnyPool;
 
 use crate::Error;
-use crate::runner::{Projection, Write};
+use crate::runner::{Projection, Turn, Write};
 
 mod query;
 mod vocabulary;
@@ -41,19 +44,25 @@ const COLUMN_COUNT: usize = 15;
 /// Rows per INSERT statement: well under SQLite's limit of bound parameters.
 const ROWS_PER_STATEMENT: usize = 200;
 
+/// Batches written at once on PostgreSQL (SQLite has one writer: 1).
+const WRITES_IN_FLIGHT: usize = 3;
+
 pub struct AuditHistory {
     pool: AnyPool,
     fold: AuditFold,
     /// The summaries' words already stored ([`vocabulary`]).
     words: vocabulary::Known,
+    writes_in_flight: usize,
 }
 
 impl AuditHistory {
     pub fn new(pool: AnyPool) -> Self {
+        let sqlite = pool.connect_options().database_url.scheme() == "sqlite";
         AuditHistory {
             pool,
             fold: AuditFold::default(),
             words: vocabulary::Known::default(),
+            writes_in_flight: if sqlite { 1 } else { WRITES_IN_FLIGHT },
         }
     }
 
@@ -93,6 +102,41 @@ fn detail(entry: &AuditEntry) -> Result<String, Error> {
     .map_err(|e| Error::Other(format!("an audit entry's detail: {e}")))
 }
 
+/// `INSERT INTO {table} ({columns}) VALUES ($1, ..), .. {conflict}` for `rows` rows: made
+/// once for a full statement ([`ROWS_PER_STATEMENT`]), the shape nearly every statement has
+/// while catching up.
+fn insert_sql(
+    full: &'static std::sync::LazyLock<String>,
+    rows: usize,
+    make: fn(usize) -> String,
+) -> std::borrow::Cow<'static, str> {
+    if rows == ROWS_PER_STATEMENT {
+        std::borrow::Cow::Borrowed(full.as_str())
+    } else {
+        std::borrow::Cow::Owned(make(rows))
+    }
+}
+
+fn insert_rows_sql(rows: usize) -> String {
+    format!(
+        "INSERT INTO audit_log ({COLUMNS}) VALUES {} ON CONFLICT (position) DO NOTHING",
+        placeholders(rows, COLUMN_COUNT)
+    )
+}
+
+fn insert_features_sql(rows: usize) -> String {
+    format!(
+        "INSERT INTO audit_log_features (feature_id, environment_id, position) VALUES {} \
+         ON CONFLICT (feature_id, position) DO NOTHING",
+        placeholders(rows, 3)
+    )
+}
+
+static FULL_ROWS_SQL: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(|| insert_rows_sql(ROWS_PER_STATEMENT));
+static FULL_FEATURES_SQL: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(|| insert_features_sql(ROWS_PER_STATEMENT));
+
 fn placeholders(rows: usize, columns: usize) -> String {
     (0..rows)
         .map(|row| {
@@ -127,33 +171,8 @@ impl Row {
     }
 }
 
-async fn write(tx: &mut sqlx::AnyConnection, rows: &[Row]) -> Result<(), Error> {
-    for chunk in rows.chunks(ROWS_PER_STATEMENT) {
-        let sql = format!(
-            "INSERT INTO audit_log ({COLUMNS}) VALUES {} ON CONFLICT (position) DO NOTHING",
-            placeholders(chunk.len(), COLUMN_COUNT)
-        );
-        let mut statement = sqlx::query(sqlx::AssertSqlSafe(sql));
-        for Row { entry: e, detail } in chunk {
-            statement = statement
-                .bind(e.position as i64)
-                .bind(e.recorded_at_micros)
-                .bind(e.stream_id.clone())
-                .bind(e.event_type.clone())
-                .bind(e.actor.clone())
-                .bind(e.actor_name.clone())
-                .bind(id(e.organisation_id))
-                .bind(id(e.project_id))
-                .bind(id(e.environment_id))
-                .bind(id(e.feature_id))
-                .bind(id(e.segment_id))
-                .bind(e.identity.clone())
-                .bind(id(e.change_request_id))
-                .bind(e.summary.clone())
-                .bind(detail.clone());
-        }
-        statement.execute(&mut *tx).await?;
-    }
+/// Inserts the rows (moving their text into the statements: nothing is copied twice).
+async fn write(tx: &mut sqlx::AnyConnection, rows: Vec<Row>) -> Result<(), Error> {
     let features: Vec<(u64, Option<u64>, u64)> = rows
         .iter()
         .map(|row| &row.entry)
@@ -163,12 +182,33 @@ async fn write(tx: &mut sqlx::AnyConnection, rows: &[Row]) -> Result<(), Error> 
                 .map(|f| (*f, e.environment_id, e.position))
         })
         .collect();
+    let mut rows = rows.into_iter().peekable();
+    while rows.peek().is_some() {
+        let chunk: Vec<Row> = rows.by_ref().take(ROWS_PER_STATEMENT).collect();
+        let sql = insert_sql(&FULL_ROWS_SQL, chunk.len(), insert_rows_sql);
+        let mut statement = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for Row { entry: e, detail } in chunk {
+            statement = statement
+                .bind(e.position as i64)
+                .bind(e.recorded_at_micros)
+                .bind(e.stream_id)
+                .bind(e.event_type)
+                .bind(e.actor)
+                .bind(e.actor_name)
+                .bind(id(e.organisation_id))
+                .bind(id(e.project_id))
+                .bind(id(e.environment_id))
+                .bind(id(e.feature_id))
+                .bind(id(e.segment_id))
+                .bind(e.identity)
+                .bind(id(e.change_request_id))
+                .bind(e.summary)
+                .bind(detail);
+        }
+        statement.execute(&mut *tx).await?;
+    }
     for chunk in features.chunks(ROWS_PER_STATEMENT) {
-        let sql = format!(
-            "INSERT INTO audit_log_features (feature_id, environment_id, position) VALUES {} \
-             ON CONFLICT (feature_id, position) DO NOTHING",
-            placeholders(chunk.len(), 3)
-        );
+        let sql = insert_sql(&FULL_FEATURES_SQL, chunk.len(), insert_features_sql);
         let mut statement = sqlx::query(sqlx::AssertSqlSafe(sql));
         for (feature, environment, position) in chunk {
             statement = statement
@@ -195,13 +235,13 @@ impl Projection for AuditHistory {
 
     async fn apply(&mut self, events: &[RecordedEvent]) -> Result<(), Error> {
         match self.decide(events)? {
-            Some(write) => write.await,
+            Some(write) => write(Turn::now()).await,
             None => Ok(()),
         }
     }
 
     /// Folds the batch into rows now; their write (with the checkpoint, in one transaction)
-    /// runs while the next batch is folded.
+    /// runs while the next batch is folded, and commits in its turn.
     fn decide(&mut self, events: &[RecordedEvent]) -> Result<Option<Write>, Error> {
         let Some(last) = events.last().map(|e| e.position) else {
             return Ok(None);
@@ -212,20 +252,28 @@ impl Projection for AuditHistory {
             .collect::<Result<Vec<_>, Error>>()?;
         let known = self.words.clone();
         let pool = self.pool.clone();
-        Ok(Some(Box::pin(async move {
-            // Read here, while the next batch is folded.
-            let words = known.new_words(rows.iter().map(|row| row.entry.summary.as_str()));
-            let mut tx = pool.begin().await?;
-            // The checkpoint first: a former leader behind it writes nothing at all.
-            if !crate::advance_checkpoint(&mut tx, NAME, last).await? {
-                return Err(Error::Superseded(last));
-            }
-            write(&mut tx, &rows).await?;
-            vocabulary::write(&mut tx, &words).await?;
-            tx.commit().await?;
-            known.stored(words.into_iter());
-            Ok(())
+        Ok(Some(Box::new(move |turn: Turn| {
+            Box::pin(async move {
+                // Read here, while the next batch is folded.
+                let words = known.new_words(rows.iter().map(|row| row.entry.summary.as_str()));
+                let mut tx = pool.begin().await?;
+                write(&mut tx, rows).await?;
+                turn.wait().await?;
+                // A former leader behind the checkpoint commits nothing at all. The words go
+                // in after it, so two transactions never wait on each other's new words.
+                if !crate::advance_checkpoint(&mut tx, NAME, last).await? {
+                    return Err(Error::Superseded(last));
+                }
+                vocabulary::write(&mut tx, &words).await?;
+                tx.commit().await?;
+                known.stored(words.into_iter());
+                Ok(())
+            }) as crate::runner::WriteFuture
         })))
+    }
+
+    fn writes_in_flight(&self) -> usize {
+        self.writes_in_flight
     }
 }
 
