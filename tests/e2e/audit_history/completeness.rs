@@ -495,4 +495,46 @@ async fn every_command_type_leaves_a_row_with_actor_before_and_after(backend: Ba
     }
 }
 
-on_both_backends!(every_command_type_leaves_a_row_with_actor_before_and_after);
+/// A former leader that applies batches the current one already wrote commits nothing: its
+/// rows are refused (they are there already) and its transaction rolls back.
+async fn a_former_leaders_batch_commits_nothing(backend: Backend) {
+    use projections::runner::Projection;
+
+    let server = Server::start(backend).await;
+    let project = server.project(json!({"name": "shop"})).await;
+    server.environment(project, "former-leader").await;
+    server.feature(project, json!({"name": "banner"})).await;
+    let complete = || async {
+        server
+            .get("/api/v1/audit-log/verify")
+            .send()
+            .await
+            .expect_status(200)
+            .body["audit_history"]
+            .clone()
+    };
+    let events = server.events().await;
+    let count = events.len() as u64;
+    let expected =
+        json!({"rows": count, "projected_position": count, "log_events": count, "complete": true});
+    assert_eq!(complete().await, expected);
+
+    let pool = projections::connect(server.database_url())
+        .await
+        .expect("read models open");
+    let mut former = projections::audit_history::AuditHistory::new(pool);
+    let refused = former
+        .apply(&events)
+        .await
+        .expect_err("the rows are there already");
+    assert!(
+        matches!(refused, projections::Error::Superseded(p) if p == count),
+        "{refused}"
+    );
+    assert_eq!(complete().await, expected, "nothing more was written");
+}
+
+on_both_backends!(
+    every_command_type_leaves_a_row_with_actor_before_and_after,
+    a_former_leaders_batch_commits_nothing,
+);
