@@ -247,6 +247,9 @@ impl Sender {
                                 failed_at_micros: now_micros(),
                                 status: store::DEAD.to_string(),
                             };
+                            // The failure first: whoever sees the dead letter sees its error.
+                            store::save_delivery_state(&self.pool, id, &state, now_micros())
+                                .await?;
                             store::add_dead_letter(&self.pool, id, &letter).await?;
                         }
                         Outcome::Cancelled => {
@@ -325,6 +328,7 @@ impl Sender {
                         status: store::DEAD.to_string(),
                         ..letter
                     };
+                    store::save_delivery_state(&self.pool, id, state, now_micros()).await?;
                     store::add_dead_letter(&self.pool, id, &again).await?;
                 }
                 Outcome::Cancelled => return Ok(false),
