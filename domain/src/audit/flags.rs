@@ -4,14 +4,18 @@
 //! `previous_state`), with the names as they were when it happened. A feature's creation or
 //! deletion changes its state in every environment of its project, so it gives one change per
 //! environment.
+//!
+//! The fold makes each state as a [`FlagState`], typed (no JSON object built key by key for
+//! every state before and after every event); readers get them back as JSON values, the
+//! default `State` of [`FlagChange`].
 
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use super::{AuditFold, Decoded};
 use crate::environment::EnvironmentEvent;
 use crate::identity::IdentityEvent;
-use crate::model::{EnvironmentId, FeatureId, FeatureState, SegmentId};
+use crate::model::{EnvironmentId, FeatureId, FeatureState, FeatureType, OptionId, SegmentId};
 use crate::project::ProjectEvent;
 
 /// Created, updated or removed.
@@ -23,9 +27,9 @@ pub enum FlagChangeKind {
     Deleted,
 }
 
-/// One flag state's change in one environment.
+/// One flag state's change in one environment: made with [`FlagState`]s, read back as JSON.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct FlagChange {
+pub struct FlagChange<State = Value> {
     pub kind: FlagChangeKind,
     pub environment_id: EnvironmentId,
     pub environment_name: String,
@@ -35,9 +39,77 @@ pub struct FlagChange {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub identity: Option<String>,
     /// Flagsmith's feature-state object after the change; `None` once removed.
-    pub new_state: Option<Value>,
+    pub new_state: Option<State>,
     /// The same before; `None` where there was none.
-    pub previous_state: Option<Value>,
+    pub previous_state: Option<State>,
+}
+
+/// Flagsmith's feature-state object in its webhooks. The fields are in the order of their
+/// names, as the JSON object it replaced wrote them, so rows read the same whichever wrote them.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FlagState {
+    pub enabled: bool,
+    pub environment: Named,
+    pub feature: FeatureShown,
+    pub feature_segment: Option<FeatureSegment>,
+    pub feature_state_value: Value,
+    /// Always `null`: identities are named by `identity_identifier`.
+    pub identity: Option<u64>,
+    /// `null` as written; readers name the identity here unless it was erased.
+    pub identity_identifier: Option<String>,
+    pub multivariate_feature_state_values: Vec<AllocationShown>,
+}
+
+/// An environment or a project: its id and name.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Named {
+    pub id: u64,
+    pub name: String,
+}
+
+/// The feature of a [`FlagState`], as it was.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FeatureShown {
+    /// Always `null`: flaglog's features carry no creation date.
+    pub created_date: Option<String>,
+    pub default_enabled: bool,
+    pub description: Option<String>,
+    pub id: FeatureId,
+    pub initial_value: Value,
+    pub name: String,
+    pub project: Named,
+    #[serde(rename = "type")]
+    pub feature_type: FeatureType,
+}
+
+/// The segment of a segment override's [`FlagState`], and its priority.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FeatureSegment {
+    pub priority: Option<i64>,
+    pub segment: SegmentShown,
+}
+
+/// A segment by id, name and description (`null`s once it is gone).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SegmentShown {
+    pub description: Option<String>,
+    pub id: SegmentId,
+    pub name: Option<String>,
+}
+
+/// One multivariate option's share in a [`FlagState`].
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AllocationShown {
+    pub id: u64,
+    pub multivariate_feature_option: OptionShown,
+    pub percentage_allocation: f64,
+}
+
+/// A multivariate option by id and value (`null` if the feature no longer has it).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct OptionShown {
+    pub id: OptionId,
+    pub value: Option<Value>,
 }
 
 /// Which state of a flag in an environment.
@@ -120,7 +192,7 @@ impl AuditFold {
     }
 
     /// Each target's state as it stands now, in Flagsmith's webhook shape.
-    pub(super) fn flag_states(&self, targets: &[Target]) -> Vec<Option<Value>> {
+    pub(super) fn flag_states(&self, targets: &[Target]) -> Vec<Option<FlagState>> {
         targets.iter().map(|t| self.flag_state(t)).collect()
     }
 
@@ -129,8 +201,8 @@ impl AuditFold {
     pub(super) fn flag_changes(
         &self,
         targets: Vec<Target>,
-        before: Vec<Option<Value>>,
-    ) -> Vec<FlagChange> {
+        before: Vec<Option<FlagState>>,
+    ) -> Vec<FlagChange<FlagState>> {
         targets
             .into_iter()
             .zip(before)
@@ -147,9 +219,9 @@ impl AuditFold {
                 Some(FlagChange {
                     kind,
                     environment_id: target.environment_id,
-                    environment_name: shown["environment"]["name"].as_str()?.to_string(),
+                    environment_name: shown.environment.name.clone(),
                     feature_id: target.feature_id,
-                    feature_name: shown["feature"]["name"].as_str()?.to_string(),
+                    feature_name: shown.feature.name.clone(),
                     identity: match &target.variant {
                         Variant::Identity(_, reference) => Some(reference.clone()),
                         _ => None,
@@ -161,7 +233,7 @@ impl AuditFold {
             .collect()
     }
 
-    fn flag_state(&self, target: &Target) -> Option<Value> {
+    fn flag_state(&self, target: &Target) -> Option<FlagState> {
         let environment = self
             .environments
             .get(&target.environment_id)
@@ -169,7 +241,7 @@ impl AuditFold {
         let project = self.projects.get(&environment.project_id)?;
         let feature = project.features.get(&target.feature_id)?;
         let (state, feature_segment) = match &target.variant {
-            Variant::Environment => (environment.effective_state(feature), Value::Null),
+            Variant::Environment => (environment.effective_state(feature), None),
             Variant::Segment(segment_id) => {
                 let found = environment
                     .segment_overrides
@@ -177,13 +249,13 @@ impl AuditFold {
                 let segment = project.segments.get(segment_id);
                 (
                     found.state.clone(),
-                    json!({
-                        "segment": {
-                            "id": segment_id,
-                            "name": segment.map(|s| s.name.as_str()),
-                            "description": segment.and_then(|s| s.description.as_deref()),
+                    Some(FeatureSegment {
+                        priority: found.priority,
+                        segment: SegmentShown {
+                            description: segment.and_then(|s| s.description.clone()),
+                            id: *segment_id,
+                            name: segment.map(|s| s.name.clone()),
                         },
-                        "priority": found.priority,
                     }),
                 )
             }
@@ -194,32 +266,39 @@ impl AuditFold {
                     .overrides
                     .get(&target.feature_id)?
                     .clone(),
-                Value::Null,
+                None,
             ),
         };
-        Some(json!({
-            "enabled": state.enabled,
-            "feature_state_value": state.feature_state_value,
-            "environment": {"id": environment.id, "name": environment.name},
-            "feature": {
-                "id": feature.id,
-                "name": feature.name,
-                "type": feature.feature_type,
-                "description": feature.description,
-                "initial_value": feature.initial_value,
-                "default_enabled": feature.default_enabled,
-                "created_date": Value::Null,
-                "project": {"id": project.id, "name": project.settings.name},
+        let multivariate_feature_state_values = multivariate(&state, feature);
+        Some(FlagState {
+            enabled: state.enabled,
+            environment: Named {
+                id: environment.id,
+                name: environment.name.clone(),
             },
-            "identity": Value::Null,
-            "identity_identifier": Value::Null,
-            "feature_segment": feature_segment,
-            "multivariate_feature_state_values": multivariate(&state, feature),
-        }))
+            feature: FeatureShown {
+                created_date: None,
+                default_enabled: feature.default_enabled,
+                description: feature.description.clone(),
+                id: feature.id,
+                initial_value: feature.initial_value.clone(),
+                name: feature.name.clone(),
+                project: Named {
+                    id: project.id,
+                    name: project.settings.name.clone(),
+                },
+                feature_type: feature.feature_type,
+            },
+            feature_segment,
+            feature_state_value: state.feature_state_value,
+            identity: None,
+            identity_identifier: None,
+            multivariate_feature_state_values,
+        })
     }
 }
 
-fn multivariate(state: &FeatureState, feature: &crate::model::Feature) -> Value {
+fn multivariate(state: &FeatureState, feature: &crate::model::Feature) -> Vec<AllocationShown> {
     state
         .multivariate_feature_state_values
         .iter()
@@ -228,27 +307,25 @@ fn multivariate(state: &FeatureState, feature: &crate::model::Feature) -> Value 
                 .multivariate_options
                 .iter()
                 .find(|o| o.id == allocation.multivariate_feature_option);
-            json!({
-                "id": allocation.id.unwrap_or(allocation.multivariate_feature_option),
-                "multivariate_feature_option": {
-                    "id": allocation.multivariate_feature_option,
-                    "value": option.map(|o| &o.value),
+            AllocationShown {
+                id: allocation
+                    .id
+                    .unwrap_or(allocation.multivariate_feature_option),
+                multivariate_feature_option: OptionShown {
+                    id: allocation.multivariate_feature_option,
+                    value: option.map(|o| o.value.clone()),
                 },
-                "percentage_allocation": allocation.percentage_allocation,
-            })
+                percentage_allocation: allocation.percentage_allocation,
+            }
         })
         .collect()
 }
 
 /// Whether two states serve the same (a feature's description or name alone changing is not
 /// a flag change).
-fn same_state(a: &Value, b: &Value) -> bool {
-    [
-        "enabled",
-        "feature_state_value",
-        "multivariate_feature_state_values",
-        "feature_segment",
-    ]
-    .iter()
-    .all(|key| a[key] == b[key])
+fn same_state(a: &FlagState, b: &FlagState) -> bool {
+    a.enabled == b.enabled
+        && a.feature_state_value == b.feature_state_value
+        && a.multivariate_feature_state_values == b.multivariate_feature_state_values
+        && a.feature_segment == b.feature_segment
 }

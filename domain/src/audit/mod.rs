@@ -34,7 +34,10 @@ use crate::model::{
 use crate::project::{Project, ProjectEvent};
 
 pub use describe::segment_changes;
-pub use flags::{FlagChange, FlagChangeKind};
+pub use flags::{
+    AllocationShown, FeatureSegment, FeatureShown, FlagChange, FlagChangeKind, FlagState, Named,
+    OptionShown, SegmentShown,
+};
 
 /// One event as the audit trail shows it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -75,7 +78,7 @@ pub struct AuditEntry {
     pub patch: Value,
     /// The flag states the event created, changed or removed, per environment, as flag-change
     /// integrations are told.
-    pub flags: Vec<FlagChange>,
+    pub flags: Vec<FlagChange<FlagState>>,
 }
 
 /// The aggregates, folded from the log, that an entry's "before" is read from.

@@ -384,3 +384,132 @@ fn identity_overrides_name_the_identity_by_reference_and_their_previous_state() 
         "alice@example.com erased an identity in production"
     );
 }
+
+/// The flag states integrations are told about are Flagsmith's feature-state objects, and
+/// their text is that of the JSON objects they were written as before they were typed (keys
+/// in the order of their names): rows written either way read the same.
+#[test]
+fn flag_states_are_flagsmith_feature_state_objects_in_the_text_of_json_objects() {
+    let mut log = Log::with_project();
+    let multivariate = Feature {
+        feature_type: FeatureType::Multivariate,
+        description: Some("the \"checkout\" flow".into()),
+        multivariate_options: serde_json::from_value(json!([
+            {"id": 11, "value": "red"},
+            {"id": 12, "value": 12}
+        ]))
+        .unwrap(),
+        ..feature("blue")
+    };
+    log.by(
+        "project-1",
+        &ProjectEvent::FeatureUpdated {
+            feature: multivariate,
+        },
+    );
+    log.by(
+        "project-1",
+        &ProjectEvent::SegmentCreated {
+            segment: serde_json::from_value(json!({"id": 9, "name": "beta", "rules": []})).unwrap(),
+        },
+    );
+    let allocated = FeatureState {
+        multivariate_feature_state_values: serde_json::from_value(json!([
+            {"multivariate_feature_option": 11, "percentage_allocation": 30.0},
+            {"multivariate_feature_option": 13, "percentage_allocation": 12.5, "id": 40}
+        ]))
+        .unwrap(),
+        ..state(true, "blue")
+    };
+    let set = log.by(
+        "environment-3",
+        &EnvironmentEvent::FeatureStateSet {
+            feature_id: 7,
+            state: allocated,
+        },
+    );
+    let overridden = log.by(
+        "environment-3",
+        &EnvironmentEvent::SegmentOverrideSet {
+            feature_id: 7,
+            r#override: crate::environment::SegmentOverride {
+                segment_id: 9,
+                priority: Some(2),
+                state: state(false, "green"),
+            },
+        },
+    );
+    let feature = json!({
+        "id": 7,
+        "name": "checkout",
+        "type": "MULTIVARIATE",
+        "description": "the \"checkout\" flow",
+        "initial_value": "blue",
+        "default_enabled": false,
+        "created_date": null,
+        "project": {"id": 1, "name": "shop"},
+    });
+    let environment = json!({"id": 3, "name": "production"});
+    let written = |entry: &AuditEntry| {
+        let change = &entry.flags[0];
+        (
+            serde_json::to_string(&change.previous_state).unwrap(),
+            serde_json::to_string(&change.new_state).unwrap(),
+        )
+    };
+    let state_object = |enabled: bool, value: &str, segment: Value, multivariate: Value| {
+        json!({
+            "enabled": enabled,
+            "feature_state_value": value,
+            "environment": environment,
+            "feature": feature,
+            "identity": null,
+            "identity_identifier": null,
+            "feature_segment": segment,
+            "multivariate_feature_state_values": multivariate,
+        })
+        .to_string()
+    };
+    assert_eq!(
+        written(&set),
+        (
+            // Before it was set: the feature's defaults, each option at its default share.
+            state_object(
+                false,
+                "blue",
+                Value::Null,
+                json!([
+                    {"id": 11, "multivariate_feature_option": {"id": 11, "value": "red"},
+                     "percentage_allocation": 0.0},
+                    {"id": 12, "multivariate_feature_option": {"id": 12, "value": 12},
+                     "percentage_allocation": 0.0},
+                ])
+            ),
+            state_object(
+                true,
+                "blue",
+                Value::Null,
+                json!([
+                    {"id": 11, "multivariate_feature_option": {"id": 11, "value": "red"},
+                     "percentage_allocation": 30.0},
+                    {"id": 40, "multivariate_feature_option": {"id": 13, "value": null},
+                     "percentage_allocation": 12.5},
+                ])
+            )
+        )
+    );
+    assert_eq!(set.flags[0].kind, FlagChangeKind::Updated);
+    assert_eq!(
+        written(&overridden),
+        (
+            "null".to_string(),
+            state_object(
+                false,
+                "green",
+                json!({"segment": {"id": 9, "name": "beta", "description": null}, "priority": 2}),
+                json!([])
+            )
+        )
+    );
+    assert_eq!(overridden.flags[0].kind, FlagChangeKind::Created);
+}

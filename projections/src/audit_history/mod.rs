@@ -16,7 +16,7 @@
 //! so pages stay stable while events arrive.
 
 use async_trait::async_trait;
-use domain::audit::{AuditEntry, AuditFold, FlagChange};
+use domain::audit::{AuditEntry, AuditFold, FlagChange, FlagState};
 use domain::log::RecordedEvent;
 use serde_json::Value;
 use sqlx::AnyPool;
@@ -83,7 +83,7 @@ struct Detail<'a> {
     break_glass: bool,
     changes: &'a [String],
     #[serde(skip_serializing_if = "<[_]>::is_empty")]
-    flags: &'a [FlagChange],
+    flags: &'a [FlagChange<FlagState>],
     patch: &'a Value,
     reason: Option<&'a str>,
 }
