@@ -68,6 +68,18 @@ pub trait Projection: Send + 'static {
     }
 }
 
+/// [`Projection::apply`] of a projection that [`Projection::decide`]s: the batch's write, run
+/// at once.
+pub async fn write_now<P: Projection + ?Sized>(
+    projection: &mut P,
+    events: &[RecordedEvent],
+) -> Result<(), Error> {
+    match projection.decide(events)? {
+        Some(write) => write(Turn::now()).await,
+        None => Ok(()),
+    }
+}
+
 /// A batch's write, owning what it writes (see [`Projection::decide`]): started with its
 /// [`Turn`], which it must wait for before it commits.
 pub type Write = Box<dyn FnOnce(Turn) -> WriteFuture + Send>;

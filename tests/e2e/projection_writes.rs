@@ -12,7 +12,7 @@ use async_trait::async_trait;
 use domain::log::{EventLog, ExpectedVersion, Metadata, NewEvent, RecordedEvent, StreamAppend};
 use flaglog_tests::{Backend, on_both_backends};
 use projections::Error;
-use projections::runner::{Projection, Turn, Write};
+use projections::runner::{self, Projection, Turn, Write};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
@@ -52,10 +52,7 @@ impl Projection for Batches {
     }
 
     async fn apply(&mut self, events: &[RecordedEvent]) -> Result<(), Error> {
-        match self.decide(events)? {
-            Some(write) => write(Turn::now()).await,
-            None => Ok(()),
-        }
+        runner::write_now(self, events).await
     }
 
     fn decide(&mut self, events: &[RecordedEvent]) -> Result<Option<Write>, Error> {

@@ -245,10 +245,7 @@ impl Projection for AuditHistory {
     }
 
     async fn apply(&mut self, events: &[RecordedEvent]) -> Result<(), Error> {
-        match self.decide(events)? {
-            Some(write) => write(Turn::now()).await,
-            None => Ok(()),
-        }
+        crate::runner::write_now(self, events).await
     }
 
     /// Folds the batch into rows now; their write (with the checkpoint, in one transaction)
