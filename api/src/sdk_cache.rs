@@ -40,7 +40,7 @@ use domain::evaluation::{EvaluationContext, PreparedContext};
 use domain::flagsmith::{CONTEXT_BYTES_PER_DOCUMENT_BYTE, EnvironmentDocument};
 use moka::future::Cache;
 use projections::environment_documents::{self, DocumentChanged, StoredEnvironment};
-use projections::integrations::analytics::ServedFeature;
+use projections::integrations::analytics::{ServedFeature, ServedFeatures};
 use sqlx::AnyPool;
 
 /// One environment as the flags and document endpoints serve it.
@@ -117,7 +117,7 @@ pub struct Evaluable {
     pub listing: FlagListing,
     /// The listing's features as identity analytics name them, made on first use and shared
     /// by every identity served from this version.
-    served_features: OnceLock<Arc<[ServedFeature]>>,
+    served_features: OnceLock<Arc<ServedFeatures>>,
     /// The length of the document's text, which the context's size follows.
     document_len: usize,
 }
@@ -155,7 +155,7 @@ impl Evaluable {
 
     /// The listing's features (index for index) as identity analytics name them, with their
     /// own states.
-    pub fn served_features(&self) -> Arc<[ServedFeature]> {
+    pub fn served_features(&self) -> Arc<ServedFeatures> {
         self.served_features
             .get_or_init(|| {
                 self.listing
@@ -171,7 +171,8 @@ impl Evaluable {
                             own.map(|(enabled, value)| (enabled, value.clone())),
                         )
                     })
-                    .collect()
+                    .collect::<ServedFeatures>()
+                    .into()
             })
             .clone()
     }

@@ -15,8 +15,11 @@
 //! loses what it had not sent), where change integrations ([`super::delivery`]) are driven by
 //! the log.
 
+mod properties;
 pub mod vendors;
 pub mod worker;
+
+pub use properties::ServedFeatures;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -43,7 +46,7 @@ pub struct ServedIdentity {
     pub identifier: String,
     pub traits: Vec<(String, Value)>,
     /// The environment's features in the order served.
-    pub features: Arc<[ServedFeature]>,
+    pub features: Arc<ServedFeatures>,
     /// Whether disabled flags were left out of the answer.
     pub hide_disabled: bool,
     /// The flags not in their feature's own state, in the order of `features`, as the
@@ -137,6 +140,7 @@ impl ServedIdentity {
     pub fn flags(&self) -> impl Iterator<Item = Served<'_>> {
         let mut changed = self.changed.iter().peekable();
         self.features
+            .features()
             .iter()
             .enumerate()
             .filter_map(move |(i, feature)| {

@@ -262,32 +262,11 @@ impl<'o> Object<'o> {
         self
     }
 
-    /// `key` with the flags as a JSON object of feature name to what the vendor records: the
-    /// value when the flag is enabled and has one (`truthy`: a value Python calls true),
-    /// otherwise whether it is enabled. Names and own values are copied as each feature holds
-    /// them written.
+    /// `key` with the flags as a JSON object of feature name to what the vendor records
+    /// ([`ServedIdentity::write_properties`]).
     fn properties(mut self, key: &str, served: &ServedIdentity, truthy: bool) -> Self {
         self.key(key);
-        self.out.push(b'{');
-        for (i, flag) in served.flags().enumerate() {
-            if i > 0 {
-                self.out.push(b',');
-            }
-            self.out.extend_from_slice(flag.name_json().as_bytes());
-            self.out.push(b':');
-            let has_value = if truthy {
-                flag.has_truthy_value()
-            } else {
-                flag.has_value()
-            };
-            if !(flag.enabled && has_value) {
-                self.out
-                    .extend_from_slice(if flag.enabled { b"true" } else { b"false" });
-            } else {
-                self.out.extend_from_slice(flag.value_json().as_bytes());
-            }
-        }
-        self.out.push(b'}');
+        served.write_properties(self.out, truthy);
         self
     }
 

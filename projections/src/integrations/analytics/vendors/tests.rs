@@ -43,7 +43,7 @@ fn served_with(identifier: &str, flags: &[(&str, bool, Value)]) -> ServedIdentit
         environment_id: 3,
         identifier: identifier.to_string(),
         traits: vec![("plan".to_string(), json!("pro"))],
-        features: features.into(),
+        features: Arc::new(features.into_iter().collect()),
         hide_disabled: false,
         changed: {
             let mut changed = ChangedFlags::default();
