@@ -105,13 +105,11 @@ impl ServedIdentity {
     pub fn write_properties(&self, out: &mut Vec<u8>, truthy: bool) {
         let features = self.features.features();
         let own = self.features.own_properties(self.hide_disabled, truthy);
-        let mut written = false;
-        let mut append = |out: &mut Vec<u8>, entry: &dyn Fn(&mut Vec<u8>)| {
-            if written {
+        let mut first = true;
+        let mut separate = |out: &mut Vec<u8>| {
+            if !std::mem::take(&mut first) {
                 out.push(b',');
             }
-            entry(out);
-            written = true;
         };
         out.push(b'{');
         let mut next = 0;
@@ -125,21 +123,24 @@ impl ServedIdentity {
             };
             let run = own.run(next, changed.index);
             if !run.is_empty() {
-                append(out, &|out| out.extend_from_slice(run));
+                separate(out);
+                out.extend_from_slice(run);
             }
             if !self.hide_disabled || changed.enabled {
-                let flag = Served {
+                separate(out);
+                Served {
                     feature,
                     enabled: changed.enabled,
                     changed_json: Some(changed.value_json),
-                };
-                append(out, &|out| flag.write_property(out, truthy));
+                }
+                .write_property(out, truthy);
             }
             next = changed.index + 1;
         }
         let run = own.run(next, features.len());
         if !run.is_empty() {
-            append(out, &|out| out.extend_from_slice(run));
+            separate(out);
+            out.extend_from_slice(run);
         }
         out.push(b'}');
     }
