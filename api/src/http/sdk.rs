@@ -266,15 +266,26 @@ async fn identity_response(
     let evaluable = evaluable(state, env).await?;
     let who = identity_context(identifier, traits);
     let evaluation = evaluable.prepared.evaluation(Some(&who));
-    // Room for a share of the flags to differ (overrides, splits) without growing.
-    let mut changed = state
-        .analytics
-        .wants(env.environment_id)
-        .then(|| ChangedFlags::with_capacity(evaluable.listing.features.len() / 4));
+    let wants = state.analytics.wants(env.environment_id);
+    // Room for half the flags to differ (overrides, splits) without growing: with a third of
+    // the features multivariate and a few overrides per segment, a quarter was too little.
+    let mut changed =
+        wants.map(|_| ChangedFlags::with_capacity(evaluable.listing.features.len() / 2));
     let bytes = identity_body(&evaluable, &who, &evaluation, changed.as_mut())?;
-    if let Some(changed) = changed {
-        let segments = segments_of(&evaluation);
+    if let (Some(wants), Some(changed)) = (wants, changed) {
+        // Traits and segments only where an integration sends them: each is memory the
+        // analytics worker frees on its thread.
+        let segments = if wants.traits_and_segments {
+            segments_of(&evaluation)
+        } else {
+            Vec::new()
+        };
         drop(evaluation);
+        let traits = if wants.traits_and_segments {
+            who.traits.into_iter().collect()
+        } else {
+            Vec::new()
+        };
         state.analytics.offer(ServedIdentity {
             environment_id: env.environment_id,
             features: evaluable.served_features(),
@@ -282,7 +293,7 @@ async fn identity_response(
             changed,
             segments,
             identifier: who.identifier,
-            traits: who.traits.into_iter().collect(),
+            traits,
             served_at: time::OffsetDateTime::now_utc(),
         });
     }

@@ -14,8 +14,8 @@ pub const TYPICAL_VALUE_BYTES: usize = 16;
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ChangedFlags {
     flags: Vec<Noted>,
-    /// The values' JSON, one after the other.
-    values: String,
+    /// The values' JSON (UTF-8, as serde_json writes it), one after the other.
+    values: Vec<u8>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,8 +31,9 @@ pub struct ChangedFlag<'a> {
     /// The feature's index in the listing's features.
     pub index: usize,
     pub enabled: bool,
-    /// The value as JSON (`null` for a flag left out of the answer, which has none written).
-    pub value_json: &'a str,
+    /// The value as JSON text (`null` for a flag left out of the answer, which has none
+    /// written), as bytes: it is copied into requests, which are bytes.
+    pub value_json: &'a [u8],
 }
 
 impl ChangedFlags {
@@ -41,34 +42,32 @@ impl ChangedFlags {
     pub fn with_capacity(flags: usize) -> Self {
         ChangedFlags {
             flags: Vec::with_capacity(flags),
-            values: String::with_capacity(flags * TYPICAL_VALUE_BYTES),
+            values: Vec::with_capacity(flags * TYPICAL_VALUE_BYTES),
         }
     }
 
     /// Notes a flag whose value is `value`.
     pub fn push(&mut self, index: usize, enabled: bool, value: &Value) {
         let start = self.values.len();
-        // Writing a `Value` into a `String` cannot fail.
-        let json = serde_json::to_string(value).unwrap_or_else(|_| "null".to_string());
-        self.values.push_str(&json);
+        if serde_json::to_writer(&mut self.values, value).is_err() {
+            // Writing a `Value` into a `Vec` cannot fail; were it to, it has no value.
+            self.values.truncate(start);
+            self.values.extend_from_slice(b"null");
+        }
         self.note(index, enabled, start);
     }
 
-    /// Notes a flag whose value is already written as JSON (`json`: UTF-8, as serde_json
-    /// writes it).
+    /// Notes a flag whose value is already written as JSON (`json`: as serde_json writes it).
     pub(crate) fn push_json(&mut self, index: usize, enabled: bool, json: &[u8]) {
         let start = self.values.len();
-        match std::str::from_utf8(json) {
-            Ok(text) => self.values.push_str(text),
-            Err(_) => self.values.push_str("null"),
-        }
+        self.values.extend_from_slice(json);
         self.note(index, enabled, start);
     }
 
     /// Notes a flag that was left out of the answer (a disabled flag where they are hidden).
     pub(crate) fn push_hidden(&mut self, index: usize) {
         let start = self.values.len();
-        self.values.push_str("null");
+        self.values.extend_from_slice(b"null");
         self.note(index, false, start);
     }
 
@@ -96,7 +95,7 @@ impl ChangedFlags {
             value_json: self
                 .values
                 .get(noted.value.start as usize..noted.value.end as usize)
-                .unwrap_or("null"),
+                .unwrap_or(b"null"),
         })
     }
 }
@@ -113,17 +112,17 @@ mod tests {
         changed.push_json(4, false, b"{\"a\":[1,2]}");
         changed.push_hidden(7);
         changed.push(9, true, &json!(0.5));
-        let got: Vec<(usize, bool, &str)> = changed
+        let got: Vec<(usize, bool, &[u8])> = changed
             .iter()
             .map(|f| (f.index, f.enabled, f.value_json))
             .collect();
         assert_eq!(
             got,
             vec![
-                (1, true, "\"blue\""),
-                (4, false, "{\"a\":[1,2]}"),
-                (7, false, "null"),
-                (9, true, "0.5"),
+                (1, true, &b"\"blue\""[..]),
+                (4, false, b"{\"a\":[1,2]}"),
+                (7, false, b"null"),
+                (9, true, b"0.5"),
             ]
         );
         assert_eq!(changed.len(), 4);

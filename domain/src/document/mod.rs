@@ -384,7 +384,7 @@ mod tests {
                     let changed: std::collections::HashMap<usize, (bool, Value)> = changed
                         .iter()
                         .map(|flag| {
-                            let value = serde_json::from_str(flag.value_json).unwrap();
+                            let value = serde_json::from_slice(flag.value_json).unwrap();
                             (flag.index, (flag.enabled, value))
                         })
                         .collect();

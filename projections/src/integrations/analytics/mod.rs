@@ -2,7 +2,8 @@
 //! Mixpanel, Heap, Rudderstack or the identity webhook.
 //!
 //! The identities endpoints [`AnalyticsQueue::offer`] what they served, when the environment
-//! has an identity integration ([`AnalyticsQueue::wants`], a read of a map the worker keeps);
+//! has an identity integration ([`AnalyticsQueue::wants`], a read of a map the worker keeps;
+//! it also says whether one sends traits and segments, which are left out otherwise);
 //! the offer never waits nor wakes anyone (a push onto a buffer the worker takes from): the
 //! queue is bounded, and when it is full the identity is dropped and counted against each of
 //! the environment's integrations. The `identity_analytics` worker
@@ -44,6 +45,7 @@ pub const DEFAULT_CAPACITY: usize = 10_000;
 pub struct ServedIdentity {
     pub environment_id: u64,
     pub identifier: String,
+    /// Its traits, when an integration of the environment sends them ([`Wants`]), else none.
     pub traits: Vec<(String, Value)>,
     /// The environment's features in the order served.
     pub features: Arc<ServedFeatures>,
@@ -52,7 +54,8 @@ pub struct ServedIdentity {
     /// The flags not in their feature's own state, in the order of `features`, as the
     /// listing noted them while writing the answer.
     pub changed: ChangedFlags,
-    /// The project segments the identity is in: (id, name).
+    /// The project segments the identity is in: (id, name), when an integration of the
+    /// environment sends them ([`Wants`]), else none.
     pub segments: Vec<(u64, String)>,
     pub served_at: OffsetDateTime,
 }
@@ -89,31 +92,31 @@ pub struct Served<'a> {
     pub feature: &'a ServedFeature,
     pub enabled: bool,
     /// The value as JSON when it is not the feature's own.
-    changed_json: Option<&'a str>,
+    changed_json: Option<&'a [u8]>,
 }
 
 impl<'a> Served<'a> {
     pub fn value(&self) -> Cow<'a, Value> {
         match (self.changed_json, &self.feature.own) {
-            (Some(json), _) => Cow::Owned(serde_json::from_str(json).unwrap_or(Value::Null)),
+            (Some(json), _) => Cow::Owned(serde_json::from_slice(json).unwrap_or(Value::Null)),
             (None, Some((_, value))) => Cow::Borrowed(value),
             (None, None) => Cow::Owned(Value::Null),
         }
     }
 
     /// The value as JSON: the feature's own, written once, or the one the answer held.
-    pub fn value_json(&self) -> &'a str {
+    pub fn value_json(&self) -> &'a [u8] {
         match (self.changed_json, &self.feature.own) {
             (Some(json), _) => json,
-            (None, Some(_)) => &self.feature.value_json,
-            (None, None) => "null",
+            (None, Some(_)) => self.feature.value_json.as_bytes(),
+            (None, None) => b"null",
         }
     }
 
     /// Whether the value is not null.
     pub fn has_value(&self) -> bool {
         match (self.changed_json, &self.feature.own) {
-            (Some(json), _) => json != "null",
+            (Some(json), _) => json != b"null",
             (None, Some((_, value))) => !value.is_null(),
             (None, None) => false,
         }
@@ -174,13 +177,29 @@ pub struct Counts {
     pub last_sent_at_micros: AtomicU64,
 }
 
+/// What the identity integrations of an environment take of each identity served, besides its
+/// flags.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Wants {
+    /// Its traits and segments (the identity webhook sends them; the vendors do not).
+    pub traits_and_segments: bool,
+}
+
+/// An environment's enabled identity integrations, and what they take.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct Wanted {
+    pub(crate) integrations: Vec<IntegrationId>,
+    pub(crate) wants: Wants,
+}
+
 struct Shared {
     /// What was served since the worker last took it: a plain buffer, so that an offer never
-    /// wakes another thread (the worker takes it every [`worker::TAKE_EVERY`]).
+    /// wakes another thread (the worker swaps it for its emptied one every
+    /// [`worker::TAKE_EVERY`], so that neither grows again).
     served: Mutex<Vec<ServedIdentity>>,
     capacity: usize,
     /// Environment → its enabled identity integrations, as the worker last saw them.
-    wanted: RwLock<HashMap<u64, Vec<IntegrationId>>>,
+    wanted: RwLock<HashMap<u64, Wanted>>,
     counts: Mutex<HashMap<IntegrationId, Arc<Counts>>>,
 }
 
@@ -211,13 +230,11 @@ impl AnalyticsQueue {
         }
     }
 
-    /// Whether `environment_id` has an identity integration: when not, the endpoints build
-    /// nothing to offer.
-    pub fn wants(&self, environment_id: u64) -> bool {
-        self.shared
-            .wanted
-            .read()
-            .is_ok_and(|wanted| wanted.contains_key(&environment_id))
+    /// What `environment_id`'s identity integrations take, `None` when it has none: then the
+    /// endpoints build nothing to offer.
+    pub fn wants(&self, environment_id: u64) -> Option<Wants> {
+        let wanted = self.shared.wanted.read().ok()?;
+        Some(wanted.get(&environment_id)?.wants)
     }
 
     /// Queues `served` for the environment's integrations without waiting; when the queue is
@@ -236,9 +253,11 @@ impl AnalyticsQueue {
         }
     }
 
-    /// Everything offered since the last call.
-    pub(crate) fn take(&self) -> Vec<ServedIdentity> {
-        std::mem::take(&mut *lock(&self.shared.served))
+    /// Swaps everything offered since the last call into `taken`, which must be empty: its
+    /// room is what the next offers fill.
+    pub(crate) fn take(&self, taken: &mut Vec<ServedIdentity>) {
+        debug_assert!(taken.is_empty());
+        std::mem::swap(&mut *lock(&self.shared.served), taken);
     }
 
     pub(crate) fn capacity(&self) -> usize {
@@ -250,7 +269,7 @@ impl AnalyticsQueue {
             .wanted
             .read()
             .ok()
-            .and_then(|wanted| wanted.get(&environment_id).cloned())
+            .and_then(|wanted| Some(wanted.get(&environment_id)?.integrations.clone()))
             .unwrap_or_default()
     }
 
@@ -269,7 +288,7 @@ impl AnalyticsQueue {
         counts.iter().map(|(id, c)| (*id, c.clone())).collect()
     }
 
-    pub(crate) fn set_wanted(&self, wanted: HashMap<u64, Vec<IntegrationId>>) {
+    pub(crate) fn set_wanted(&self, wanted: HashMap<u64, Wanted>) {
         if let Ok(mut current) = self.shared.wanted.write() {
             *current = wanted;
         }
@@ -277,10 +296,13 @@ impl AnalyticsQueue {
 }
 
 /// [`is_truthy`] of the value `json` writes (as serde_json writes values: compact).
-fn json_is_truthy(json: &str) -> bool {
-    match json.as_bytes().first() {
-        Some(b'-' | b'0'..=b'9') => json.parse::<f64>().is_ok_and(|n| n != 0.0),
-        _ => !matches!(json, "null" | "false" | "\"\"" | "[]" | "{}" | ""),
+fn json_is_truthy(json: &[u8]) -> bool {
+    match json.first() {
+        Some(b'-' | b'0'..=b'9') => std::str::from_utf8(json)
+            .ok()
+            .and_then(|number| number.parse::<f64>().ok())
+            .is_some_and(|n| n != 0.0),
+        _ => !matches!(json, b"null" | b"false" | b"\"\"" | b"[]" | b"{}" | b""),
     }
 }
 
@@ -317,7 +339,7 @@ mod tests {
             json!({"a": null}),
         ] {
             let text = value.to_string();
-            assert_eq!(json_is_truthy(&text), is_truthy(&value), "{text}");
+            assert_eq!(json_is_truthy(text.as_bytes()), is_truthy(&value), "{text}");
         }
     }
 }

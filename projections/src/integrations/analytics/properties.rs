@@ -157,7 +157,7 @@ impl Served<'_> {
             self.has_value()
         };
         if self.enabled && has_value {
-            out.extend_from_slice(self.value_json().as_bytes());
+            out.extend_from_slice(self.value_json());
         } else {
             out.extend_from_slice(if self.enabled { b"true" } else { b"false" });
         }
@@ -186,7 +186,7 @@ mod tests {
                     flag.has_value()
                 };
                 let value = if flag.enabled && has_value {
-                    flag.value_json().to_string()
+                    String::from_utf8_lossy(flag.value_json()).into_owned()
                 } else {
                     flag.enabled.to_string()
                 };

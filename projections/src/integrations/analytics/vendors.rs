@@ -51,6 +51,11 @@ pub struct Request {
     pub identities: u64,
 }
 
+/// Whether requests of `kind` hold the identity's traits and segments besides its flags.
+pub fn sends_traits_and_segments(kind: &str) -> bool {
+    kind == "identity-webhook"
+}
+
 /// How many identities a request of `kind` carries at most.
 pub fn batch_limit(kind: &str) -> usize {
     if kind == "identity-webhook" {

@@ -23,7 +23,7 @@ use tokio_util::task::AbortOnDropHandle;
 use uuid::Uuid;
 
 use super::vendors::{self, Queued, Request};
-use super::{AnalyticsQueue, Counts};
+use super::{AnalyticsQueue, Counts, Wanted};
 use crate::Error;
 use crate::integrations::directory::FollowedDirectory;
 use crate::integrations::network::PrivateNetworks;
@@ -115,7 +115,8 @@ struct RunningSender {
 impl Worker for IdentityAnalytics {
     async fn run(&mut self, context: &Context) -> Result<(), Error> {
         let mut senders: BTreeMap<IntegrationId, RunningSender> = BTreeMap::new();
-        let mut by_environment: HashMap<u64, Vec<IntegrationId>> = HashMap::new();
+        let mut by_environment: HashMap<u64, Wanted> = HashMap::new();
+        let mut taken = Vec::new();
         let mut take = tokio::time::interval(TAKE_EVERY);
         take.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut refreshed: Option<Instant> = None;
@@ -140,8 +141,9 @@ impl Worker for IdentityAnalytics {
                 }
             }
             let mut handed: HashMap<IntegrationId, Vec<Arc<Queued>>> = HashMap::new();
-            for served in self.queue.take() {
-                let Some(ids) = by_environment.get(&served.environment_id) else {
+            self.queue.take(&mut taken);
+            for served in taken.drain(..) {
+                let Some(wanted) = by_environment.get(&served.environment_id) else {
                     continue;
                 };
                 sequence += 1;
@@ -149,7 +151,7 @@ impl Worker for IdentityAnalytics {
                     id: Uuid::from_u64_pair(prefix, sequence),
                     served,
                 });
-                for id in ids {
+                for id in &wanted.integrations {
                     handed.entry(*id).or_default().push(queued.clone());
                 }
             }
@@ -187,17 +189,17 @@ impl Worker for IdentityAnalytics {
     }
 }
 
-/// Environment → its integrations among `integrations`.
+/// Environment → its integrations among `integrations`, and what they take.
 fn environments_of<'a>(
     integrations: impl Iterator<Item = &'a Integration>,
-) -> HashMap<u64, Vec<IntegrationId>> {
-    let mut by_environment: HashMap<u64, Vec<IntegrationId>> = HashMap::new();
+) -> HashMap<u64, Wanted> {
+    let mut by_environment: HashMap<u64, Wanted> = HashMap::new();
     for integration in integrations {
         if let IntegrationScope::Environment(environment) = integration.scope {
-            by_environment
-                .entry(environment)
-                .or_default()
-                .push(integration.id);
+            let wanted = by_environment.entry(environment).or_default();
+            wanted.integrations.push(integration.id);
+            wanted.wants.traits_and_segments |=
+                vendors::sends_traits_and_segments(&integration.kind);
         }
     }
     by_environment
@@ -361,5 +363,40 @@ impl Sender {
                 () = self.cancel.cancelled() => return false,
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn integration(id: IntegrationId, scope: IntegrationScope, kind: &str) -> Integration {
+        Integration {
+            id,
+            scope,
+            kind: kind.to_string(),
+            config: Default::default(),
+            secrets: Default::default(),
+            enabled: true,
+        }
+    }
+
+    /// Each environment gets its integrations; traits and segments are wanted only where one
+    /// of them is the identity webhook; other scopes want nothing of the endpoints.
+    #[test]
+    fn environments_want_traits_and_segments_only_for_the_identity_webhook() {
+        let integrations = [
+            integration(1, IntegrationScope::Environment(10), "segment"),
+            integration(2, IntegrationScope::Environment(10), "amplitude"),
+            integration(3, IntegrationScope::Environment(20), "segment"),
+            integration(4, IntegrationScope::Environment(20), "identity-webhook"),
+            integration(5, IntegrationScope::Project(1), "segment"),
+        ];
+        let by_environment = environments_of(integrations.iter());
+        assert_eq!(by_environment.len(), 2);
+        assert_eq!(by_environment[&10].integrations, vec![1, 2]);
+        assert!(!by_environment[&10].wants.traits_and_segments);
+        assert_eq!(by_environment[&20].integrations, vec![3, 4]);
+        assert!(by_environment[&20].wants.traits_and_segments);
     }
 }
