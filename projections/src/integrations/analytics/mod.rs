@@ -70,14 +70,15 @@ pub struct ServedFeature {
     /// Whether it is enabled and its value unless an override or a split applies; `None` for
     /// a feature never listed.
     pub own: Option<(bool, Value)>,
-    name_json: String,
+    /// The name as a JSON string followed by `:`, a properties object's key.
+    key_json: String,
     value_json: String,
 }
 
 impl ServedFeature {
     pub fn new(id: i64, name: String, feature_type: String, own: Option<(bool, Value)>) -> Self {
         ServedFeature {
-            name_json: Value::from(name.as_str()).to_string(),
+            key_json: format!("{}:", Value::from(name.as_str())),
             value_json: own.as_ref().map_or(String::new(), |(_, v)| v.to_string()),
             id,
             name,
@@ -129,11 +130,6 @@ impl<'a> Served<'a> {
             (None, Some((_, value))) => is_truthy(value),
             (None, None) => false,
         }
-    }
-
-    /// The feature's name as a JSON string.
-    pub fn name_json(&self) -> &'a str {
-        &self.feature.name_json
     }
 }
 

@@ -1,8 +1,8 @@
 //! An identity's flags as the properties object most vendors record (feature name to value,
 //! or to whether it is enabled), written by copying: the environment's own states are written
-//! once per version of it ([`ServedFeatures`]), and each identity's object is the runs of them
-//! between the flags in which it differs, with those written in place. Writing it flag by flag
-//! was most of the analytics worker's CPU with 200 features.
+//! once per version of it ([`ServedFeatures`]), and each identity's object is that text copied
+//! up to each flag in which it differs (the flag's key included), with its value written in
+//! place. Writing it flag by flag was most of the analytics worker's CPU with 200 features.
 
 use std::sync::OnceLock;
 
@@ -44,57 +44,67 @@ impl PartialEq for ServedFeatures {
     }
 }
 
-/// Every listed feature's entry in its own state (`"name":value`, separated by commas), and
-/// where the entries of each run of features begin and end.
+/// Every listed feature's entry in its own state, each after a comma (`,"name":value`), and
+/// where each feature's entry lies in that text.
 #[derive(Debug)]
 struct OwnProperties {
     text: Vec<u8>,
-    /// `starts[i]`: where the first entry of a feature at index `i` or later begins (the
-    /// text's end if none).
-    starts: Vec<usize>,
-    /// `ends[i]`: where the last entry of a feature before index `i` ends (0 if none).
-    ends: Vec<usize>,
+    /// By feature index: its entry, or for a feature without one, an empty entry where the
+    /// next one begins.
+    entries: Vec<Entry>,
+}
+
+/// A feature's entry in [`OwnProperties::text`]: `start` at its comma, `key_end` after its
+/// key's `:`, `end` after its value.
+#[derive(Debug, Clone, Copy)]
+struct Entry {
+    start: usize,
+    key_end: usize,
+    end: usize,
 }
 
 impl OwnProperties {
     fn of(features: &[ServedFeature], hide_disabled: bool, truthy: bool) -> Self {
         let mut text = Vec::new();
-        let mut spans = Vec::with_capacity(features.len());
+        let mut entries = Vec::with_capacity(features.len());
         for feature in features {
             let listed = feature
                 .own
                 .as_ref()
                 .map(|(enabled, _)| *enabled)
                 .filter(|enabled| !hide_disabled || *enabled);
-            spans.push(listed.map(|enabled| {
-                if !text.is_empty() {
-                    text.push(b',');
-                }
-                let start = text.len();
+            let start = text.len();
+            let mut key_end = start;
+            if let Some(enabled) = listed {
+                text.push(b',');
+                text.extend_from_slice(feature.key_json.as_bytes());
+                key_end = text.len();
                 Served {
                     feature,
                     enabled,
                     changed_json: None,
                 }
-                .write_property(&mut text, truthy);
-                (start, text.len())
-            }));
+                .write_value(&mut text, truthy);
+            }
+            entries.push(Entry {
+                start,
+                key_end,
+                end: text.len(),
+            });
         }
-        let mut starts = vec![text.len(); features.len() + 1];
-        for (i, span) in spans.iter().enumerate().rev() {
-            starts[i] = span.map_or(starts[i + 1], |(start, _)| start);
+        // An entry left empty sits where the next one begins.
+        let mut next_start = text.len();
+        for entry in entries.iter_mut().rev() {
+            if entry.end == entry.start {
+                *entry = Entry {
+                    start: next_start,
+                    key_end: next_start,
+                    end: next_start,
+                };
+            }
+            next_start = entry.start;
         }
-        let mut ends = vec![0; features.len() + 1];
-        for (i, span) in spans.iter().enumerate() {
-            ends[i + 1] = span.map_or(ends[i], |(_, end)| end);
-        }
-        OwnProperties { text, starts, ends }
-    }
-
-    /// The entries of the features at indexes `from..to`, with the commas between them.
-    fn run(&self, from: usize, to: usize) -> &[u8] {
-        let (start, end) = (self.starts[from], self.ends[to]);
-        self.text.get(start..end).unwrap_or_default()
+        OwnProperties { text, entries }
     }
 }
 
@@ -102,55 +112,62 @@ impl ServedIdentity {
     /// Writes the flags as served ([`ServedIdentity::flags`]) as a JSON object of feature
     /// name to what the vendor records: the value when the flag is enabled and has one
     /// (`truthy`: a value Python calls true), otherwise whether it is enabled.
+    ///
+    /// The own states' text is copied up to each changed flag's value (its key included),
+    /// the changed value written, and the copy resumes after the own value: two copies per
+    /// changed flag. Every entry begins with a comma, and the first one becomes the `{`.
     pub fn write_properties(&self, out: &mut Vec<u8>, truthy: bool) {
         let features = self.features.features();
         let own = self.features.own_properties(self.hide_disabled, truthy);
-        let mut first = true;
-        let mut separate = |out: &mut Vec<u8>| {
-            if !std::mem::take(&mut first) {
-                out.push(b',');
-            }
-        };
-        out.push(b'{');
+        // The own states' text and the changed values, with room for a few keys.
+        let values: usize = self.changed.iter().map(|c| c.value_json.len()).sum();
+        out.reserve(own.text.len() + values + 256);
+        let begin = out.len();
+        let mut copied = 0;
         let mut next = 0;
         for changed in self.changed.iter() {
             // In the listing's order, each once, as `flags` reads them.
-            let Some(feature) = features
-                .get(changed.index)
-                .filter(|_| changed.index >= next)
+            let (Some(feature), Some(entry)) =
+                (features.get(changed.index), own.entries.get(changed.index))
             else {
                 continue;
             };
-            let run = own.run(next, changed.index);
-            if !run.is_empty() {
-                separate(out);
-                out.extend_from_slice(run);
+            if changed.index < next {
+                continue;
             }
-            if !self.hide_disabled || changed.enabled {
-                separate(out);
-                Served {
-                    feature,
-                    enabled: changed.enabled,
-                    changed_json: Some(changed.value_json),
+            let flag = Served {
+                feature,
+                enabled: changed.enabled,
+                changed_json: Some(changed.value_json),
+            };
+            let shown = !self.hide_disabled || changed.enabled;
+            if shown && entry.key_end > entry.start {
+                out.extend_from_slice(own.text.get(copied..entry.key_end).unwrap_or_default());
+            } else {
+                out.extend_from_slice(own.text.get(copied..entry.start).unwrap_or_default());
+                if shown {
+                    out.push(b',');
+                    out.extend_from_slice(feature.key_json.as_bytes());
                 }
-                .write_property(out, truthy);
             }
+            if shown {
+                flag.write_value(out, truthy);
+            }
+            copied = entry.end;
             next = changed.index + 1;
         }
-        let run = own.run(next, features.len());
-        if !run.is_empty() {
-            separate(out);
-            out.extend_from_slice(run);
+        out.extend_from_slice(own.text.get(copied..).unwrap_or_default());
+        match out.get_mut(begin) {
+            Some(comma) => *comma = b'{',
+            None => out.push(b'{'),
         }
         out.push(b'}');
     }
 }
 
 impl Served<'_> {
-    /// `"name":` and what the vendor records of this flag.
-    fn write_property(&self, out: &mut Vec<u8>, truthy: bool) {
-        out.extend_from_slice(self.name_json().as_bytes());
-        out.push(b':');
+    /// What the vendor records of this flag.
+    fn write_value(&self, out: &mut Vec<u8>, truthy: bool) {
         let has_value = if truthy {
             self.has_truthy_value()
         } else {
@@ -190,7 +207,7 @@ mod tests {
                 } else {
                     flag.enabled.to_string()
                 };
-                format!("{}:{value}", flag.name_json())
+                format!("{}{value}", flag.feature.key_json)
             })
             .collect();
         format!("{{{}}}", entries.join(","))
