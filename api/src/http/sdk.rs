@@ -26,7 +26,7 @@ use domain::evaluation::{Evaluation, IdentityContext};
 use domain::flagsmith::identity_context;
 use domain::identity::MAX_IDENTIFIER_LEN;
 use futures_util::Stream;
-use projections::integrations::analytics::ServedIdentity;
+use projections::integrations::analytics::{ServedContext, ServedIdentity};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use tokio::sync::broadcast;
@@ -275,25 +275,19 @@ async fn identity_response(
     if let (Some(wants), Some(changed)) = (wants, changed) {
         // Traits and segments only where an integration sends them: each is memory the
         // analytics worker frees on its thread.
-        let segments = if wants.traits_and_segments {
-            segments_of(&evaluation)
-        } else {
-            Vec::new()
-        };
+        let segments = wants.traits_and_segments.then(|| segments_of(&evaluation));
         drop(evaluation);
-        let traits = if wants.traits_and_segments {
-            who.traits.into_iter().collect()
-        } else {
-            Vec::new()
-        };
+        let context = segments.map(|segments| ServedContext {
+            traits: who.traits.into_iter().collect(),
+            segments,
+        });
         state.analytics.offer(ServedIdentity {
             environment_id: env.environment_id,
             features: evaluable.served_features(),
             hide_disabled: evaluable.listing.hide_disabled,
             changed,
-            segments,
+            context,
             identifier: who.identifier,
-            traits,
             served_at: time::OffsetDateTime::now_utc(),
         });
     }

@@ -45,8 +45,9 @@ pub const DEFAULT_CAPACITY: usize = 10_000;
 pub struct ServedIdentity {
     pub environment_id: u64,
     pub identifier: String,
-    /// Its traits, when an integration of the environment sends them ([`Wants`]), else none.
-    pub traits: Vec<(String, Value)>,
+    /// Its traits and segments, when an integration of the environment sent them as it was
+    /// served ([`Wants`]): an identity without them is not handed to such an integration.
+    pub context: Option<ServedContext>,
     /// The environment's features in the order served.
     pub features: Arc<ServedFeatures>,
     /// Whether disabled flags were left out of the answer.
@@ -54,10 +55,15 @@ pub struct ServedIdentity {
     /// The flags not in their feature's own state, in the order of `features`, as the
     /// listing noted them while writing the answer.
     pub changed: ChangedFlags,
-    /// The project segments the identity is in: (id, name), when an integration of the
-    /// environment sends them ([`Wants`]), else none.
-    pub segments: Vec<(u64, String)>,
     pub served_at: OffsetDateTime,
+}
+
+/// What the identity webhook sends of an identity besides its flags.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ServedContext {
+    pub traits: Vec<(String, Value)>,
+    /// The project segments the identity is in: (id, name).
+    pub segments: Vec<(u64, String)>,
 }
 
 /// A feature as identity analytics name it, with its own state; its name and value are
@@ -181,10 +187,11 @@ pub struct Wants {
     pub traits_and_segments: bool,
 }
 
-/// An environment's enabled identity integrations, and what they take.
+/// An environment's enabled identity integrations (each with whether it sends traits and
+/// segments), and what they take together.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct Wanted {
-    pub(crate) integrations: Vec<IntegrationId>,
+    pub(crate) integrations: Vec<(IntegrationId, Wants)>,
     pub(crate) wants: Wants,
 }
 
@@ -265,7 +272,10 @@ impl AnalyticsQueue {
             .wanted
             .read()
             .ok()
-            .and_then(|wanted| Some(wanted.get(&environment_id)?.integrations.clone()))
+            .and_then(|wanted| {
+                let integrations = &wanted.get(&environment_id)?.integrations;
+                Some(integrations.iter().map(|(id, _)| *id).collect())
+            })
             .unwrap_or_default()
     }
 

@@ -249,11 +249,10 @@ mod tests {
         ServedIdentity {
             environment_id: 1,
             identifier: "someone".into(),
-            traits: vec![],
+            context: None,
             features: features.clone(),
             hide_disabled: hide,
             changed: noted,
-            segments: vec![],
             served_at: OffsetDateTime::UNIX_EPOCH,
         }
     }

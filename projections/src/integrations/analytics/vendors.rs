@@ -26,7 +26,7 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use uuid::Uuid;
 
-use super::ServedIdentity;
+use super::{ServedContext, ServedIdentity};
 use crate::integrations::render::{Answer, Message, Secrets, join, message};
 use crate::integrations::wire;
 
@@ -344,6 +344,9 @@ fn packed(
 /// schemes), with the identity's id as its idempotency key.
 fn webhook(url: &str, secret: Option<&str>, queued: &Queued, now: OffsetDateTime) -> Message {
     let served = &queued.served;
+    // The worker hands the webhook only identities served with their context.
+    let none = ServedContext::default();
+    let context = served.context.as_ref().unwrap_or(&none);
     let flags: Vec<Value> = served
         .flags()
         .map(|flag| {
@@ -361,9 +364,9 @@ fn webhook(url: &str, secret: Option<&str>, queued: &Queued, now: OffsetDateTime
         .collect();
     let body = wire::python_json(&json!({
         "identity": served.identifier,
-        "traits": served.traits.iter().map(|(k, v)| json!({"trait_key": k, "trait_value": v})).collect::<Vec<_>>(),
+        "traits": context.traits.iter().map(|(k, v)| json!({"trait_key": k, "trait_value": v})).collect::<Vec<_>>(),
         "flags": flags,
-        "segments": served.segments.iter().map(|(id, name)| json!({"id": id, "name": name, "member": true})).collect::<Vec<_>>(),
+        "segments": context.segments.iter().map(|(id, name)| json!({"id": id, "name": name, "member": true})).collect::<Vec<_>>(),
     }));
     let id = format!("msg_{}", queued.id.simple());
     let timestamp = now.unix_timestamp();

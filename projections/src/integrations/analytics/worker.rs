@@ -23,7 +23,7 @@ use tokio_util::task::AbortOnDropHandle;
 use uuid::Uuid;
 
 use super::vendors::{self, Queued, Request};
-use super::{AnalyticsQueue, Counts, Wanted};
+use super::{AnalyticsQueue, Counts, ServedIdentity, Wanted, Wants};
 use crate::Error;
 use crate::integrations::directory::FollowedDirectory;
 use crate::integrations::network::PrivateNetworks;
@@ -140,21 +140,11 @@ impl Worker for IdentityAnalytics {
                     break Err(e);
                 }
             }
-            let mut handed: HashMap<IntegrationId, Vec<Arc<Queued>>> = HashMap::new();
             self.queue.take(&mut taken);
-            for served in taken.drain(..) {
-                let Some(wanted) = by_environment.get(&served.environment_id) else {
-                    continue;
-                };
+            let handed = hand_out(taken.drain(..), &by_environment, || {
                 sequence += 1;
-                let queued = Arc::new(Queued {
-                    id: Uuid::from_u64_pair(prefix, sequence),
-                    served,
-                });
-                for id in &wanted.integrations {
-                    handed.entry(*id).or_default().push(queued.clone());
-                }
-            }
+                Uuid::from_u64_pair(prefix, sequence)
+            });
             for (id, mut identities) in handed {
                 let Some(sender) = senders.get(&id) else {
                     continue;
@@ -189,6 +179,33 @@ impl Worker for IdentityAnalytics {
     }
 }
 
+/// Each identity served, with its id from `next_id`, by integration of its environment in
+/// `by_environment`; one that sends traits and segments gets only the identities served with
+/// them (those served before it was seen have none).
+fn hand_out(
+    served: impl Iterator<Item = ServedIdentity>,
+    by_environment: &HashMap<u64, Wanted>,
+    mut next_id: impl FnMut() -> Uuid,
+) -> HashMap<IntegrationId, Vec<Arc<Queued>>> {
+    let mut handed: HashMap<IntegrationId, Vec<Arc<Queued>>> = HashMap::new();
+    for served in served {
+        let Some(wanted) = by_environment.get(&served.environment_id) else {
+            continue;
+        };
+        let queued = Arc::new(Queued {
+            id: next_id(),
+            served,
+        });
+        for (id, wants) in &wanted.integrations {
+            if wants.traits_and_segments && queued.served.context.is_none() {
+                continue;
+            }
+            handed.entry(*id).or_default().push(queued.clone());
+        }
+    }
+    handed
+}
+
 /// Environment → its integrations among `integrations`, and what they take.
 fn environments_of<'a>(
     integrations: impl Iterator<Item = &'a Integration>,
@@ -196,10 +213,12 @@ fn environments_of<'a>(
     let mut by_environment: HashMap<u64, Wanted> = HashMap::new();
     for integration in integrations {
         if let IntegrationScope::Environment(environment) = integration.scope {
+            let wants = Wants {
+                traits_and_segments: vendors::sends_traits_and_segments(&integration.kind),
+            };
             let wanted = by_environment.entry(environment).or_default();
-            wanted.integrations.push(integration.id);
-            wanted.wants.traits_and_segments |=
-                vendors::sends_traits_and_segments(&integration.kind);
+            wanted.integrations.push((integration.id, wants));
+            wanted.wants.traits_and_segments |= wants.traits_and_segments;
         }
     }
     by_environment
@@ -369,6 +388,7 @@ impl Sender {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::integrations::analytics::ServedContext;
 
     fn integration(id: IntegrationId, scope: IntegrationScope, kind: &str) -> Integration {
         Integration {
@@ -394,9 +414,72 @@ mod tests {
         ];
         let by_environment = environments_of(integrations.iter());
         assert_eq!(by_environment.len(), 2);
-        assert_eq!(by_environment[&10].integrations, vec![1, 2]);
+        let (without, with) = (
+            Wants {
+                traits_and_segments: false,
+            },
+            Wants {
+                traits_and_segments: true,
+            },
+        );
+        assert_eq!(
+            by_environment[&10].integrations,
+            vec![(1, without), (2, without)]
+        );
         assert!(!by_environment[&10].wants.traits_and_segments);
-        assert_eq!(by_environment[&20].integrations, vec![3, 4]);
+        assert_eq!(
+            by_environment[&20].integrations,
+            vec![(3, without), (4, with)]
+        );
         assert!(by_environment[&20].wants.traits_and_segments);
+    }
+
+    fn served(environment_id: u64, identifier: &str, context: bool) -> ServedIdentity {
+        ServedIdentity {
+            environment_id,
+            identifier: identifier.to_string(),
+            context: context.then(ServedContext::default),
+            features: Default::default(),
+            hide_disabled: false,
+            changed: Default::default(),
+            served_at: OffsetDateTime::UNIX_EPOCH,
+        }
+    }
+
+    /// Every integration of an identity's environment gets it, in the order served, under one
+    /// id each; the identity webhook only those served with their traits and segments (an
+    /// identity served before the webhook was seen has none); other environments get nothing.
+    #[test]
+    fn identities_are_handed_to_their_environments_integrations() {
+        let integrations = [
+            integration(1, IntegrationScope::Environment(10), "segment"),
+            integration(2, IntegrationScope::Environment(10), "identity-webhook"),
+            integration(3, IntegrationScope::Environment(20), "heap"),
+        ];
+        let by_environment = environments_of(integrations.iter());
+        let taken = vec![
+            served(10, "before-the-webhook", false),
+            served(10, "after", true),
+            served(30, "elsewhere", false),
+            served(20, "heap-user", false),
+        ];
+        let mut ids = 0;
+        let handed = hand_out(taken.into_iter(), &by_environment, || {
+            ids += 1;
+            Uuid::from_u64_pair(0, ids)
+        });
+        let names = |id: IntegrationId| -> Vec<(String, u64)> {
+            handed[&id]
+                .iter()
+                .map(|q| (q.served.identifier.clone(), q.id.as_u64_pair().1))
+                .collect()
+        };
+        assert_eq!(
+            names(1),
+            vec![("before-the-webhook".into(), 1), ("after".into(), 2)]
+        );
+        assert_eq!(names(2), vec![("after".into(), 2)]);
+        assert_eq!(names(3), vec![("heap-user".into(), 3)]);
+        assert_eq!(handed.len(), 3);
     }
 }

@@ -5,7 +5,7 @@ use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
 use super::*;
-use crate::integrations::analytics::ServedFeature;
+use crate::integrations::analytics::{ServedContext, ServedFeature};
 use domain::document::ChangedFlags;
 
 fn integration(kind: &str, config: Value) -> Integration {
@@ -42,7 +42,10 @@ fn served_with(identifier: &str, flags: &[(&str, bool, Value)]) -> ServedIdentit
     ServedIdentity {
         environment_id: 3,
         identifier: identifier.to_string(),
-        traits: vec![("plan".to_string(), json!("pro"))],
+        context: Some(ServedContext {
+            traits: vec![("plan".to_string(), json!("pro"))],
+            segments: vec![(12, "beta".to_string())],
+        }),
         features: Arc::new(features.into_iter().collect()),
         hide_disabled: false,
         changed: {
@@ -54,7 +57,6 @@ fn served_with(identifier: &str, flags: &[(&str, bool, Value)]) -> ServedIdentit
             }
             changed
         },
-        segments: vec![(12, "beta".to_string())],
         served_at: OffsetDateTime::from_unix_timestamp(1_700_000_000).unwrap(),
     }
 }
