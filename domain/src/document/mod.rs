@@ -21,7 +21,7 @@ use crate::project::Project;
 mod changed;
 mod listing;
 
-pub use changed::{ChangedFlag, ChangedFlags};
+pub use changed::{ChangedFlag, ChangedFlags, TYPICAL_VALUE_BYTES};
 pub use listing::{FlagListing, FlagsWritten, ListedFeature};
 
 /// Everything a document is made of.

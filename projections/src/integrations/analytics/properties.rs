@@ -6,6 +6,8 @@
 
 use std::sync::OnceLock;
 
+use domain::document::TYPICAL_VALUE_BYTES;
+
 use super::{Served, ServedFeature, ServedIdentity};
 
 /// The listing's features (index for index) as identity analytics name them, with their own
@@ -119,9 +121,10 @@ impl ServedIdentity {
     pub fn write_properties(&self, out: &mut Vec<u8>, truthy: bool) {
         let features = self.features.features();
         let own = self.features.own_properties(self.hide_disabled, truthy);
-        // The own states' text and the changed values, with room for a few keys.
-        let values: usize = self.changed.iter().map(|c| c.value_json.len()).sum();
-        out.reserve(own.text.len() + values + 256);
+        // The own states' text and room for the changed values (the batch's body is reserved
+        // for all its identities after the first: this is for the first, without a pass over
+        // the changed values to size them).
+        out.reserve(own.text.len() + self.changed.len() * TYPICAL_VALUE_BYTES + 256);
         let begin = out.len();
         let mut copied = 0;
         let mut next = 0;
