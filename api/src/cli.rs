@@ -35,6 +35,7 @@ pub async fn run(cli: Cli) -> Result<(), String> {
         node_id,
         audit_checkpoint_interval,
         analytics_queue,
+        analytics_shed_above,
         flag_analytics_interval,
         flag_analytics_retention_15m_days,
         flag_analytics_retention_hourly_days,
@@ -57,6 +58,7 @@ pub async fn run(cli: Cli) -> Result<(), String> {
                 audit_checkpoint_interval.max(1),
             ),
             analytics_queue,
+            analytics_shed_above,
             integration_networks: if allow_private_integration_urls {
                 PrivateNetworks::Allowed
             } else {

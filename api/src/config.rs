@@ -65,6 +65,12 @@ pub enum Command {
         /// the integration's status) rather than slow the identities endpoints down.
         #[arg(long, env = "FLAGLOG_ANALYTICS_QUEUE", default_value_t = projections::integrations::analytics::DEFAULT_CAPACITY)]
         analytics_queue: usize,
+        /// The share of the time (0 to 1) the runtime serving requests is busy from which
+        /// identity analytics yield: while it is that busy, identities served are dropped (and
+        /// counted) instead of sent, so that analytics never take CPU from the endpoints of
+        /// a saturated node. 1 never drops for that reason.
+        #[arg(long, env = "FLAGLOG_ANALYTICS_SHED_ABOVE", default_value_t = projections::integrations::analytics::load::SATURATED, value_parser = share)]
+        analytics_shed_above: f64,
         /// How often, in seconds, SDK evaluation counts are rolled up into 15-minute and hourly
         /// buckets and each node's SDK API-call counts are saved.
         #[arg(long, env = "FLAGLOG_FLAG_ANALYTICS_INTERVAL", default_value_t = 30)]
@@ -170,4 +176,12 @@ pub enum WorkersCommand {
     /// Prints each worker on each node as a table: state, leader, position, lag, when the node
     /// last reported, last error.
     Status,
+}
+
+/// A share, from 0 to 1.
+fn share(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(share) if (0.0..=1.0).contains(&share) => Ok(share),
+        _ => Err(format!("{text:?} is not a share between 0 and 1")),
+    }
 }

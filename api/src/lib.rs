@@ -54,6 +54,8 @@ pub struct NodeOptions {
     pub audit_checkpoint_interval: std::time::Duration,
     /// The identity analytics queue's capacity (and each analytics integration's).
     pub analytics_queue: usize,
+    /// The serving runtime's busy share from which identity analytics are shed (1: never).
+    pub analytics_shed_above: f64,
     /// Whether integrations may reach private and local addresses (refused by default).
     pub integration_networks: PrivateNetworks,
     /// How often SDK evaluation counts are rolled up and API calls saved.
@@ -71,6 +73,7 @@ impl Default for NodeOptions {
             node_id: default_node_id(),
             audit_checkpoint_interval: audit_checkpoints::DEFAULT_INTERVAL,
             analytics_queue: projections::integrations::analytics::DEFAULT_CAPACITY,
+            analytics_shed_above: projections::integrations::analytics::load::SATURATED,
             integration_networks: PrivateNetworks::Refused,
             flag_analytics_interval: flag_analytics::DEFAULT_INTERVAL,
             flag_analytics_retention: flag_analytics::Retention::default(),
@@ -122,6 +125,7 @@ pub async fn start_node(
         node_id,
         audit_checkpoint_interval,
         analytics_queue,
+        analytics_shed_above,
         integration_networks,
         flag_analytics_interval,
         flag_analytics_retention,
@@ -241,7 +245,7 @@ pub async fn start_node(
         .map_err(|e| e.to_string())?,
     );
 
-    let analytics = AnalyticsQueue::new(analytics_queue);
+    let analytics = AnalyticsQueue::new(analytics_queue).shedding_above(analytics_shed_above);
     runtime.spawn(
         analytics_worker::NAME,
         Placement::EveryNode,

@@ -108,10 +108,12 @@ pub async fn database(backend: Backend) -> TestDatabase {
 }
 
 /// How test servers run: as `flaglog serve` does by default, except that integrations may
-/// reach loopback (where the tests' receivers listen).
+/// reach loopback (where the tests' receivers listen), and that identity analytics do not
+/// yield to load (what a test counts must not depend on the machine running it).
 pub fn test_node() -> api::NodeOptions {
     api::NodeOptions {
         integration_networks: projections::integrations::network::PrivateNetworks::Allowed,
+        analytics_shed_above: 1.0,
         ..api::NodeOptions::default()
     }
 }

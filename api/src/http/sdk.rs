@@ -266,7 +266,7 @@ async fn identity_response(
     let evaluable = evaluable(state, env).await?;
     let who = identity_context(identifier, traits);
     let evaluation = evaluable.prepared.evaluation(Some(&who));
-    let wants = state.analytics.wants(env.environment_id);
+    let wants = state.analytics.admit(env.environment_id);
     // Room for half the flags to differ (overrides, splits) without growing: with a third of
     // the features multivariate and a few overrides per segment, a quarter was too little.
     let mut changed =

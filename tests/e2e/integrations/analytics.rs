@@ -341,6 +341,55 @@ async fn a_full_queue_drops_and_counts_every_identity_served(backend: Backend) {
     }
 }
 
+/// A node that counts as saturated (it sheds from a busy share of 0) sends nothing: every
+/// identity served is dropped and counted, before anything is noted for it.
+async fn a_saturated_node_drops_and_counts_instead_of_sending(backend: Backend) {
+    let options = api::NodeOptions {
+        analytics_shed_above: 0.0,
+        ..flaglog_tests::test_node()
+    };
+    let (server, _) = Server::start_with_options(backend, options).await;
+    let (project, _) = project_with_environment(&server, KEY).await;
+    server.feature(project, json!({"name": "checkout"})).await;
+    let receiver = Receiver::start().await;
+    let segment = configure(&server, "segment", &receiver.base).await;
+    let dropped = |status: &Value| status["dropped"].as_u64().unwrap();
+    // Until the worker knows the integration, identities are not counted at all.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let mut n = 0;
+    let before = loop {
+        n += 1;
+        server
+            .get(&format!("/api/v1/identities/?identifier=warmup-{n}"))
+            .without_token()
+            .header("x-environment-key", KEY)
+            .send()
+            .await;
+        let status = status(&server, segment).await;
+        if dropped(&status) > 0 {
+            break dropped(&status);
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{status}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let served = 20;
+    for n in 0..served {
+        identify(&server, &format!("user-{n}"), None).await;
+    }
+    loop {
+        let status = status(&server, segment).await;
+        if dropped(&status) >= before + served {
+            assert_eq!(status["delivered"], 0, "{status}");
+            assert_eq!(status["failed"], 0, "{status}");
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{status}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(vendors_fill_wait() * 3).await;
+    assert!(receiver.delivered().is_empty(), "a saturated node sent");
+}
+
 /// How often the analytics worker takes what was served.
 fn vendors_fill_wait() -> Duration {
     projections::integrations::analytics::worker::TAKE_EVERY
@@ -349,4 +398,5 @@ fn vendors_fill_wait() -> Duration {
 on_both_backends!(
     every_analytics_vendor_gets_the_served_flags_in_its_format,
     a_full_queue_drops_and_counts_every_identity_served,
+    a_saturated_node_drops_and_counts_instead_of_sending,
 );

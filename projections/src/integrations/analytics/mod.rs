@@ -2,13 +2,15 @@
 //! Mixpanel, Heap, Rudderstack or the identity webhook.
 //!
 //! The identities endpoints [`AnalyticsQueue::offer`] what they served, when the environment
-//! has an identity integration ([`AnalyticsQueue::wants`], a read of a map the worker keeps;
-//! it also says whether one sends traits and segments, which are left out otherwise);
-//! the offer never waits nor wakes anyone (a push onto a buffer the worker takes from): the
-//! queue is bounded, and when it is full the identity is dropped and counted against each of
-//! the environment's integrations. The `identity_analytics` worker
-//! ([`worker`], on every node: each node sends what it served) hands each identity to a sender
-//! per integration, which batches them ([`vendors`]: each vendor's request, its batch limits,
+//! has an identity integration and the identity is admitted ([`AnalyticsQueue::admit`], a read
+//! of a map the worker keeps; it also says whether one sends traits and segments, which are
+//! left out otherwise); the offer never waits nor wakes anyone (a push onto a buffer the worker
+//! takes from). Analytics yield to serving: an identity is dropped and counted against each of
+//! the environment's integrations, before anything is noted for it, while the node is
+//! saturated ([`load`]) or every integration's sender is full; a full buffer drops too. The
+//! `identity_analytics` worker ([`worker`], on every node: each node sends what it served)
+//! hands each identity to a sender per integration, on a thread the OS runs only when a CPU
+//! would otherwise idle ([`idle`]), which batches them ([`vendors`]: each vendor's request, its batch limits,
 //! its de-duplication id) and sends with a few retries. Counts (sent, dropped, failed) and the
 //! last error go to `integration_analytics` per node, which the status API sums.
 //!
@@ -16,6 +18,8 @@
 //! loses what it had not sent), where change integrations ([`super::delivery`]) are driven by
 //! the log.
 
+mod idle;
+pub mod load;
 mod properties;
 pub mod vendors;
 pub mod worker;
@@ -23,7 +27,7 @@ pub mod worker;
 pub use properties::ServedFeatures;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use std::borrow::Cow;
@@ -177,6 +181,9 @@ pub struct Counts {
     pub consecutive_failures: AtomicU64,
     pub last_error: Mutex<Option<String>>,
     pub last_sent_at_micros: AtomicU64,
+    /// Identities handed to the integration's sender and not yet sent (or failed): at most the
+    /// queue's capacity. Not saved: what this node holds now.
+    pub pending: AtomicUsize,
 }
 
 /// What the identity integrations of an environment take of each identity served, besides its
@@ -195,6 +202,13 @@ pub(crate) struct Wanted {
     pub(crate) wants: Wants,
 }
 
+/// An environment's identity integrations as the endpoints see them.
+struct Admitting {
+    wants: Wants,
+    /// Each integration's counts (its pending identities among them).
+    counts: Vec<Arc<Counts>>,
+}
+
 struct Shared {
     /// What was served since the worker last took it: a plain buffer, so that an offer never
     /// wakes another thread (the worker swaps it for its emptied one every
@@ -202,8 +216,12 @@ struct Shared {
     served: Mutex<Vec<ServedIdentity>>,
     capacity: usize,
     /// Environment → its enabled identity integrations, as the worker last saw them.
-    wanted: RwLock<HashMap<u64, Wanted>>,
+    wanted: RwLock<HashMap<u64, Admitting>>,
     counts: Mutex<HashMap<IntegrationId, Arc<Counts>>>,
+    /// Whether the runtime serving the endpoints was busy at least `shed_above` of the
+    /// worker's last window: nothing is admitted meanwhile.
+    saturated: AtomicBool,
+    shed_above: f64,
 }
 
 /// The node's analytics queue: cheap to clone, shared by the identities endpoints (which offer)
@@ -229,15 +247,39 @@ impl AnalyticsQueue {
                 capacity,
                 wanted: RwLock::new(HashMap::new()),
                 counts: Mutex::new(HashMap::new()),
+                saturated: AtomicBool::new(false),
+                shed_above: load::SATURATED,
             }),
         }
     }
 
-    /// What `environment_id`'s identity integrations take, `None` when it has none: then the
-    /// endpoints build nothing to offer.
-    pub fn wants(&self, environment_id: u64) -> Option<Wants> {
+    /// The queue, admitting nothing while the serving runtime is busy at least `share` of the
+    /// time (0: never admits; 1: never sheds). Before it is cloned.
+    pub fn shedding_above(mut self, share: f64) -> Self {
+        if let Some(shared) = Arc::get_mut(&mut self.shared) {
+            shared.shed_above = share;
+        }
+        self
+    }
+
+    /// What `environment_id`'s identity integrations take of an identity about to be served,
+    /// `None` when it has none. Also `None` while the node is saturated ([`Self::note_busy`]),
+    /// or when each of its integrations already holds as many identities as the queue's
+    /// capacity (their senders run at idle priority, so they fall behind when the CPUs are
+    /// busy): then the identity is counted as dropped for each, and the endpoints note
+    /// nothing to offer; a dropped identity costs them a read of a map.
+    pub fn admit(&self, environment_id: u64) -> Option<Wants> {
         let wanted = self.shared.wanted.read().ok()?;
-        Some(wanted.get(&environment_id)?.wants)
+        let environment = wanted.get(&environment_id)?;
+        let capacity = self.shared.capacity;
+        let full = |counts: &Arc<Counts>| counts.pending.load(Ordering::Relaxed) >= capacity;
+        if self.shared.saturated.load(Ordering::Relaxed) || environment.counts.iter().all(full) {
+            for counts in &environment.counts {
+                counts.dropped.fetch_add(1, Ordering::Relaxed);
+            }
+            return None;
+        }
+        Some(environment.wants)
     }
 
     /// Queues `served` for the environment's integrations without waiting; when the queue is
@@ -251,8 +293,11 @@ impl AnalyticsQueue {
                 return;
             }
         }
-        for id in self.integrations_of(environment_id) {
-            self.counts(id).dropped.fetch_add(1, Ordering::Relaxed);
+        let wanted = self.shared.wanted.read();
+        if let Some(environment) = wanted.as_ref().ok().and_then(|w| w.get(&environment_id)) {
+            for counts in &environment.counts {
+                counts.dropped.fetch_add(1, Ordering::Relaxed);
+            }
         }
     }
 
@@ -265,18 +310,6 @@ impl AnalyticsQueue {
 
     pub(crate) fn capacity(&self) -> usize {
         self.shared.capacity
-    }
-
-    fn integrations_of(&self, environment_id: u64) -> Vec<IntegrationId> {
-        self.shared
-            .wanted
-            .read()
-            .ok()
-            .and_then(|wanted| {
-                let integrations = &wanted.get(&environment_id)?.integrations;
-                Some(integrations.iter().map(|(id, _)| *id).collect())
-            })
-            .unwrap_or_default()
     }
 
     /// `id`'s counts on this node.
@@ -294,9 +327,27 @@ impl AnalyticsQueue {
         counts.iter().map(|(id, c)| (*id, c.clone())).collect()
     }
 
-    pub(crate) fn set_wanted(&self, wanted: HashMap<u64, Wanted>) {
+    /// Takes the serving runtime's busy share over the last window ([`load::BusyMeter`]):
+    /// whether nothing is admitted until the next.
+    pub(crate) fn note_busy(&self, busy: f64) -> bool {
+        let share = self.shared.shed_above;
+        let saturated = share < 1.0 && busy >= share;
+        self.shared.saturated.store(saturated, Ordering::Relaxed);
+        saturated
+    }
+
+    pub(crate) fn set_wanted(&self, wanted: &HashMap<u64, Wanted>) {
+        let admitting = wanted
+            .iter()
+            .map(|(environment, wanted)| {
+                let counts = wanted.integrations.iter();
+                let counts = counts.map(|(id, _)| self.counts(*id)).collect();
+                let wants = wanted.wants;
+                (*environment, Admitting { wants, counts })
+            })
+            .collect();
         if let Ok(mut current) = self.shared.wanted.write() {
-            *current = wanted;
+            *current = admitting;
         }
     }
 }
@@ -322,6 +373,78 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    /// An identity is admitted while one of its environment's integrations has room; when
+    /// each holds the queue's capacity, it is dropped and counted against each; another
+    /// environment, or one without integrations, is not affected.
+    #[test]
+    fn identities_are_admitted_while_an_integration_has_room() {
+        let queue = AnalyticsQueue::new(2);
+        let webhook = Wants {
+            traits_and_segments: true,
+        };
+        let wanted = HashMap::from([
+            (
+                10,
+                Wanted {
+                    integrations: vec![(1, Wants::default()), (2, webhook)],
+                    wants: webhook,
+                },
+            ),
+            (
+                20,
+                Wanted {
+                    integrations: vec![(3, Wants::default())],
+                    wants: Wants::default(),
+                },
+            ),
+        ]);
+        queue.set_wanted(&wanted);
+        let (first, second) = (queue.counts(1), queue.counts(2));
+        assert_eq!(queue.admit(10), Some(webhook));
+        assert_eq!(queue.admit(30), None);
+
+        first.pending.store(2, Ordering::Relaxed);
+        assert_eq!(queue.admit(10), Some(webhook), "the second has room");
+        second.pending.store(5, Ordering::Relaxed);
+        assert_eq!(queue.admit(10), None);
+        assert_eq!(queue.admit(10), None);
+        assert_eq!(first.dropped.load(Ordering::Relaxed), 2);
+        assert_eq!(second.dropped.load(Ordering::Relaxed), 2);
+        assert_eq!(queue.admit(20), Some(Wants::default()));
+        assert_eq!(queue.counts(3).dropped.load(Ordering::Relaxed), 0);
+
+        second.pending.store(1, Ordering::Relaxed);
+        assert_eq!(queue.admit(10), Some(webhook));
+    }
+
+    /// While the serving runtime is busy at least the queue's share of the time, nothing is
+    /// admitted and each identity is counted as dropped; once it is not, identities are
+    /// admitted again. A share of 1 never sheds, one of 0 always does.
+    #[test]
+    fn a_saturated_node_admits_nothing() {
+        let queue = AnalyticsQueue::new(10).shedding_above(0.8);
+        queue.set_wanted(&HashMap::from([(
+            10,
+            Wanted {
+                integrations: vec![(1, Wants::default())],
+                wants: Wants::default(),
+            },
+        )]));
+        assert!(!queue.note_busy(0.79));
+        assert_eq!(queue.admit(10), Some(Wants::default()));
+        assert!(queue.note_busy(0.8));
+        assert_eq!(queue.admit(10), None);
+        assert_eq!(queue.admit(10), None);
+        assert_eq!(queue.counts(1).dropped.load(Ordering::Relaxed), 2);
+        assert!(!queue.note_busy(0.2));
+        assert_eq!(queue.admit(10), Some(Wants::default()));
+
+        let never = AnalyticsQueue::new(10).shedding_above(1.0);
+        assert!(!never.note_busy(1.0));
+        let always = AnalyticsQueue::new(10).shedding_above(0.0);
+        assert!(always.note_busy(0.0));
+    }
 
     /// Truthiness read off a value's JSON is the value's own.
     #[test]

@@ -1,13 +1,15 @@
-//! The `identity_analytics` worker (on every node): every [`TAKE_EVERY`] it takes what this
-//! node's identities endpoints served from the [`AnalyticsQueue`] and hands each identity to a
-//! sender per identity integration of its environment; it saves the counts. A sender batches
+//! The `identity_analytics` worker (on every node): every [`TAKE_EVERY`] it reads how busy the
+//! serving runtime was ([`BusyMeter`]: the queue admits nothing while it is saturated), takes
+//! what this node's identities endpoints served from the [`AnalyticsQueue`] and hands each
+//! identity to a sender per identity integration of its environment (the senders run on the
+//! idle-priority thread of [`IdleRuntime`]); it saves the counts. A sender batches
 //! what it was handed (up to the vendor's limit) and sends each request with up to
 //! [`ATTEMPTS`] attempts; a sender that falls behind holds at most the queue's capacity, and
 //! what does not fit is dropped and counted, so no vendor slows another or the endpoints.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -22,6 +24,8 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::AbortOnDropHandle;
 use uuid::Uuid;
 
+use super::idle::IdleRuntime;
+use super::load::BusyMeter;
 use super::vendors::{self, Queued, Request};
 use super::{AnalyticsQueue, Counts, ServedIdentity, Wanted, Wants};
 use crate::Error;
@@ -104,9 +108,7 @@ impl IdentityAnalytics {
 struct RunningSender {
     integration: Integration,
     identities: mpsc::UnboundedSender<Vec<Arc<Queued>>>,
-    /// Identities handed to the sender and not yet sent (or failed): at most the queue's
-    /// capacity.
-    pending: Arc<AtomicUsize>,
+    counts: Arc<Counts>,
     cancel: CancellationToken,
     handle: AbortOnDropHandle<Result<(), Error>>,
 }
@@ -114,6 +116,12 @@ struct RunningSender {
 #[async_trait]
 impl Worker for IdentityAnalytics {
     async fn run(&mut self, context: &Context) -> Result<(), Error> {
+        let sending = IdleRuntime::start("flaglog-analytics").await?;
+        if !sending.idle {
+            tracing::info!("identity analytics send at normal priority (idle priority refused)");
+        }
+        let mut meter = BusyMeter::of_current_runtime();
+        let mut shedding = Shedding::default();
         let mut senders: BTreeMap<IntegrationId, RunningSender> = BTreeMap::new();
         let mut by_environment: HashMap<u64, Wanted> = HashMap::new();
         let mut taken = Vec::new();
@@ -131,15 +139,16 @@ impl Worker for IdentityAnalytics {
             }
             if refreshed.is_none_or(|at| at.elapsed() >= REFRESH) {
                 refreshed = Some(Instant::now());
-                if let Err(e) = self.reconcile(context, &mut senders).await {
+                if let Err(e) = self.reconcile(context, &sending, &mut senders).await {
                     break Err(e);
                 }
                 by_environment = environments_of(senders.values().map(|s| &s.integration));
-                self.queue.set_wanted(by_environment.clone());
+                self.queue.set_wanted(&by_environment);
                 if let Err(e) = self.save_counts().await {
                     break Err(e);
                 }
             }
+            shedding.note(self.queue.note_busy(meter.read()));
             self.queue.take(&mut taken);
             let handed = hand_out(taken.drain(..), &by_environment, || {
                 sequence += 1;
@@ -152,17 +161,18 @@ impl Worker for IdentityAnalytics {
                 let room = self
                     .queue
                     .capacity()
-                    .saturating_sub(sender.pending.load(Ordering::Relaxed));
+                    .saturating_sub(sender.counts.pending.load(Ordering::Relaxed));
                 if identities.len() > room {
                     let dropped = identities.len() - room;
                     identities.truncate(room);
-                    self.queue
-                        .counts(id)
+                    sender
+                        .counts
                         .dropped
                         .fetch_add(dropped as u64, Ordering::Relaxed);
                 }
                 if !identities.is_empty() {
                     sender
+                        .counts
                         .pending
                         .fetch_add(identities.len(), Ordering::Relaxed);
                     // A sender that stopped is replaced at the next refresh.
@@ -174,8 +184,40 @@ impl Worker for IdentityAnalytics {
             sender.cancel.cancel();
             let _ = sender.handle.await;
         }
+        sending.stop().await;
         let saved = self.save_counts().await;
         outcome.and(saved)
+    }
+}
+
+/// How often windows in which identity analytics yielded to load are reported in the log.
+const SHEDDING_REPORT_EVERY: Duration = Duration::from_secs(60);
+
+/// The windows in which the node was saturated (identities served then are dropped), reported
+/// in the log at most every [`SHEDDING_REPORT_EVERY`].
+#[derive(Default)]
+struct Shedding {
+    windows: u32,
+    shed: u32,
+    since: Option<Instant>,
+}
+
+impl Shedding {
+    fn note(&mut self, shed: bool) {
+        let since = *self.since.get_or_insert_with(Instant::now);
+        self.windows += 1;
+        self.shed += u32::from(shed);
+        if since.elapsed() >= SHEDDING_REPORT_EVERY {
+            if self.shed > 0 {
+                tracing::warn!(
+                    saturated = self.shed,
+                    windows = self.windows,
+                    "identity analytics yielded to load: identities served while the node was \
+                     saturated were dropped (counted in each integration's status)"
+                );
+            }
+            *self = Shedding::default();
+        }
     }
 }
 
@@ -230,6 +272,7 @@ impl IdentityAnalytics {
     async fn reconcile(
         &mut self,
         context: &Context,
+        sending: &IdleRuntime,
         senders: &mut BTreeMap<IntegrationId, RunningSender>,
     ) -> Result<(), Error> {
         self.followed.refresh().await?;
@@ -254,14 +297,21 @@ impl IdentityAnalytics {
             if senders.contains_key(&integration.id) {
                 continue;
             }
+            // Read here: the database's connections belong to this runtime.
+            let secrets: Secrets =
+                store::secrets(&self.pool, integration.scope, &integration.secrets)
+                    .await?
+                    .into_iter()
+                    .collect();
             let (identities, receiver) = mpsc::unbounded_channel();
-            let pending = Arc::new(AtomicUsize::new(0));
+            let counts = self.queue.counts(integration.id);
+            // What a sender stopped before sending is gone with it.
+            counts.pending.store(0, Ordering::Relaxed);
             let sender = Sender {
-                counts: self.queue.counts(integration.id),
+                counts: counts.clone(),
                 integration: integration.clone(),
                 receiver,
-                pending: pending.clone(),
-                pool: self.pool.clone(),
+                secrets,
                 outbound: self.outbound.clone(),
                 cancel: context.token().child_token(),
             };
@@ -270,9 +320,9 @@ impl IdentityAnalytics {
                 RunningSender {
                     integration,
                     identities,
-                    pending,
+                    counts,
                     cancel: sender.cancel.clone(),
-                    handle: AbortOnDropHandle::new(tokio::spawn(sender.run())),
+                    handle: AbortOnDropHandle::new(sending.spawn(sender.run())),
                 },
             );
         }
@@ -284,23 +334,15 @@ impl IdentityAnalytics {
 struct Sender {
     integration: Integration,
     receiver: mpsc::UnboundedReceiver<Vec<Arc<Queued>>>,
-    pending: Arc<AtomicUsize>,
     counts: Arc<Counts>,
-    pool: AnyPool,
+    secrets: Secrets,
     outbound: Outbound,
     cancel: CancellationToken,
 }
 
 impl Sender {
     async fn run(mut self) -> Result<(), Error> {
-        let secrets: Secrets = store::secrets(
-            &self.pool,
-            self.integration.scope,
-            &self.integration.secrets,
-        )
-        .await?
-        .into_iter()
-        .collect();
+        let secrets = std::mem::take(&mut self.secrets);
         let limit = vendors::batch_limit(&self.integration.kind);
         loop {
             let handed = tokio::select! {
@@ -325,7 +367,9 @@ impl Sender {
                         return Ok(());
                     }
                 }
-                self.pending.fetch_sub(batch.len(), Ordering::Relaxed);
+                self.counts
+                    .pending
+                    .fetch_sub(batch.len(), Ordering::Relaxed);
             }
         }
     }
