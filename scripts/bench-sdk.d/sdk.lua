@@ -1,6 +1,7 @@
 -- wrk script for scripts/bench-sdk. BENCH_ENDPOINT=flags: GET /api/v1/flags/;
 -- BENCH_ENDPOINT=identities: POST /api/v1/identities/ with 10 traits, transient, a different
 -- identifier (and trait values) on every request. BENCH_KEY is the environment key.
+-- BENCH_PACE_MS paces each connection (below).
 -- At the end prints one line: "BENCH <req/s> <p50 µs> <p99 µs> <requests> <non-2xx> <socket errors>".
 
 local endpoint = os.getenv("BENCH_ENDPOINT") or "flags"
@@ -41,6 +42,15 @@ if endpoint == "identities" then
       n, (n % 2 == 0) and "example.com" or "corp.example", n % 50,
       (n % 2 == 0) and "true" or "false", (n % 100) / 100, devices[n % 3 + 1], n % 400)
     return wrk.format(nil, nil, nil, body)
+  end
+end
+
+-- BENCH_PACE_MS: each connection waits that long before each request (a load below the
+-- server's capacity).
+local pace = tonumber(os.getenv("BENCH_PACE_MS") or "")
+if pace and pace > 0 then
+  function delay()
+    return pace
   end
 end
 
