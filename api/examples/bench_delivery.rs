@@ -438,6 +438,8 @@ async fn main() -> Res<()> {
     let mut without = Vec::new();
     let mut with = Vec::new();
     let mut analytics: Option<u64> = None;
+    // Identities Segment was sent and dropped (the node sheds them while saturated).
+    let (mut delivered, mut dropped) = (0, 0);
     for round in 0..rounds * 2 {
         let on = round % 2 == 1;
         if on && analytics.is_none() {
@@ -452,6 +454,15 @@ async fn main() -> Res<()> {
             // The worker sees the integration within its refresh.
             tokio::time::sleep(Duration::from_secs(1)).await;
         } else if !on && let Some(id) = analytics.take() {
+            let status = http
+                .send(
+                    reqwest::Method::GET,
+                    &format!("{integrations}{id}/status"),
+                    Value::Null,
+                )
+                .await?;
+            delivered += status["delivered"].as_u64().unwrap_or(0);
+            dropped += status["dropped"].as_u64().unwrap_or(0);
             http.send(
                 reqwest::Method::DELETE,
                 &format!("{integrations}{id}/"),
@@ -471,13 +482,26 @@ async fn main() -> Res<()> {
             without.push(rate)
         }
     }
+    if let Some(id) = analytics {
+        tokio::time::sleep(Duration::from_secs(1)).await; // the counts are saved meanwhile
+        let status = http
+            .send(
+                reqwest::Method::GET,
+                &format!("{integrations}{id}/status"),
+                Value::Null,
+            )
+            .await?;
+        delivered += status["delivered"].as_u64().unwrap_or(0);
+        dropped += status["dropped"].as_u64().unwrap_or(0);
+    }
     let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
     let ratio = mean(&with) / mean(&without);
     let sent = arrivals.count("/segment/v1/batch");
     results.record(
         "identities req/s with ÷ without a Segment integration",
         format!(
-            "{ratio:.2} ({:.0} ÷ {:.0}; {sent} Segment batches received)",
+            "{ratio:.2} ({:.0} ÷ {:.0}; {sent} Segment batches received: {delivered} identities \
+             sent, {dropped} dropped while the node was saturated or its queue full)",
             mean(&with),
             mean(&without)
         ),
