@@ -114,6 +114,13 @@ struct Http {
 }
 
 impl Http {
+    /// An identity integration's identities sent and dropped, from its status at `path`.
+    async fn identities_counted(&self, path: &str) -> Res<(u64, u64)> {
+        let status = self.send(reqwest::Method::GET, path, Value::Null).await?;
+        let count = |field: &str| status[field].as_u64().unwrap_or(0);
+        Ok((count("delivered"), count("dropped")))
+    }
+
     async fn send(&self, method: reqwest::Method, path: &str, body: Value) -> Res<Value> {
         let response = self
             .client
@@ -454,15 +461,10 @@ async fn main() -> Res<()> {
             // The worker sees the integration within its refresh.
             tokio::time::sleep(Duration::from_secs(1)).await;
         } else if !on && let Some(id) = analytics.take() {
-            let status = http
-                .send(
-                    reqwest::Method::GET,
-                    &format!("{integrations}{id}/status"),
-                    Value::Null,
-                )
+            let (sent, shed) = http
+                .identities_counted(&format!("{integrations}{id}/status"))
                 .await?;
-            delivered += status["delivered"].as_u64().unwrap_or(0);
-            dropped += status["dropped"].as_u64().unwrap_or(0);
+            (delivered, dropped) = (delivered + sent, dropped + shed);
             http.send(
                 reqwest::Method::DELETE,
                 &format!("{integrations}{id}/"),
@@ -484,15 +486,10 @@ async fn main() -> Res<()> {
     }
     if let Some(id) = analytics {
         tokio::time::sleep(Duration::from_secs(1)).await; // the counts are saved meanwhile
-        let status = http
-            .send(
-                reqwest::Method::GET,
-                &format!("{integrations}{id}/status"),
-                Value::Null,
-            )
+        let (sent, shed) = http
+            .identities_counted(&format!("{integrations}{id}/status"))
             .await?;
-        delivered += status["delivered"].as_u64().unwrap_or(0);
-        dropped += status["dropped"].as_u64().unwrap_or(0);
+        (delivered, dropped) = (delivered + sent, dropped + shed);
     }
     let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
     let ratio = mean(&with) / mean(&without);

@@ -298,16 +298,27 @@ async fn every_analytics_vendor_gets_the_served_flags_in_its_format(backend: Bac
     assert!(!listed.text.contains("seg-key-9") && !listed.text.contains("amp-key-9"));
 }
 
+/// A node run with `options`, environment [`KEY`] with one feature, and a `kind` integration
+/// sending to the returned receiver (its id last).
+async fn node_with_integration(
+    backend: Backend,
+    options: api::NodeOptions,
+    kind: &str,
+) -> (Server, Receiver, u64) {
+    let (server, _) = Server::start_with_options(backend, options).await;
+    let (project, _) = project_with_environment(&server, KEY).await;
+    server.feature(project, json!({"name": "checkout"})).await;
+    let receiver = Receiver::start().await;
+    let id = configure(&server, kind, &receiver.base).await;
+    (server, receiver, id)
+}
+
 async fn a_full_queue_drops_and_counts_every_identity_served(backend: Backend) {
     let options = api::NodeOptions {
         analytics_queue: 2,
         ..flaglog_tests::test_node()
     };
-    let (server, _) = Server::start_with_options(backend, options).await;
-    let (project, _) = project_with_environment(&server, KEY).await;
-    server.feature(project, json!({"name": "checkout"})).await;
-    let receiver = Receiver::start().await;
-    let heap = configure(&server, "heap", &receiver.base).await;
+    let (server, receiver, heap) = node_with_integration(backend, options, "heap").await;
     let warmups = warm_up(&server, &receiver, &["/heap/api/track"]).await;
 
     // The receiver now refuses everything: a batch takes its attempts and their waits, while
@@ -348,11 +359,7 @@ async fn a_saturated_node_drops_and_counts_instead_of_sending(backend: Backend) 
         analytics_shed_above: 0.0,
         ..flaglog_tests::test_node()
     };
-    let (server, _) = Server::start_with_options(backend, options).await;
-    let (project, _) = project_with_environment(&server, KEY).await;
-    server.feature(project, json!({"name": "checkout"})).await;
-    let receiver = Receiver::start().await;
-    let segment = configure(&server, "segment", &receiver.base).await;
+    let (server, receiver, segment) = node_with_integration(backend, options, "segment").await;
     let dropped = |status: &Value| status["dropped"].as_u64().unwrap();
     // Until the worker knows the integration, identities are not counted at all.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
